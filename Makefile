@@ -1,0 +1,50 @@
+# modeldeploy developer entry points. Names are a stable interface (see README).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps binaries test test-unit lint format bench demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## .venv with every component and the dev tools
+
+$(VENV)/.installed: predictor/pyproject.toml operator/pyproject.toml devcluster/pyproject.toml requirements/dev.txt
+	@echo "==> creating $(VENV) and installing the components (editable) and dev tools"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade uv
+	$(VENV)/bin/uv pip install --python $(PY) \
+		-e './predictor[parquet,s3,router]' -e ./operator -e ./devcluster -r requirements/dev.txt
+	touch $@
+
+system-deps: ## Debian packages the local cluster and benchmarks need (Prometheus, ...)
+	bash hack/install-system-deps.sh
+
+binaries: ## build the pinned etcd / kube-* / helm binaries into the cache (no-op when warm)
+	bash hack/build-binaries.sh
+
+test: install ## the whole suite (what .ci/run calls)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## only the tests that need no cluster
+	$(PY) -m pytest -m 'not cluster' $(PYTEST_ARGS)
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install ## the benchmarks, printing ratios
+	$(PY) -m benchmarks
+
+demo: install ## the main job: the rollout demo on the local cluster
+	$(VENV)/bin/modeldeploy-devcluster smoke
+
+clean: ## remove the virtualenv and caches inside the repo
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

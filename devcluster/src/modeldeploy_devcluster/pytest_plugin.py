@@ -1,0 +1,1 @@
+"""pytest fixtures for the local cluster (filled in by the local-cluster issue)."""

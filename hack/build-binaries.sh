@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Build the pinned control-plane binaries (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler) and helm from their upstream Go
+# modules into a cache outside the repo. A warm cache makes this a no-op.
+# Each binary is built to a temp name and renamed only on success, so a failed
+# or interrupted build never leaves a half binary that looks valid.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache_root=${MODELDEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modeldeploy}
+bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+work_root="$cache_root/build"
+mkdir -p "$bin_dir" "$work_root"
+export GOFLAGS="${GOFLAGS:-} -trimpath -buildvcs=false"
+export CGO_ENABLED=0
+
+log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# build_into MODULE_DIR OUTPUT PACKAGE [LDFLAGS]
+build_into() {
+  local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
+  if [[ -x "$bin_dir/$out" ]]; then
+    log "$out: cached"
+    return
+  fi
+  log "$out: building $pkg"
+  local start=$SECONDS
+  (cd "$dir" && go build -ldflags "-s -w $ldflags" -o "$bin_dir/.$out.partial" "$pkg")
+  mv -f "$bin_dir/.$out.partial" "$bin_dir/$out"
+  log "$out: built in $((SECONDS - start))s"
+}
+
+# A throwaway wrapper module: building a dependency's main package from here
+# ignores that module's own replace directives, which `go install @version`
+# would refuse.
+wrapper_module() {
+  local dir=$1 name=$2
+  mkdir -p "$dir"
+  if [[ ! -f "$dir/go.mod" ]]; then
+    (cd "$dir" && go mod init "$name" >/dev/null 2>&1)
+  fi
+  printf 'package tools\n' >"$dir/tools.go"
+}
+
+build_etcd() {
+  local dir="$work_root/etcd-$ETCD_VERSION"
+  [[ -x "$bin_dir/etcd" ]] && { log "etcd: cached"; return; }
+  wrapper_module "$dir" modeldeploy.local/etcd-build
+  (cd "$dir" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null)
+  build_into "$dir" etcd go.etcd.io/etcd/server/v3
+}
+
+build_kubernetes() {
+  local dir="$work_root/kubernetes-$KUBERNETES_VERSION"
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  local have_all=1
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    [[ -x "$bin_dir/$b" ]] || have_all=0
+  done
+  if [[ $have_all == 1 ]]; then log "kubernetes: cached"; return; fi
+  wrapper_module "$dir" modeldeploy.local/kubernetes-build
+  if [[ ! -f "$dir/.resolved" ]]; then
+    # k8s.io/kubernetes points every staging module at ./staging; point them at
+    # the published tags instead.
+    local gomod
+    gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    local replaces
+    replaces=$(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}' | sort -u)
+    (
+      cd "$dir"
+      for m in $replaces; do
+        go mod edit -replace "$m=$m@$staging"
+      done
+      go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
+      go mod tidy >/dev/null 2>&1 || true
+      go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION" >/dev/null
+    )
+    touch "$dir/.resolved"
+  fi
+  local minor=${KUBERNETES_VERSION#v1.}
+  minor=${minor%%.*}
+  local ld=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    build_into "$dir" "$b" "k8s.io/kubernetes/cmd/$b" "$ld"
+  done
+}
+
+build_helm() {
+  local dir="$work_root/helm-$HELM_VERSION"
+  [[ -x "$bin_dir/helm" ]] && { log "helm: cached"; return; }
+  wrapper_module "$dir" modeldeploy.local/helm-build
+  (cd "$dir" && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null)
+  build_into "$dir" helm helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+}
+
+case "${1:-all}" in
+  dir) echo "$bin_dir" ;;
+  all)
+    start=$SECONDS
+    build_etcd
+    build_kubernetes
+    build_helm
+    log "all binaries ready in $bin_dir ($((SECONDS - start))s)"
+    echo "$bin_dir"
+    ;;
+  *) echo "usage: $0 [all|dir]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""modeldeploy operator: rollouts of ModelDeployments."""

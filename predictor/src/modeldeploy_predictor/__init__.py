@@ -1,0 +1,1 @@
+"""modeldeploy predictor: model bundles and the scikit-learn model server."""

@@ -1,0 +1,1 @@
+"""modeldeploy router: weighted canary split and shadow mirroring."""
