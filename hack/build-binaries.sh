@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the pinned control-plane binaries (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler) and helm from their upstream Go
+# kube-controller-manager, kube-scheduler), Prometheus and helm from their upstream Go
 # modules into a cache outside the repo. A warm cache makes this a no-op.
 # Each binary is built to a temp name and renamed only on success, so a failed
 # or interrupted build never leaves a half binary that looks valid.
@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 
 cache_root=${MODELDEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modeldeploy}
-bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION-p$APISERVER_PATCH_LEVEL"
+bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-prom-$PROMETHEUS_VERSION-helm-$HELM_VERSION-p$APISERVER_PATCH_LEVEL"
 work_root="$cache_root/build"
 mkdir -p "$bin_dir" "$work_root"
 export GOFLAGS="${GOFLAGS:-} -trimpath -buildvcs=false"
@@ -143,6 +143,28 @@ PY
   (cd "$dir" && go mod edit -replace "k8s.io/kubernetes=./kubernetes-patched")
 }
 
+# Prometheus from its Go module: Debian's package is built without the
+# Kubernetes service discovery, which the local cluster depends on. Only that
+# discovery is compiled in (upstream's remove_all_sd / enable_*_sd tags), which
+# keeps the cloud SDKs out of the build. The web UI's assets are not embedded
+# (the API, which is all tests and the operator use, works without them).
+build_prometheus() {
+  local dir="$work_root/prometheus-$PROMETHEUS_VERSION"
+  [[ -x "$bin_dir/prometheus" ]] && { log "prometheus: cached"; return; }
+  # Prometheus vX.Y.Z is published as Go module version v0.(X*100+Y).Z.
+  local v=${PROMETHEUS_VERSION#v} major minor patch
+  IFS=. read -r major minor patch <<<"$v"
+  local module_version="v0.$((major * 100 + minor)).$patch"
+  local tags=remove_all_sd,enable_kubernetes_sd
+  wrapper_module "$dir" modeldeploy.local/prometheus-build
+  (cd "$dir" && GOFLAGS="$GOFLAGS -tags=$tags" go get \
+    "github.com/prometheus/prometheus/cmd/prometheus@$module_version")
+  local p=github.com/prometheus/common/version
+  GOFLAGS="$GOFLAGS -tags=$tags" build_into "$dir" prometheus \
+    github.com/prometheus/prometheus/cmd/prometheus \
+    "-X $p.Version=$v -X $p.Branch=HEAD -X $p.BuildUser=modeldeploy -X $p.Revision=$module_version"
+}
+
 build_helm() {
   local dir="$work_root/helm-$HELM_VERSION"
   [[ -x "$bin_dir/helm" ]] && { log "helm: cached"; return; }
@@ -158,6 +180,7 @@ case "${1:-all}" in
     start=$SECONDS
     build_etcd
     build_kubernetes
+    build_prometheus
     build_helm
     log "all binaries ready in $bin_dir ($((SECONDS - start))s)"
     echo "$bin_dir"

@@ -1,6 +1,6 @@
 """Where the pinned control-plane binaries and Prometheus live.
 
-The binaries are built by ``hack/build-binaries.sh`` into a cache keyed by
+The binaries (Prometheus included) are built by ``hack/build-binaries.sh`` into a cache keyed by
 the versions in ``hack/versions.env``; the script itself answers "where"
 (``build-binaries.sh dir``), so the cache layout has one owner.
 """
@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# Debian's prometheus is built without Kubernetes service discovery, so the
+# one from the cache is used (or an explicit MODELDEPLOY_PROMETHEUS_BIN).
+PROMETHEUS_ENV = "MODELDEPLOY_PROMETHEUS_BIN"
 
 
 class BinariesMissing(RuntimeError):
@@ -63,13 +66,15 @@ def find() -> Binaries:
             found[name] = Path(which)
         else:
             missing.append(name)
-    prometheus = os.environ.get("MODELDEPLOY_PROMETHEUS_BIN") or shutil.which("prometheus")
+    prometheus = os.environ.get(PROMETHEUS_ENV)
+    if not prometheus and directory and os.access(directory / "prometheus", os.X_OK):
+        prometheus = str(directory / "prometheus")
     if not prometheus:
         missing.append("prometheus")
     if missing:
         raise BinariesMissing(
             f"missing {', '.join(missing)} (looked in {directory or 'no bin dir'} and PATH): "
-            "run `make binaries` (needs Go) and `make system-deps` (Debian's prometheus)"
+            "run `make binaries` (needs Go)"
         )
     return Binaries(
         etcd=found["etcd"],

@@ -19,7 +19,9 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 # Controllers of kube-controller-manager that run here. Workloads and their
 # endpoints, garbage collection, namespaces (deletion empties them), service
-# accounts and their tokens, and the root CA ConfigMap pods may mount.
+# accounts and their tokens, the root CA ConfigMap pods may mount, RBAC role
+# aggregation. Not here: node lifecycle (the one node never goes away),
+# volumes, cloud and certificate controllers.
 CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
@@ -36,6 +38,10 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "resourcequota-controller",
     "disruption-controller",
+    "clusterrole-aggregation-controller",  # admin/edit/view pick up aggregated rules
+    "service-cidr-controller",
+    "ttl-after-finished-controller",
+    "cronjob-controller",
 )
 
 
