@@ -190,12 +190,16 @@ def test_rbac_applies_to_a_pods_service_account(api, cluster, namespace):
         namespace,
         _pod("talker", IMAGE, ["python", "-c", script], serviceAccountName="reader"),
     )
+
+    def said(line: str) -> bool:
+        return line in cluster.logs("talker", namespace).splitlines()
+
     wait_for(
-        lambda: "API DENIED 403" in cluster.logs("talker", namespace),
+        lambda: said("API DENIED 403"),
         timeout=60,
         message="a 403 for the service account without rights",
     )
-    assert "API OK" not in cluster.logs("talker", namespace)
+    assert not said("API OK")
     rbac = client.RbacAuthorizationV1Api(api)
     rbac.create_namespaced_role_binding(
         namespace,
@@ -210,7 +214,7 @@ def test_rbac_applies_to_a_pods_service_account(api, cluster, namespace):
         },
     )
     wait_for(
-        lambda: "API OK" in cluster.logs("talker", namespace),
+        lambda: said("API OK"),
         timeout=30,
         message="API access after the RoleBinding",
     )

@@ -33,6 +33,17 @@ def running(layout: Layout) -> State | None:
     return None
 
 
+def _clear(layout: Layout) -> None:
+    """Remove an old state dir, refusing anything that is not one (``--dir ~`` say)."""
+    root = layout.root
+    if not root.exists():
+        return
+    if any(root.iterdir()) and not layout.state_file.exists():
+        raise ClusterStartError(f"{root} exists and is not a devcluster state directory")
+    _kill_leftovers(layout, State.load(layout))
+    shutil.rmtree(root)
+
+
 def _kill_leftovers(layout: Layout, state: State | None) -> None:
     for pgid_file in layout.pods.glob("*/*.pgid") if layout.pods.exists() else []:
         with contextlib.suppress(OSError, ValueError):
@@ -54,10 +65,9 @@ def up(
     if running(layout):
         return Cluster.from_dir(root)
     binaries.find()  # raises BinariesMissing with instructions before anything starts
-    if root.exists():
-        _kill_leftovers(layout, State.load(layout))
-        shutil.rmtree(root)
+    _clear(layout)
     root.mkdir(parents=True)
+    State().save(layout)  # marks the directory as ours from the first moment
     images.write_file(layout.images, images.load(images_file))
     log_path = root / "supervisor.log"
     argv = [
@@ -106,7 +116,7 @@ def down(root: Path, timeout: float = 60.0, keep: bool = False) -> bool:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(state.supervisor_pid, os.WNOHANG)
     _kill_leftovers(layout, state)
-    if not keep and root.exists():
+    if not keep and layout.state_file.exists():
         shutil.rmtree(root, ignore_errors=True)
     return was_running
 
@@ -120,9 +130,8 @@ def foreground(root: Path, scrape_interval: str, images_file: Path | None, node_
         print(f"a cluster is already running in {root}", file=sys.stderr)
         return 1
     binaries.find()
-    if root.exists():
-        _kill_leftovers(layout, State.load(layout))
-        shutil.rmtree(root)
+    _clear(layout)
     root.mkdir(parents=True)
+    State().save(layout)  # marks the directory as ours from the first moment
     images.write_file(layout.images, images.load(images_file))
     return supervisor.run(layout, scrape_interval, node_name)

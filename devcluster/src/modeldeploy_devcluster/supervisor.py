@@ -47,6 +47,9 @@ STOP_ORDER = (
 )
 
 
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+
+
 class StartupError(RuntimeError):
     pass
 
@@ -193,9 +196,18 @@ class Supervisor:
 
         def node_ready() -> bool:
             node = core.read_node(self.node_name)
-            return any(
+            ready = any(
                 c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
             )
+            taints = node.spec.taints or []
+            if ready and any(t.key == NOT_READY_TAINT for t in taints):
+                # Admission puts this taint on every new Node and the node-lifecycle
+                # controller (not run here: one node that never goes away) would
+                # lift it once the node is Ready; a node may not lift its own.
+                kept = [t.to_dict() for t in taints if t.key != NOT_READY_TAINT]
+                core.patch_node(self.node_name, {"spec": {"taints": kept or None}})
+                return False
+            return ready
 
         self._wait("node", node_ready, 60)
         # Pods can only be created once the namespace's default ServiceAccount exists.

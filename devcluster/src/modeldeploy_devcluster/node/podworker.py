@@ -68,6 +68,7 @@ class PodWorker(threading.Thread):
         self.containers: list[Container] = []
         self.kubeconfig: Path | None = None
         self.ip = ""
+        self.start_time = ""
         self.transitions: dict[str, tuple[str, str]] = {}
         self.last_status: dict | None = None
 
@@ -130,6 +131,7 @@ class PodWorker(threading.Thread):
         self.ip = self.ctx.allocator.allocate(self.uid)
         status = self.pod.setdefault("status", {})
         status.update({"podIP": self.ip, "podIPs": [{"ip": self.ip}], "hostIP": "127.0.0.1"})
+        self.start_time = status.get("startTime") or rfc3339(time.time())
         spec = self.pod["spec"]
         if credentials.wants_token(self.pod):
             # The Node authorizer learns about the pod's binding asynchronously: retry.
@@ -144,6 +146,8 @@ class PodWorker(threading.Thread):
                     log.info("%s: token request failed (%s), retrying", self.key, exc.status)
                     if self.stop_event.wait(0.2):
                         return
+            else:
+                log.error("%s: no service-account token; containers run without one", self.key)
         policy = spec.get("restartPolicy") or "Always"
         grace = float(spec.get("terminationGracePeriodSeconds", 30))
         for c in spec.get("containers", []):
@@ -176,14 +180,13 @@ class PodWorker(threading.Thread):
     def _status(self, now: float) -> dict:
         statuses = [c.status() for c in self.containers]
         ready = bool(self.containers) and all(c.ready for c in self.containers)
-        started = self.pod.get("status", {}).get("startTime") or rfc3339(now)
         return {
             "phase": pod_phase(self.containers),
             "podIP": self.ip,
             "podIPs": [{"ip": self.ip}],
             "hostIP": "127.0.0.1",
             "hostIPs": [{"ip": "127.0.0.1"}],
-            "startTime": started,
+            "startTime": self.start_time,
             "conditions": [
                 self._condition("PodReadyToStartContainers", True, now),
                 self._condition("Initialized", True, now),
