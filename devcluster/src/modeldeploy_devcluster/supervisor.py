@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import kubernetes
 import yaml
 
 from modeldeploy_devcluster import binaries, components, kubeconfig, pki, procs, prometheus_config
@@ -191,31 +190,32 @@ class Supervisor:
             lambda: insecure.get(f"{self.state.prometheus_url}/-/ready").status_code == 200,
             60,
         )
-        api = kubernetes.config.new_client_from_config(config_file=str(layout.kubeconfig))
-        core = kubernetes.client.CoreV1Api(api)
+        node_url = f"{server}/api/v1/nodes/{self.node_name}"
 
         def node_ready() -> bool:
-            node = core.read_node(self.node_name)
+            node = tls.get(node_url).raise_for_status().json()
             ready = any(
-                c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in node.get("status", {}).get("conditions", [])
             )
-            taints = node.spec.taints or []
-            if ready and any(t.key == NOT_READY_TAINT for t in taints):
+            taints = node.get("spec", {}).get("taints") or []
+            if ready and any(t["key"] == NOT_READY_TAINT for t in taints):
                 # Admission puts this taint on every new Node and the node-lifecycle
                 # controller (not run here: one node that never goes away) would
                 # lift it once the node is Ready; a node may not lift its own.
-                kept = [t.to_dict() for t in taints if t.key != NOT_READY_TAINT]
-                core.patch_node(self.node_name, {"spec": {"taints": kept or None}})
+                kept = [t for t in taints if t["key"] != NOT_READY_TAINT]
+                tls.patch(
+                    node_url,
+                    json={"spec": {"taints": kept or None}},
+                    headers={"Content-Type": "application/merge-patch+json"},
+                ).raise_for_status()
                 return False
             return ready
 
         self._wait("node", node_ready, 60)
         # Pods can only be created once the namespace's default ServiceAccount exists.
-        self._wait(
-            "kube-controller-manager",
-            lambda: core.read_namespaced_service_account("default", "default") is not None,
-            60,
-        )
+        sa_url = f"{server}/api/v1/namespaces/default/serviceaccounts/default"
+        self._wait("kube-controller-manager", lambda: tls.get(sa_url).status_code == 200, 60)
         self.state.timings["ready"] = round(time.monotonic() - self.t0, 2)
         self.state.phase = "ready"
         self.state.save(layout)
