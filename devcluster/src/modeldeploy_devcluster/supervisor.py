@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -128,9 +129,9 @@ class Supervisor:
             images.write_file(layout.images, images.load())
 
         admin = certs.clients["admin"]
-        tls = httpx.Client(
-            verify=str(certs.ca.cert), cert=(str(admin.cert), str(admin.key)), timeout=2
-        )
+        context = ssl.create_default_context(cafile=str(certs.ca.cert))
+        context.load_cert_chain(str(admin.cert), str(admin.key))
+        tls = httpx.Client(verify=context, timeout=2)
         insecure = httpx.Client(verify=False, timeout=2)  # components' self-signed health ports
 
         self._spawn("etcd", components.etcd(bins, layout, ports))
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-name", default=DEFAULT_NODE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
     return run(Layout(args.dir), args.scrape_interval, args.node_name)
 
 
