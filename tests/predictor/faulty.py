@@ -26,3 +26,22 @@ class Faulty(ClassifierMixin, BaseEstimator):
         self._check(x)
         p = (np.asarray(x)[:, 0] > 0).astype(float)
         return np.column_stack([1 - p, p])
+
+
+class Slow(Faulty):
+    """Takes ``SLOW_SECONDS`` for rows whose first value is ``SLOW_TRIGGER``, touching a marker
+    file when it starts, so a test knows a request is in flight."""
+
+    def predict(self, x):
+        import os
+        import time
+        from pathlib import Path
+
+        if (np.asarray(x)[:, 0] == SLOW_TRIGGER).any():
+            Path(os.environ["SLOW_MARKER"]).touch()
+            time.sleep(SLOW_SECONDS)
+        return super().predict(x)
+
+
+SLOW_TRIGGER = 7.0
+SLOW_SECONDS = 1.5
