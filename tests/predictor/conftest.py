@@ -14,10 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modeldeploy_predictor.bundle import build_bundle
 from sklearn.datasets import load_breast_cancer, make_regression
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
-
-from modeldeploy_predictor.bundle import build_bundle
 
 HERE = Path(__file__).parent
 CLI = Path(sys.executable).with_name("modeldeploy-predictor")
@@ -57,7 +56,17 @@ def run_server(
     full_env = {**os.environ, "PYTHONPATH": str(HERE), **(env or {})}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(CLI), "serve", "--bundle", str(bundle), "--host", "127.0.0.1", "--port", str(port), *args],
+            [
+                str(CLI),
+                "serve",
+                "--bundle",
+                str(bundle),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *args,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from modeldeploy_predictor.batching import AdaptiveBatcher, BatcherStopped
 
 
@@ -28,7 +27,9 @@ async def test_concurrent_results_equal_one_by_one(classifier, cancer, in_thread
     x, _, _ = cancer
     rec = Recorder(classifier)
     batches = []
-    batcher = AdaptiveBatcher(rec, 64, 50, in_thread=in_thread, on_batch=lambda r, n: batches.append((r, n)))
+    batcher = AdaptiveBatcher(
+        rec, 64, 50, in_thread=in_thread, on_batch=lambda r, n: batches.append((r, n))
+    )
     await batcher.start()
     sizes = [1, 3, 1, 7, 2, 1, 1, 5] * 8
     starts = np.cumsum([0, *sizes[:-1]])
@@ -62,7 +63,9 @@ async def test_failing_request_does_not_fail_its_neighbours(classifier, cancer):
     poison = x[:2].copy()
     poison[1, 0] = -999
     good = [x[i : i + 1] for i in range(5)]
-    results = await asyncio.gather(*(batcher.submit(p) for p in [*good, poison]), return_exceptions=True)
+    results = await asyncio.gather(
+        *(batcher.submit(p) for p in [*good, poison]), return_exceptions=True
+    )
     await batcher.stop()
     assert isinstance(results[-1], ValueError)
     for part, (pred, _) in zip(good, results[:-1], strict=True):
@@ -74,7 +77,10 @@ async def test_oversized_request_goes_alone_and_stop_drains(classifier, cancer):
     rec = Recorder(classifier)
     batcher = AdaptiveBatcher(rec, 8, 50)
     await batcher.start()
-    pending = [asyncio.ensure_future(batcher.submit(x[:20])), asyncio.ensure_future(batcher.submit(x[:3]))]
+    pending = [
+        asyncio.ensure_future(batcher.submit(x[:20])),
+        asyncio.ensure_future(batcher.submit(x[:3])),
+    ]
     await asyncio.sleep(0)
     await batcher.stop()  # everything already queued is finished
     big, small = await asyncio.gather(*pending)

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sklearn
-
 from modeldeploy_predictor import tables
 from modeldeploy_predictor.bundle import BundleError, build_bundle, load_bundle
 
@@ -84,7 +83,7 @@ def test_tampered_estimator_is_refused_naming_file_and_both_digests(classifier_b
 def test_tampered_reference_is_refused(classifier_bundle, tmp_path):
     bundle = _copy(classifier_bundle, tmp_path)
     (bundle / "reference.json").write_bytes(b"{}")
-    with pytest.raises(BundleError, match="reference.json: sha256 mismatch"):
+    with pytest.raises(BundleError, match=r"reference\.json: sha256 mismatch"):
         load_bundle(bundle)
 
 
@@ -93,7 +92,7 @@ def test_sklearn_version_mismatch_refused_or_warned(classifier_bundle, tmp_path)
     _edit_meta(bundle, versions__sklearn="0.24.2")
     with pytest.raises(BundleError, match=r"scikit-learn 0\.24\.2.*--allow-version-mismatch"):
         load_bundle(bundle)
-    with pytest.warns(RuntimeWarning, match="0.24.2"):
+    with pytest.warns(RuntimeWarning, match=r"0\.24\.2"):
         loaded = load_bundle(bundle, allow_version_mismatch=True)
     assert loaded.version == "1.0.0"
 
@@ -111,7 +110,9 @@ def test_feature_names_must_match_feature_names_in(classifier, cancer, tmp_path)
     named = sklearn.base.clone(classifier).fit(x, y)
     named.feature_names_in_ = np.array(names, dtype=object)
     wrong = [*names[:-1], "bogus"]
-    with pytest.raises(BundleError, match=r"missing \['worst_fractal_dimension'\], unknown \['bogus'\]"):
+    with pytest.raises(
+        BundleError, match=r"missing \['worst_fractal_dimension'\], unknown \['bogus'\]"
+    ):
         build_bundle(named, x, "n", "1", tmp_path / "b", feature_names=wrong)
     assert not (tmp_path / "b").exists()
     build_bundle(named, x, "n", "1", tmp_path / "b", feature_names=names)
@@ -125,7 +126,7 @@ def test_reference_with_wrong_width_is_refused(classifier, cancer, tmp_path):
 
 
 def test_missing_model_json_is_named(tmp_path):
-    with pytest.raises(BundleError, match="model.json: missing"):
+    with pytest.raises(BundleError, match=r"model\.json: missing"):
         load_bundle(tmp_path)
 
 
@@ -140,10 +141,24 @@ def test_cli_bundle_from_csv_and_parquet(classifier, cancer, tmp_path, cli):
     for ref in ("ref.csv", "ref.parquet"):
         out = tmp_path / f"bundle-{ref}"
         done = subprocess.run(
-            [str(cli), "bundle", "--model", str(tmp_path / "m.joblib"), "--reference", str(tmp_path / ref),
-             "--name", "cancer", "--version", "3", "--out", str(out)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                str(cli),
+                "bundle",
+                "--model",
+                str(tmp_path / "m.joblib"),
+                "--reference",
+                str(tmp_path / ref),
+                "--name",
+                "cancer",
+                "--version",
+                "3",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         loaded = load_bundle(out)
         assert loaded.feature_names == names
@@ -158,10 +173,24 @@ def test_cli_bundle_rejects_non_numeric_column(classifier, tmp_path, cli):
     joblib.dump(classifier, tmp_path / "m.joblib")
     (tmp_path / "ref.csv").write_text("a,b\n1,x\n")
     done = subprocess.run(
-        [str(cli), "bundle", "--model", str(tmp_path / "m.joblib"), "--reference", str(tmp_path / "ref.csv"),
-         "--name", "c", "--version", "1", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            str(cli),
+            "bundle",
+            "--model",
+            str(tmp_path / "m.joblib"),
+            "--reference",
+            str(tmp_path / "ref.csv"),
+            "--name",
+            "c",
+            "--version",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2
     assert "column 'b' is not numeric" in done.stderr
     assert not (tmp_path / "out").exists()

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from modeldeploy_predictor import drift
 
 

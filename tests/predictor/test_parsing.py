@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from modeldeploy_predictor import parsing
 from modeldeploy_predictor.parsing import InputError
 

@@ -22,16 +22,21 @@ _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 class PredictionLog:
     def __init__(
-        self, target: str, capacity: int = 10000, on_drop: Callable[[], None] | None = None
+        self,
+        target: str,
+        capacity: int = 10000,
+        on_drop: Callable[[], None] | None = None,
+        stream: IO[bytes] | None = None,  # tests inject a stuck stream
     ):
         self.target = target
         self._queue: queue.Queue = queue.Queue(maxsize=capacity)
         self._on_drop = on_drop
         self.dropped = 0
         self._thread = threading.Thread(target=self._write_loop, name="prediction-log", daemon=True)
-        self._stream: IO[bytes] = (
-            sys.stdout.buffer if target in ("-", "stdout") else open(target, "ab")  # noqa: SIM115
-        )
+        if stream is None:
+            to_stdout = target in ("-", "stdout")
+            stream = sys.stdout.buffer if to_stdout else open(target, "ab")  # noqa: SIM115
+        self._stream = stream
         self._thread.start()
 
     def write(self, record: dict[str, Any]) -> None:
@@ -48,7 +53,7 @@ class PredictionLog:
         with contextlib.suppress(queue.Full):
             self._queue.put(_STOP, timeout=timeout)
         self._thread.join(timeout)
-        if self._stream is not sys.stdout.buffer:
+        if self.target not in ("-", "stdout"):
             self._stream.close()
 
     def _write_loop(self) -> None:
