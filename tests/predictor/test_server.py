@@ -82,6 +82,10 @@ def test_predictions_equal_estimator_for_every_protocol(cancer_server, classifie
     }
     r = httpx.post(url + "/v2/models/cancer/versions/1.0.0/infer", json=named)
     assert np.array_equal(r.json()["outputs"][0]["data"], want)
+    only = {**v2_body(x[:5]), "outputs": [{"name": "predict"}]}
+    r = httpx.post(url + "/v2/models/cancer/infer", json=only)
+    assert [o["name"] for o in r.json()["outputs"]] == ["predict"]
+    assert np.array_equal(r.json()["outputs"][0]["data"], want[:5])
     r = httpx.post(url + "/v1/models/cancer:predict", json={"instances": x.tolist()})
     assert r.status_code == 200 and np.array_equal(r.json()["predictions"], want)
     recs = [dict(zip(names, row, strict=True)) for row in x[:50].tolist()]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-PredictFn = Callable[[np.ndarray], Sequence[Any]]
+PredictFn = Callable[[np.ndarray, bool], Sequence[Any]]  # (X, full) -> outputs
 BatchObserver = Callable[[int, int], None]  # (requests, rows) per predict call
 
 
@@ -46,7 +46,7 @@ class AdaptiveBatcher:
         self._predict = predict
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait = max_wait_ms / 1000.0
-        self._queue: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
+        self._queue: deque[tuple[np.ndarray, asyncio.Future, float, bool]] = deque()
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self._stopping = False
@@ -72,12 +72,13 @@ class AdaptiveBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def submit(self, x: np.ndarray) -> Sequence[Any]:
+    async def submit(self, x: np.ndarray, full: bool = True) -> Sequence[Any]:
+        """Predict ``x`` with others; ``full=False`` means optional outputs are not needed."""
         if self._worker is None or self._stopping:
             raise BatcherStopped("batcher is not running")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append((x, future, loop.time()))
+        self._queue.append((x, future, loop.time(), full))
         self._wake.set()
         return await future
 
@@ -113,8 +114,9 @@ class AdaptiveBatcher:
 
     async def _dispatch(self, batch: list, rows: int) -> None:
         x = batch[0][0] if len(batch) == 1 else np.concatenate([item[0] for item in batch])
+        full = any(item[3] for item in batch)
         try:
-            outputs = await self._call(x)
+            outputs = await self._call(x, full)
         except Exception as exc:
             if len(batch) == 1:
                 _resolve(batch[0][1], exception=exc)
@@ -125,17 +127,18 @@ class AdaptiveBatcher:
         if self._on_batch is not None:
             self._on_batch(len(batch), x.shape[0])
         start = 0
-        for item, future, _ in batch:
+        for item, future, _, _ in batch:
             stop = start + item.shape[0]
             _resolve(
                 future, result=tuple(o[start:stop] if o is not None else None for o in outputs)
             )
             start = stop
 
-    async def _call(self, x: np.ndarray) -> Sequence[Any]:
+    async def _call(self, x: np.ndarray, full: bool) -> Sequence[Any]:
         if self._executor is None:
-            return self._predict(x)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, x)
+            return self._predict(x, full)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._predict, x, full)
 
 
 def _resolve(

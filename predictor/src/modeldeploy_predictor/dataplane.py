@@ -115,15 +115,17 @@ class DataPlane:
             except Exception:  # a drift bug must never take serving down
                 log.exception("drift refresh failed")
 
-    async def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    async def predict(
+        self, x: np.ndarray, proba: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.ready:
             raise NotReady("model is not ready")
         parsing.check_finite(x, self.model.allow_nan)
         try:
             if self.batcher is not None:
-                pred, proba = await self.batcher.submit(x)
+                pred, probabilities = await self.batcher.submit(x, proba)
             else:
-                pred, proba = self.model.predict(x)
+                pred, probabilities = self.model.predict(x, proba)
                 self.metrics.batch(1, x.shape[0])
         except BatcherStopped as exc:
             raise NotReady(str(exc)) from None
@@ -131,7 +133,7 @@ class DataPlane:
             self.metrics.model_error(type(exc).__name__)
             raise ModelError(exc) from exc
         self.metrics.predictions(x, pred)
-        return pred, proba
+        return pred, probabilities
 
     def log_prediction(
         self, request_id: str, endpoint: str, x: np.ndarray, pred: Any, started: float

@@ -58,10 +58,11 @@ class SklearnModel:
     def has_proba(self) -> bool:
         return self._proba
 
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, x: np.ndarray, proba: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions, and class probabilities when asked for and available."""
         pred = np.asarray(self.estimator.predict(x))
-        proba = self.estimator.predict_proba(x) if self._proba else None
-        return pred, proba
+        probabilities = self.estimator.predict_proba(x) if proba and self._proba else None
+        return pred, probabilities
 
     def warm_up(self) -> None:
         """One real prediction before readiness (lazy imports, caches, a sanity check)."""

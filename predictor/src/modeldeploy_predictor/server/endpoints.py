@@ -124,7 +124,7 @@ class Endpoints:
         endpoint: str,
         name: str | None,
         version: str | None,
-        parse: Callable[[Any], tuple[np.ndarray, Any]],
+        parse: Callable[[Any], tuple[np.ndarray, bool, Any]],
         render: Callable[[np.ndarray, np.ndarray | None, Any, str], Any],
     ) -> Response:
         started = time.perf_counter()
@@ -137,8 +137,8 @@ class Endpoints:
         if response is None:
             try:
                 body = await self._read_body(request)
-                x, extra = parse(parsing.loads(body))
-                pred, proba = await dp.predict(x)
+                x, want_proba, extra = parse(parsing.loads(body))
+                pred, proba = await dp.predict(x, want_proba)
                 response = json_response(render(pred, proba, extra, request_id), 200, headers)
                 dp.log_prediction(request_id, endpoint, x, pred, started)
             except parsing.InputError as exc:
@@ -197,9 +197,9 @@ class Endpoints:
 
     # ----- protocol codecs ---------------------------------------------------------
 
-    def _v2_parse(self, doc: Any) -> tuple[np.ndarray, Any]:
+    def _v2_parse(self, doc: Any) -> tuple[np.ndarray, bool, Any]:
         x, wanted, req_id = parsing.v2_request(doc, self.dp.model.feature_names)
-        return x, (wanted, req_id)
+        return x, not wanted or "predict_proba" in wanted, (wanted, req_id)
 
     def _v2_render(self, pred: np.ndarray, proba: np.ndarray | None, extra: Any, rid: str) -> Any:
         wanted, req_id = extra
@@ -229,14 +229,14 @@ class Endpoints:
             "outputs": outputs,
         }
 
-    def _v1_parse(self, doc: Any) -> tuple[np.ndarray, Any]:
-        return parsing.v1_request(doc, self.dp.model.feature_names), None
+    def _v1_parse(self, doc: Any) -> tuple[np.ndarray, bool, Any]:
+        return parsing.v1_request(doc, self.dp.model.feature_names), False, None
 
     def _v1_render(self, pred: np.ndarray, proba: np.ndarray | None, extra: Any, rid: str) -> Any:
         return {"predictions": _data(pred)}
 
-    def _plain_parse(self, doc: Any) -> tuple[np.ndarray, Any]:
-        return parsing.predict_request(doc, self.dp.model.feature_names), None
+    def _plain_parse(self, doc: Any) -> tuple[np.ndarray, bool, Any]:
+        return parsing.predict_request(doc, self.dp.model.feature_names), True, None
 
     def _plain_render(
         self, pred: np.ndarray, proba: np.ndarray | None, extra: Any, rid: str
