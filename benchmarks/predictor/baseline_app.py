@@ -40,5 +40,7 @@ async def infer(name: str, request: InferenceRequest) -> dict:
     pred = model.predict(x)
     return {
         "model_name": name,
-        "outputs": [{"name": "predict", "shape": [len(pred)], "datatype": "FP64", "data": pred.tolist()}],
+        "outputs": [
+            {"name": "predict", "shape": [len(pred)], "datatype": "FP64", "data": pred.tolist()}
+        ],
     }

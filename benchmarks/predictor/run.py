@@ -29,10 +29,9 @@ from pathlib import Path
 import httpx
 import joblib
 import numpy as np
+from modeldeploy_predictor.bundle import build_bundle
 from sklearn.datasets import load_breast_cancer, make_regression
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
-
-from modeldeploy_predictor.bundle import build_bundle
 
 from . import mlserver_env
 
@@ -45,8 +44,8 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[%s]==]
 done = function(summary, latency, requests)
   io.write(string.format(
-    'BENCH_RESULT {"requests": %%d, "duration_us": %%d, "status_errors": %%d, "socket_errors": %%d, ' ..
-    '"p50_us": %%d, "p99_us": %%d}\\n',
+    'BENCH_RESULT {"requests": %%d, "duration_us": %%d, "status_errors": %%d, ' ..
+    '"socket_errors": %%d, "p50_us": %%d, "p99_us": %%d}\\n',
     summary.requests, summary.duration, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(99)))
@@ -103,7 +102,14 @@ def _save(name: str, est, x: np.ndarray, names: list[str], workdir: Path) -> Mod
 def request_body(model: Model) -> bytes:
     row = model.x[:1]
     body = {
-        "inputs": [{"name": "input-0", "shape": [1, row.shape[1]], "datatype": "FP64", "data": row.ravel().tolist()}],
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [1, row.shape[1]],
+                "datatype": "FP64",
+                "data": row.ravel().tolist(),
+            }
+        ],
         "outputs": [{"name": "predict"}],
     }
     return json.dumps(body).encode()
@@ -113,17 +119,26 @@ def request_body(model: Model) -> bytes:
 
 
 @contextlib.contextmanager
-def started(cmd: list[str], port: int, log: Path, cwd: Path, env: dict | None = None) -> Iterator[str]:
+def started(
+    cmd: list[str], port: int, log: Path, cwd: Path, env: dict | None = None
+) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+            cmd,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"{cmd[0]} exited {proc.returncode}; see {log}:\n{log.read_text()[-2000:]}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
                     break
@@ -143,7 +158,15 @@ def started(cmd: list[str], port: int, log: Path, cwd: Path, env: dict | None = 
 
 def predictor_server(model: Model, workdir: Path, *flags: str):
     port = free_port()
-    cmd = [str(VENV_BIN / "modeldeploy-predictor"), "serve", "--bundle", str(model.bundle), "--port", str(port), *flags]
+    cmd = [
+        str(VENV_BIN / "modeldeploy-predictor"),
+        "serve",
+        "--bundle",
+        str(model.bundle),
+        "--port",
+        str(port),
+        *flags,
+    ]
     return started(cmd, port, workdir / f"predictor-{model.name}-{port}.log", REPO)
 
 
@@ -153,7 +176,13 @@ def baseline_server(model: Model, workdir: Path):
         str(VENV_BIN / "uvicorn"), "benchmarks.predictor.baseline_app:app", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    return started(cmd, port, workdir / f"baseline-{model.name}.log", REPO, {"BENCH_MODEL": str(model.joblib_path)})
+    return started(
+        cmd,
+        port,
+        workdir / f"baseline-{model.name}.log",
+        REPO,
+        {"BENCH_MODEL": str(model.joblib_path)},
+    )
 
 
 def mlserver_server(model: Model, workdir: Path, batching: bool):
@@ -163,7 +192,12 @@ def mlserver_server(model: Model, workdir: Path, batching: bool):
     folder.mkdir()
     shutil.copy(model.joblib_path, folder / "model.joblib")
     port = free_port()
-    settings = {"http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "debug": False}
+    settings = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "debug": False,
+    }
     (folder / "settings.json").write_text(json.dumps(settings))
     model_settings = {
         "name": model.name,
@@ -181,7 +215,11 @@ def mlserver_server(model: Model, workdir: Path, batching: bool):
 
 def check_answer(url: str, model: Model, body: bytes) -> None:
     """Every server must give the estimator's own answer for the benchmark row."""
-    r = httpx.post(f"{url}/v2/models/{model.name}/infer", content=body, headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{url}/v2/models/{model.name}/infer",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
     r.raise_for_status()
     got = r.json()["outputs"][0]["data"][0]
     want = model.estimator.predict(model.x[:1])[0]
@@ -206,7 +244,9 @@ def run_wrk(url: str, model: Model, lua: Path, concurrency: int, seconds: float)
     )
 
 
-def ceiling(model: Model, batch_sizes: list[int], seconds: float = 1.0) -> dict[int, tuple[float, float]]:
+def ceiling(
+    model: Model, batch_sizes: list[int], seconds: float = 1.0
+) -> dict[int, tuple[float, float]]:
     """In-process predict: (calls/s, rows/s) at each batch size."""
     out = {}
     for b in batch_sizes:
@@ -221,11 +261,17 @@ def ceiling(model: Model, batch_sizes: list[int], seconds: float = 1.0) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks predictor", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="classifier only, concurrency 1 and 32, 3 s runs")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks predictor", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="classifier only, concurrency 1 and 32, 3 s runs"
+    )
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 8, quick 3)")
     parser.add_argument("--concurrency", help="comma-separated (default 1,8,32,64)")
-    parser.add_argument("--skip-mlserver", action="store_true", help="do not install or run MLServer")
+    parser.add_argument(
+        "--skip-mlserver", action="store_true", help="do not install or run MLServer"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -238,11 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] load average before: {os.getloadavg()}, cpus: {os.cpu_count()}", flush=True)
     if not args.skip_mlserver:
         mlserver_env.ensure()
-    results: dict = {"config": {"concurrency": levels, "seconds": seconds, "loadavg_before": os.getloadavg()}}
+    results: dict = {
+        "config": {"concurrency": levels, "seconds": seconds, "loadavg_before": os.getloadavg()}
+    }
     with tempfile.TemporaryDirectory(prefix="modeldeploy-bench-") as tmp:
         workdir = Path(tmp)
         for model in make_models(workdir, which):
-            results[model.name] = run_model(model, workdir, levels, seconds, quick, args.skip_mlserver)
+            results[model.name] = run_model(
+                model, workdir, levels, seconds, quick, args.skip_mlserver
+            )
     results["config"]["loadavg_after"] = os.getloadavg()
     print(f"[bench] load average after: {results['config']['loadavg_after']}")
     if args.json:
@@ -250,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_model(model: Model, workdir: Path, levels: list[int], seconds: float, quick: bool, skip_ml: bool) -> dict:
+def run_model(
+    model: Model, workdir: Path, levels: list[int], seconds: float, quick: bool, skip_ml: bool
+) -> dict:
     body = request_body(model)
     lua = workdir / f"{model.name}.lua"
     lua.write_text(LUA % body.decode())
@@ -281,13 +333,26 @@ def run_model(model: Model, workdir: Path, levels: list[int], seconds: float, qu
     return {"servers": table, "ceiling": ceil}
 
 
-def report(model: Model, table: dict[str, dict[int, Result]], ceil: dict, levels: list[int]) -> None:
-    print(f"\n== {model.name} ({type(model.estimator).__name__}, {model.x.shape[1]} features), single-row V2 requests")
+def report(
+    model: Model, table: dict[str, dict[int, Result]], ceil: dict, levels: list[int]
+) -> None:
+    print(
+        f"\n== {model.name} ({type(model.estimator).__name__}, {model.x.shape[1]} features), "
+        "single-row V2 requests"
+    )
     header = "server".ljust(20) + "".join(f"| c={c:<3} req/s   p50 ms   p99 ms " for c in levels)
     print(header)
     for label, row in table.items():
-        print(label.ljust(20) + "".join(f"| {row[c].rps:10.0f} {row[c].p50_ms:8.2f} {row[c].p99_ms:8.2f} " for c in levels))
-    print("in-process ceiling  " + "".join(f"| {ceil[c][1]:10.0f} rows/s (batch {c})   " for c in levels))
+        print(
+            label.ljust(20)
+            + "".join(
+                f"| {row[c].rps:10.0f} {row[c].p50_ms:8.2f} {row[c].p99_ms:8.2f} " for c in levels
+            )
+        )
+    print(
+        "in-process ceiling  "
+        + "".join(f"| {ceil[c][1]:10.0f} rows/s (batch {c})   " for c in levels)
+    )
     ours = table["predictor"]
     print("ratios:")
     for c in levels:
@@ -297,24 +362,37 @@ def report(model: Model, table: dict[str, dict[int, Result]], ceil: dict, levels
                 theirs = table[peer][c]
                 parts.append(
                     f"vs {peer}: throughput x{ours[c].rps / theirs.rps:.2f}, "
-                    f"p50 x{ours[c].p50_ms / theirs.p50_ms:.2f}, p99 x{ours[c].p99_ms / theirs.p99_ms:.2f}"
+                    f"p50 x{ours[c].p50_ms / theirs.p50_ms:.2f}, "
+                    f"p99 x{ours[c].p99_ms / theirs.p99_ms:.2f}"
                 )
         print(f"  c={c}: " + "; ".join(parts))
     targets = []
     if 32 in levels and "mlserver" in table:
-        targets.append(("c=32 throughput >= 2x MLServer default", ours[32].rps >= 2 * table["mlserver"][32].rps))
         targets.append(
-            ("c=32 throughput >= 1.2x MLServer batching", ours[32].rps >= 1.2 * table["mlserver-batching"][32].rps)
+            (
+                "c=32 throughput >= 2x MLServer default",
+                ours[32].rps >= 2 * table["mlserver"][32].rps,
+            )
+        )
+        targets.append(
+            (
+                "c=32 throughput >= 1.2x MLServer batching",
+                ours[32].rps >= 1.2 * table["mlserver-batching"][32].rps,
+            )
         )
         targets.append(
             (
                 "c=32 p99 no worse than MLServer (both)",
-                ours[32].p99_ms <= min(table["mlserver"][32].p99_ms, table["mlserver-batching"][32].p99_ms),
+                ours[32].p99_ms
+                <= min(table["mlserver"][32].p99_ms, table["mlserver-batching"][32].p99_ms),
             )
         )
     if 1 in levels:
         targets.append(
-            ("c=1 p50 within 1.5x FastAPI baseline", ours[1].p50_ms <= 1.5 * table["fastapi-baseline"][1].p50_ms)
+            (
+                "c=1 p50 within 1.5x FastAPI baseline",
+                ours[1].p50_ms <= 1.5 * table["fastapi-baseline"][1].p50_ms,
+            )
         )
     for text, ok in targets:
         print(f"  target {text}: {'met' if ok else 'NOT met'}")

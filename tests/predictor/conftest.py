@@ -114,11 +114,16 @@ def classifier(cancer):
     return GradientBoostingClassifier(n_estimators=30, max_depth=2, random_state=0).fit(x, y)
 
 
+def _bundle(factory, estimator, data, name: str, version: str) -> Path:
+    x, _, names = data
+    return build_bundle(
+        estimator, x, name, version, factory.mktemp("b") / name, feature_names=names
+    )
+
+
 @pytest.fixture(scope="session")
 def classifier_bundle(tmp_path_factory, classifier, cancer) -> Path:
-    x, _, names = cancer
-    out = tmp_path_factory.mktemp("bundles") / "cancer"
-    return build_bundle(classifier, x, "cancer", "1.0.0", out, feature_names=names)
+    return _bundle(tmp_path_factory, classifier, cancer, "cancer", "1.0.0")
 
 
 @pytest.fixture(scope="session")
@@ -135,9 +140,7 @@ def regressor(regression_data):
 
 @pytest.fixture(scope="session")
 def regressor_bundle(tmp_path_factory, regressor, regression_data) -> Path:
-    x, _, names = regression_data
-    out = tmp_path_factory.mktemp("bundles") / "reg"
-    return build_bundle(regressor, x, "reg", "2.0.0", out, feature_names=names)
+    return _bundle(tmp_path_factory, regressor, regression_data, "reg", "2.0.0")
 
 
 @pytest.fixture(scope="session")

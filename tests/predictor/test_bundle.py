@@ -130,6 +130,13 @@ def test_missing_model_json_is_named(tmp_path):
         load_bundle(tmp_path)
 
 
+def _bundle_cli(cli, model, reference, name, version, out) -> subprocess.CompletedProcess:
+    args = ["--model", model, "--reference", reference, "--name", name, "--version", version]
+    return subprocess.run(
+        [str(cli), "bundle", *map(str, args), "--out", str(out)], capture_output=True, text=True
+    )
+
+
 def test_cli_bundle_from_csv_and_parquet(classifier, cancer, tmp_path, cli):
     x, _, names = cancer
     joblib.dump(classifier, tmp_path / "m.joblib")
@@ -140,24 +147,8 @@ def test_cli_bundle_from_csv_and_parquet(classifier, cancer, tmp_path, cli):
     pq.write_table(pa.table({n: x[:, j] for j, n in enumerate(names)}), tmp_path / "ref.parquet")
     for ref in ("ref.csv", "ref.parquet"):
         out = tmp_path / f"bundle-{ref}"
-        done = subprocess.run(
-            [
-                str(cli),
-                "bundle",
-                "--model",
-                str(tmp_path / "m.joblib"),
-                "--reference",
-                str(tmp_path / ref),
-                "--name",
-                "cancer",
-                "--version",
-                "3",
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+        done = _bundle_cli(
+            cli, str(tmp_path / "m.joblib"), str(tmp_path / ref), "cancer", "3", str(out)
         )
         assert done.returncode == 0, done.stderr
         loaded = load_bundle(out)
@@ -172,24 +163,8 @@ def test_cli_bundle_from_csv_and_parquet(classifier, cancer, tmp_path, cli):
 def test_cli_bundle_rejects_non_numeric_column(classifier, tmp_path, cli):
     joblib.dump(classifier, tmp_path / "m.joblib")
     (tmp_path / "ref.csv").write_text("a,b\n1,x\n")
-    done = subprocess.run(
-        [
-            str(cli),
-            "bundle",
-            "--model",
-            str(tmp_path / "m.joblib"),
-            "--reference",
-            str(tmp_path / "ref.csv"),
-            "--name",
-            "c",
-            "--version",
-            "1",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    done = _bundle_cli(
+        cli, str(tmp_path / "m.joblib"), str(tmp_path / "ref.csv"), "c", "1", str(tmp_path / "out")
     )
     assert done.returncode == 2
     assert "column 'b' is not numeric" in done.stderr

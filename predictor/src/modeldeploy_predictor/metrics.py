@@ -50,72 +50,44 @@ class Metrics:
         self.base = base
         self.window = window
         self.feature_names = feature_names
-        reg, lab = self.registry, BASE_LABELS
-        self._requests = Counter(
-            "modeldeploy_requests", "Requests by endpoint and HTTP status code",
-            [*lab, "endpoint", "code"], registry=reg,
-        )  # fmt: skip
-        self._duration = Histogram(
-            "modeldeploy_request_duration_seconds", "Request latency by endpoint",
-            [*lab, "endpoint"], buckets=LATENCY_BUCKETS, registry=reg,
-        )  # fmt: skip
-        self._batch = Histogram(
-            "modeldeploy_batch_size", "Rows per predict call (after micro-batching)",
-            lab, buckets=BATCH_BUCKETS, registry=reg,
-        ).labels(**base)  # fmt: skip
-        self._rows = Counter(
-            "modeldeploy_predicted_rows", "Rows predicted", lab, registry=reg
-        ).labels(**base)
-        self._input_errors = Counter(
-            "modeldeploy_input_errors",
-            "Rejected requests by reason",
-            [*lab, "reason"],
-            registry=reg,
+        m = self._metric
+        self._requests = m(
+            Counter, "requests", "Requests by endpoint and HTTP status", "endpoint", "code"
         )
-        self._model_errors = Counter(
-            "modeldeploy_model_errors",
-            "Exceptions raised by the model",
-            [*lab, "error"],
-            registry=reg,
+        self._duration = m(
+            Histogram,
+            "request_duration_seconds",
+            "Request latency",
+            "endpoint",
+            buckets=LATENCY_BUCKETS,
         )
-        self._classes = Counter(
-            "modeldeploy_predicted_class", "Predicted classes (classifiers)",
-            [*lab, "class"], registry=reg,
-        )  # fmt: skip
+        self._batch = m(Histogram, "batch_size", "Rows per predict call", buckets=BATCH_BUCKETS)
+        self._rows = m(Counter, "predicted_rows", "Rows predicted")
+        self._input_errors = m(Counter, "input_errors", "Rejected requests by reason", "reason")
+        self._model_errors = m(Counter, "model_errors", "Exceptions raised by the model", "error")
+        self._classes = m(Counter, "predicted_class", "Predicted classes (classifiers)", "class")
         self._values = None
-        if prediction_buckets is not None:
+        if prediction_buckets is not None:  # regressors: the reference deciles as buckets
             buckets = sorted({float(b) for b in prediction_buckets if math.isfinite(b)})
-            self._values = Histogram(
-                "modeldeploy_prediction_value", "Predicted values (regressors)",
-                lab, buckets=[*buckets, math.inf], registry=reg,
-            ).labels(**base)  # fmt: skip
-        self._feature_psi = Gauge(
-            "modeldeploy_feature_drift_psi", "PSI of each feature, recent window vs reference",
-            [*lab, "feature"], registry=reg,
-        )  # fmt: skip
-        self._feature_psi_max = Gauge(
-            "modeldeploy_feature_drift_psi_max", "Largest feature PSI", lab, registry=reg
-        ).labels(**base)
-        self._prediction_psi = Gauge(
-            "modeldeploy_prediction_drift_psi", "PSI of recent predictions vs the reference",
-            lab, registry=reg,
-        ).labels(**base)  # fmt: skip
-        self._window_rows = Gauge(
-            "modeldeploy_drift_window_rows", "Rows in the drift window", lab, registry=reg
-        ).labels(**base)
-        self._info = Gauge(
-            "modeldeploy_model_info", "Served model (value 1)",
-            [*lab, "digest", "sklearn_version"], registry=reg,
-        )  # fmt: skip
-        self._load = Gauge(
-            "modeldeploy_model_load_seconds", "Time to fetch and load the bundle", lab, registry=reg
-        ).labels(**base)
-        self.log_dropped = Counter(
-            "modeldeploy_prediction_log_dropped", "Prediction log records dropped (buffer full)",
-            lab, registry=reg,
-        ).labels(**base)  # fmt: skip
+            self._values = m(
+                Histogram, "prediction_value", "Predicted values", buckets=[*buckets, math.inf]
+            )
+        self._feature_psi = m(Gauge, "feature_drift_psi", "PSI per feature vs reference", "feature")
+        self._feature_psi_max = m(Gauge, "feature_drift_psi_max", "Largest feature PSI")
+        self._prediction_psi = m(Gauge, "prediction_drift_psi", "PSI of predictions vs reference")
+        self._window_rows = m(Gauge, "drift_window_rows", "Rows in the drift window")
+        self._info = m(Gauge, "model_info", "Served model (1)", "digest", "sklearn_version")
+        self._load = m(Gauge, "model_load_seconds", "Time to fetch and load the bundle")
+        self.log_dropped = m(Counter, "prediction_log_dropped", "Prediction log records dropped")
         self._children: dict[tuple, Any] = {}
         self._pending: deque[np.ndarray] = deque(maxlen=4096)
+
+    def _metric(self, kind: type, name: str, doc: str, *extra: str, **kwargs: Any) -> Any:
+        """A metric with the base labels; without extra labels, its one bound child."""
+        metric = kind(
+            "modeldeploy_" + name, doc, [*BASE_LABELS, *extra], registry=self.registry, **kwargs
+        )
+        return metric if extra else metric.labels(**self.base)
 
     def model_info(self, digest: str, sklearn_version: str, load_seconds: float) -> None:
         self._info.labels(**self.base, digest=digest, sklearn_version=sklearn_version).set(1)

@@ -39,30 +39,27 @@ def create_app(dataplane: DataPlane) -> FastAPI:
     ep = Endpoints(dataplane)
     errors = schemas.error_responses()
 
-    def get(path: str, handler: Any, summary: str, tag: str, **extra: Any) -> None:
+    def route(method: str, path: str, handler: Any, summary: str, tag: str, body: Any = None):
+        extra: dict[str, Any] = {}
+        if body is not None:
+            content = {"application/json": {"schema": body}}
+            extra["responses"] = errors
+            extra["openapi_extra"] = {"requestBody": {"required": True, "content": content}}
         app.add_api_route(
             path,
             handler,
-            methods=["GET"],
+            methods=[method],
             summary=summary,
             tags=[tag],
             response_class=Response,
             **extra,
         )
 
+    def get(path: str, handler: Any, summary: str, tag: str) -> None:
+        route("GET", path, handler, summary, tag)
+
     def post(path: str, handler: Any, summary: str, tag: str, body: dict) -> None:
-        app.add_api_route(
-            path,
-            handler,
-            methods=["POST"],
-            summary=summary,
-            tags=[tag],
-            response_class=Response,
-            responses=errors,
-            openapi_extra={
-                "requestBody": {"required": True, "content": {"application/json": {"schema": body}}}
-            },
-        )
+        route("POST", path, handler, summary, tag, body)
 
     get("/v2/health/live", ep.live, "Liveness", "health")
     get("/v2/health/ready", ep.ready, "Readiness (model loaded and warmed up)", "health")
