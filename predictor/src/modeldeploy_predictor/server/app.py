@@ -11,8 +11,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.routing import Route
 
 from ..dataplane import DataPlane
 from . import schemas
@@ -58,8 +59,17 @@ def create_app(dataplane: DataPlane) -> FastAPI:
     def get(path: str, handler: Any, summary: str, tag: str) -> None:
         route("GET", path, handler, summary, tag)
 
+    fast_routes: list[Route] = []
+
     def post(path: str, handler: Any, summary: str, tag: str, body: dict) -> None:
         route("POST", path, handler, summary, tag, body)
+
+        # The same handler as a plain Starlette route, matched first: it skips FastAPI's
+        # per-request parameter solving. The APIRoute above stays for the OpenAPI document.
+        async def fast(request: Request) -> Response:
+            return await handler(request=request, **request.path_params)
+
+        fast_routes.append(Route(path, fast, methods=["POST"], include_in_schema=False))
 
     get("/v2/health/live", ep.live, "Liveness", "health")
     get("/v2/health/ready", ep.ready, "Readiness (model loaded and warmed up)", "health")
@@ -99,5 +109,6 @@ def create_app(dataplane: DataPlane) -> FastAPI:
         "/predict", ep.predict, "Prediction from records or columns", "plain", schemas.PLAIN_REQUEST
     )
     get("/metrics", ep.metrics, "Prometheus metrics", "metrics")
+    app.router.routes[:0] = fast_routes
     app.state.dataplane = dataplane
     return app
