@@ -84,7 +84,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
         if env is not None:
-            default = kind(env)
+            try:
+                default = kind(env)
+            except ValueError:
+                parser.error(f"{env_name(f.name)}={env!r}: expected {kind.__name__}")
         parser.add_argument(flag, type=kind, default=default, help=help_, dest=f.name)
 
 
