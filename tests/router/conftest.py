@@ -60,9 +60,7 @@ class Processes:
 
     def _start(self, cmd: list[str], health: str, name: str) -> subprocess.Popen:
         log = open(self.tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.procs.append(proc)
         wait_http(health, proc)
@@ -80,6 +78,10 @@ class Processes:
         self._start(cmd, f"http://127.0.0.1:{port}/healthz", f"router-{port}")
         return f"http://127.0.0.1:{port}"
 
+    def dead_url(self) -> str:
+        """A loopback URL nothing listens on (connection refused)."""
+        return f"http://127.0.0.1:{free_port()}"
+
     def log(self, pattern: str) -> str:
         return "".join(p.read_text() for p in self.tmp_path.glob(pattern))
 
@@ -95,3 +97,45 @@ def procs(tmp_path: Path) -> Iterator[Processes]:
         yield p
     finally:
         p.stop_all()
+
+
+def scrape_metrics(base_url: str) -> dict[tuple[str, frozenset], float]:
+    """The router's /metrics as {(sample name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_value(base_url: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, lbl), v in scrape_metrics(base_url).items() if n == name and wanted <= lbl)
+
+
+@pytest.fixture
+def metric():
+    return metric_value
+
+
+def wait_until(predicate, timeout: float = 10.0, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{message} not met within {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def wait():
+    return wait_until
+
+
+@pytest.fixture
+def port() -> int:
+    """A free loopback port."""
+    return free_port()
