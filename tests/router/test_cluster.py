@@ -163,18 +163,35 @@ def routed(cluster, namespace, procs, port, tmp_path):
             k8s.utils.create_from_dict(api, obj)
     custom = k8s.client.CustomObjectsApi(api)
     custom.create_namespaced_custom_object(
-        GROUP, VERSION, ns, PLURAL,
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment",
-         "metadata": {"name": NAME}, "spec": {"model": {"name": NAME, "version": "1.0.0"}}},
-    )  # fmt: skip
+        GROUP,
+        VERSION,
+        ns,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelDeployment",
+            "metadata": {"name": NAME},
+            "spec": {"model": {"name": NAME, "version": "1.0.0"}},
+        },
+    )
     set_weight(custom, ns, 0)
     log = open(tmp_path / "router.log", "wb")  # noqa: SIM115 - closed right after Popen
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("modeldeploy-router")), "--port", str(port),
-         "--kube", "--namespace", ns, "--model-deployment", NAME],
+        [
+            str(Path(sys.executable).with_name("modeldeploy-router")),
+            "--port",
+            str(port),
+            "--kube",
+            "--namespace",
+            ns,
+            "--model-deployment",
+            NAME,
+        ],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     procs.procs.append(proc)
     base = f"http://127.0.0.1:{port}"

@@ -79,9 +79,17 @@ def test_bad_input_is_forwarded_and_upstream_error_returned(procs) -> None:
 async def test_split_ratio_within_binomial_bound(procs, metric, weight: int) -> None:
     stable, canary = procs.upstream("stable"), procs.upstream("canary", "--version", "2.0.0")
     router = procs.router(
-        "--backend", f"stable={stable}", "--backend", f"canary={canary}",
-        "--weight", str(weight), "--seed", "11", "--track-version", "canary=2.0.0",
-    )  # fmt: skip
+        "--backend",
+        f"stable={stable}",
+        "--backend",
+        f"canary={canary}",
+        "--weight",
+        str(weight),
+        "--seed",
+        "11",
+        "--track-version",
+        "canary=2.0.0",
+    )
     n = 3000
     results = await fire(router + OIP, [oip_body([i]) for i in range(n)])
     assert all(status == 200 for status, _, _ in results)
@@ -101,9 +109,13 @@ async def test_sticky_keys_hold_across_weight_raise(procs) -> None:
 
     async def tracks_at(weight: int) -> dict[str, str]:
         router = procs.router(
-            "--backend", f"stable={stable}", "--backend", f"canary={canary}",
-            "--weight", str(weight),
-        )  # fmt: skip
+            "--backend",
+            f"stable={stable}",
+            "--backend",
+            f"canary={canary}",
+            "--weight",
+            str(weight),
+        )
         # every key twice: the same key must land on the same track each time
         hdrs = [{"x-modeldeploy-key": k} for k in keys * 2]
         results = await fire(router + OIP, [oip_body([1])] * len(hdrs), hdrs)
@@ -137,16 +149,23 @@ def test_canary_errors_never_go_to_stable(procs, metric) -> None:
     dead = procs.dead_url()
     failing = procs.upstream("canary", "--status", "500")
     router = procs.router(
-        "--backend", f"stable={stable}", "--backend", f"canary={dead}",
-        "--backend", f"canary={failing}", "--weight", "100",
-    )  # fmt: skip
+        "--backend",
+        f"stable={stable}",
+        "--backend",
+        f"canary={dead}",
+        "--backend",
+        f"canary={failing}",
+        "--weight",
+        "100",
+    )
     codes = [httpx.post(router + OIP, content=oip_body([i])).status_code for i in range(10)]
     assert codes == [500] * 10  # the dead endpoint was retried on the other canary endpoint
     assert stats(stable)["count"] == 0
     assert metric(router, "modeldeploy_router_requests_total", track="canary", code="500") == 10
     # no endpoint of the track reachable -> 502 JSON, still not stable
-    only_dead = procs.router("--backend", f"stable={stable}", "--backend", f"canary={dead}",
-                             "--weight", "100")  # fmt: skip
+    only_dead = procs.router(
+        "--backend", f"stable={stable}", "--backend", f"canary={dead}", "--weight", "100"
+    )
     resp = httpx.post(only_dead + OIP, content=oip_body([1]))
     assert resp.status_code == 502
     assert resp.json()["track"] == "canary"

@@ -28,8 +28,9 @@ def shadow_count(shadow: str) -> int:
 def test_mirror_reaches_shadow_and_never_changes_primary(procs, metric, wait, mode) -> None:
     stable = procs.upstream("stable")
     shadow = procs.upstream("shadow", "--disagree-percent", "50", *mode)
-    router = procs.router("--backend", f"stable={stable}", "--shadow", shadow, *SHADOW,
-                          "--shadow-timeout", "5")  # fmt: skip
+    router = procs.router(
+        "--backend", f"stable={stable}", "--shadow", shadow, *SHADOW, "--shadow-timeout", "5"
+    )
     n = 40
     with httpx.Client() as client:
         for i in range(n):
@@ -67,9 +68,17 @@ def test_full_queue_drops_and_counts(procs, metric, wait) -> None:
     stable = procs.upstream("stable")
     shadow = procs.upstream("shadow", "--delay", "8")
     router = procs.router(
-        "--backend", f"stable={stable}", "--shadow", shadow,
-        "--mirror-queue", "3", "--mirror-concurrency", "1", "--shadow-timeout", "10",
-    )  # fmt: skip
+        "--backend",
+        f"stable={stable}",
+        "--shadow",
+        shadow,
+        "--mirror-queue",
+        "3",
+        "--mirror-concurrency",
+        "1",
+        "--shadow-timeout",
+        "10",
+    )
     n = 30
     with httpx.Client() as client:
         for i in range(n):
@@ -125,8 +134,9 @@ def test_regressor_differences_for_known_offset(procs, metric, wait) -> None:
 
 def test_mirror_percent_share(procs, metric, wait) -> None:
     stable, shadow = procs.upstream("stable"), procs.upstream("shadow")
-    router = procs.router("--backend", f"stable={stable}", "--shadow", shadow,
-                          "--mirror-percent", "25", "--seed", "5")  # fmt: skip
+    router = procs.router(
+        "--backend", f"stable={stable}", "--shadow", shadow, "--mirror-percent", "25", "--seed", "5"
+    )
     n = 800
     with httpx.Client() as client:
         for i in range(n):

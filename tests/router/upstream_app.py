@@ -112,16 +112,26 @@ def main() -> None:
     p.add_argument("--model", default="iris")
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--kind", choices=["classifier", "regressor"], default="classifier")
-    p.add_argument("--disagree-percent", type=int, default=0,
-                   help="rows whose id %% 100 is below this get a different answer")  # fmt: skip
+    p.add_argument(
+        "--disagree-percent",
+        type=int,
+        default=0,
+        help="rows whose id %% 100 is below this get a different answer",
+    )
     p.add_argument("--offset", type=float, default=1.0, help="regressor: added to those rows")
     p.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
     p.add_argument("--status", type=int, default=200, help="answer every request with this")
     args = p.parse_args()
     uvicorn.run(
-        Upstream(args), host=args.host, port=args.port, loop="uvloop", http="httptools",
-        lifespan="off", access_log=False, log_level="warning",
-    )  # fmt: skip
+        Upstream(args),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class Upstream:
 
     def __init__(self, connect_timeout: float, read_timeout: float) -> None:
         self.connect_timeout = connect_timeout
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self.read_timeout = read_timeout
         self._session: aiohttp.ClientSession | None = None
 
@@ -95,10 +96,11 @@ class Upstream:
         TimeoutError.
         """
         assert self._session is not None, "Upstream.start() not called"
-        timeout = aiohttp.ClientTimeout(
-            total=total_timeout or self.read_timeout,
-            sock_connect=self.connect_timeout,
-        )
+        total = total_timeout or self.read_timeout
+        timeout = self._timeouts.get(total)
+        if timeout is None:  # one object per distinct timeout, not one per request
+            timeout = aiohttp.ClientTimeout(total=total, sock_connect=self.connect_timeout)
+            self._timeouts[total] = timeout
         started = time.perf_counter()
         async with self._session.request(
             method,
