@@ -165,6 +165,42 @@ def start_upstreams(fleet: Fleet, args: argparse.Namespace) -> dict[str, str]:
     return urls
 
 
+def make_bundle(predictor_bin: str, workdir: Path) -> Path:
+    """An iris classifier bundle made with the predictor's own bundle command."""
+    import csv
+
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=500).fit(features, labels), workdir / "model.joblib")
+    with open(workdir / "reference.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+        writer.writerows(features.tolist())
+    out = workdir / "bundle"
+    subprocess.run(
+        [
+            predictor_bin,
+            "bundle",
+            "--model",
+            str(workdir / "model.joblib"),
+            "--reference",
+            str(workdir / "reference.csv"),
+            "--name",
+            "iris",
+            "--version",
+            "1.0.0",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
 def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, str]:
     setups = {
         "router w0": ["--backend", f"canary={up['canary']}", "--weight", "0"],
@@ -256,17 +292,22 @@ def main() -> None:
         default="test",
         help="test: tests/router/upstream_app.py; predictor: modeldeploy-predictor",
     )
-    p.add_argument("--bundle", help="model bundle for --upstream predictor")
+    p.add_argument("--bundle", type=Path, help="bundle for --upstream predictor (default: iris)")
+    p.add_argument(
+        "--predictor-bin",
+        default=str(Path(sys.executable).with_name("modeldeploy-predictor")),
+        help="the modeldeploy-predictor executable",
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args()
-    if args.upstream == "predictor" and not args.bundle:
-        p.error("--upstream predictor needs --bundle DIR")
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             p.error(f"{tool} not found: apt-get install wrk nginx-light")
     with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
         fleet = Fleet(Path(tmp))
         try:
+            if args.upstream == "predictor" and args.bundle is None:
+                args.bundle = make_bundle(args.predictor_bin, Path(tmp))
             up = start_upstreams(fleet, args)
             targets = {"direct": up["stable"], **start_routers(fleet, up)}
             targets.update(start_nginx(fleet, up, Path(tmp)))

@@ -16,12 +16,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
 from modeldeploy_router import metrics as metrics_mod
 from modeldeploy_router import routing, shadow
-from modeldeploy_router.upstream import Response, Upstream, forwardable
+from modeldeploy_router.upstream import (
+    Response,
+    Upstream,
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+    forwardable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +234,8 @@ class Router:
         raw_path = scope.get("raw_path") or path.encode()
         path_qs = (raw_path + (b"?" + qs if qs else b"")).decode("latin-1")
         headers = forwardable(scope["headers"])
-        if not any(k == "x-request-id" for k, _ in headers):
-            headers.append(("x-request-id", request_id))
+        if not any(k == b"x-request-id" for k, _ in headers):
+            headers.append(rid_header)
 
         try:
             resp = await self._forward(track, method, path_qs, headers, body)
@@ -289,12 +294,12 @@ class Router:
                 return await self.upstream.call(url, method, path_qs, headers, body)
             except TimeoutError as exc:
                 raise UpstreamFailed(504, f"{track.name} endpoint {url} timed out") from exc
-            except aiohttp.ClientConnectionError as exc:
+            except UpstreamConnectionError as exc:
                 log.warning("%s endpoint %s: %s (attempt %d)", track.name, url, exc, attempt)
                 failed, url = url, track.pool.pick(exclude=url)
                 if url is None or url == failed:
                     break
-            except aiohttp.ClientError as exc:
+            except UpstreamProtocolError as exc:
                 raise UpstreamFailed(502, f"{track.name} endpoint {url}: {exc}") from exc
         raise UpstreamFailed(502, f"no {track.name} endpoint could be reached")
 

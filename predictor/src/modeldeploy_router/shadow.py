@@ -13,11 +13,13 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-import aiohttp
-
 from modeldeploy_router import compare, routing
 from modeldeploy_router.metrics import RouterMetrics
-from modeldeploy_router.upstream import Upstream
+from modeldeploy_router.upstream import (
+    Upstream,
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class Copy:
     primary_version: str
     method: str
     path_qs: str
-    headers: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
     body: bytes
     primary_status: int
     primary_body: bytes
@@ -98,7 +100,7 @@ class Mirror:
             resp = await self.upstream.call(
                 url, copy.method, copy.path_qs, copy.headers, copy.body, self.timeout
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamConnectionError, UpstreamProtocolError, TimeoutError) as exc:
             m.mirror_result(copy.model, "error")
             errors.inc()
             log.debug("shadow %s failed: %r", url, exc)
