@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,21 +49,22 @@ class Fleet:
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str, cmd: list[str], ready_url: str | None) -> None:
+    def start(self, name: str, cmd: list[str], ready_url: str | None) -> subprocess.Popen:
         with open(self.workdir / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.procs.append(proc)
         if ready_url is None:
-            return
+            return proc
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise SystemExit(f"{name} exited; see {self.workdir / name}.log")
+                tail = (self.workdir / f"{name}.log").read_text()[-2000:]
+                raise SystemExit(f"{name} exited:\n{tail}")
             with contextlib.suppress(httpx.HTTPError):
                 httpx.get(ready_url, timeout=0.5)
-                return
+                return proc
             time.sleep(0.1)
         raise SystemExit(f"{name} did not come up")
 
@@ -84,6 +86,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    proxy_cpu_us: float = 0.0  # CPU of the proxy process(es) per request; 0 for direct
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -103,30 +106,57 @@ def parse_wrk(name: str, out: str) -> Result:
         errors += int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in m.groups())
-    return Result(name, rps, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return Result(name, rps, p50, p99, errors, proxy_cpu_us=float(requests))
 
 
-def wrk(name: str, base: str, args: argparse.Namespace) -> Result:
-    cmd = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{args.duration}s",
-        "--latency",
-        "-s",
-        str(HERE / "post.lua"),
-        base + PATH,
-    ]
-    warm = [*cmd[:3], "-d2s", *cmd[4:]]
-    subprocess.run(warm, check=True, capture_output=True)
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def wrk(name: str, base: str, proxy_pid: int | None, args: argparse.Namespace) -> Result:
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
+    cmd += ["--latency", "-s", str(HERE / "post.lua"), base + PATH]
+    before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    cpu = cpu_seconds(proxy_pid) - before if proxy_pid else 0.0
     result = parse_wrk(name, out)
+    result.proxy_cpu_us = cpu * 1e6 / max(result.proxy_cpu_us, 1)
     print(
         f"  {name:<14} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-        f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+        f"p99 {result.p99_ms:6.2f} ms  proxy CPU {result.proxy_cpu_us:5.0f} us/req  "
+        f"errors {result.errors}",
         flush=True,
     )
     return result
+
+
+def warm_up(base: str, args: argparse.Namespace) -> None:
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-d2s"]
+    subprocess.run(
+        [*cmd, "-s", str(HERE / "post.lua"), base + PATH], check=True, capture_output=True
+    )
+
+
+def median_result(name: str, runs: list[Result]) -> Result:
+    return Result(
+        name,
+        statistics.median(r.rps for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        sum(r.errors for r in runs),
+        statistics.median(r.proxy_cpu_us for r in runs),
+    )
 
 
 def start_upstreams(fleet: Fleet, args: argparse.Namespace) -> dict[str, str]:
@@ -135,19 +165,8 @@ def start_upstreams(fleet: Fleet, args: argparse.Namespace) -> dict[str, str]:
         port = free_port()
         urls[track] = f"http://127.0.0.1:{port}"
         if args.upstream == "predictor":
-            cmd = [
-                "modeldeploy-predictor",
-                "serve",
-                "--bundle",
-                args.bundle,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--track",
-                track,
-            ]
-            cmd[0] = str(Path(sys.executable).with_name(cmd[0]))
+            cmd = [args.predictor_bin, "serve", "--bundle", str(args.bundle), "--host"]
+            cmd += ["127.0.0.1", "--port", str(port), "--track", track, "--log-level", "warning"]
             ready = f"{urls[track]}/v2/health/ready"
         else:
             cmd = [
@@ -201,7 +220,7 @@ def make_bundle(predictor_bin: str, workdir: Path) -> Path:
     return out
 
 
-def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, str]:
+def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, tuple[str, int]]:
     setups = {
         "router w0": ["--backend", f"canary={up['canary']}", "--weight", "0"],
         "router w50": ["--backend", f"canary={up['canary']}", "--weight", "50"],
@@ -210,7 +229,7 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, str]:
     bases = {}
     for name, extra in setups.items():
         port = free_port()
-        bases[name] = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
         cmd = [
             str(ROUTER),
             "--port",
@@ -223,11 +242,12 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, str]:
             f"stable={up['stable']}",
             *extra,
         ]
-        fleet.start(name.replace(" ", "-"), cmd, f"{bases[name]}/healthz")
+        proc = fleet.start(name.replace(" ", "-"), cmd, f"{url}/healthz")
+        bases[name] = (url, proc.pid)
     return bases
 
 
-def start_nginx(fleet: Fleet, up: dict[str, str], workdir: Path) -> dict[str, str]:
+def start_nginx(fleet: Fleet, up: dict[str, str], workdir: Path) -> dict[str, tuple[str, int]]:
     ports = {"W0": free_port(), "W50": free_port(), "MIRROR": free_port()}
     conf = (HERE / "nginx.conf.in").read_text()
     values = {
@@ -243,8 +263,9 @@ def start_nginx(fleet: Fleet, up: dict[str, str], workdir: Path) -> dict[str, st
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     cmd = [nginx, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", "stderr"]
     base = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
-    fleet.start("nginx", cmd, base["W0"] + "/v2/health/live")
-    return {"nginx w0": base["W0"], "nginx w50": base["W50"], "nginx mirror": base["MIRROR"]}
+    pid = fleet.start("nginx", cmd, base["W0"] + "/v2/health/live").pid
+    names = {"W0": "nginx w0", "W50": "nginx w50", "MIRROR": "nginx mirror"}
+    return {names[k]: (url, pid) for k, url in base.items()}
 
 
 def report(results: dict[str, Result]) -> dict[str, float]:
@@ -263,6 +284,7 @@ def report(results: dict[str, Result]) -> dict[str, float]:
         if nginx_added > 0
         else float("inf"),
         "router mirror p50 / router w0 p50": results["router mirror"].p50_ms / w0.p50_ms,
+        "router w0 CPU / nginx w0 CPU per request": w0.proxy_cpu_us / max(ngx.proxy_cpu_us, 1e-9),
         "nginx mirror p50 / nginx w0 p50": results["nginx mirror"].p50_ms / ngx.p50_ms,
     }
     targets = {
@@ -298,6 +320,12 @@ def main() -> None:
         default=str(Path(sys.executable).with_name("modeldeploy-predictor")),
         help="the modeldeploy-predictor executable",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="targets are run in turn this many times; medians are reported",
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args()
     for tool in ("wrk", "nginx"):
@@ -309,15 +337,30 @@ def main() -> None:
             if args.upstream == "predictor" and args.bundle is None:
                 args.bundle = make_bundle(args.predictor_bin, Path(tmp))
             up = start_upstreams(fleet, args)
-            targets = {"direct": up["stable"], **start_routers(fleet, up)}
+            targets: dict[str, tuple[str, int | None]] = {"direct": (up["stable"], None)}
+            targets.update(start_routers(fleet, up))
             targets.update(start_nginx(fleet, up, Path(tmp)))
             print(
                 f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-                f"POST {PATH} (4 rows), upstream: {args.upstream}"
+                f"POST {PATH} (4 rows), upstream: {args.upstream}, {args.rounds} rounds"
             )
-            results = {name: wrk(name, base, args) for name, base in targets.items()}
+            for base, _ in targets.values():
+                warm_up(base, args)
+            runs: dict[str, list[Result]] = {name: [] for name in targets}
+            # Interleaved rounds: drift in the machine's load hits every target alike.
+            for round_ in range(1, args.rounds + 1):
+                print(f"round {round_}")
+                for name, (base, pid) in targets.items():
+                    runs[name].append(wrk(name, base, pid, args))
         finally:
             fleet.stop()
+    results = {name: median_result(name, r) for name, r in runs.items()}
+    print("\nmedians")
+    for r in results.values():
+        print(
+            f"  {r.name:<14} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
+            f"  proxy CPU {r.proxy_cpu_us:5.0f} us/req"
+        )
     ratios = report(results)
     if args.json:
         args.json.write_text(

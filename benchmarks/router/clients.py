@@ -1,4 +1,5 @@
-"""Which async HTTP client should the router forward with? aiohttp vs httpx.
+"""Which async HTTP client should the router forward with? aiohttp vs httpx vs
+the router's own (modeldeploy_router.upstream, httptools-based).
 
 Both send the same POST to the same upstream with the same concurrency over
 pooled keep-alive connections; the figure that matters is requests per second
@@ -23,6 +24,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import uvloop
+from modeldeploy_router.upstream import Upstream
 
 UPSTREAM_APP = Path(__file__).resolve().parents[2] / "tests" / "router" / "upstream_app.py"
 BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]}'
@@ -55,6 +57,23 @@ async def with_httpx(url: str, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - started)
 
 
+async def with_router_client(url: str, n: int, concurrency: int) -> float:
+    sem = asyncio.Semaphore(concurrency)
+    client = Upstream(1.0, 30.0)
+    base, path = url.rsplit("/", 1)
+    headers = [(b"content-type", b"application/json")]
+
+    async def one() -> None:
+        async with sem:
+            resp = await client.call(base, "POST", "/" + path, headers, BODY)
+            assert resp.status == 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    await client.close()
+    return n / (time.perf_counter() - started)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--requests", type=int, default=5000)
@@ -74,7 +93,8 @@ def main() -> None:
                 httpx.get(f"http://127.0.0.1:{port}/v2/health/live")
                 break
             time.sleep(0.1)
-        for name, fn in (("aiohttp", with_aiohttp), ("httpx", with_httpx)) * 2:
+        clients = (("router", with_router_client), ("aiohttp", with_aiohttp), ("httpx", with_httpx))
+        for name, fn in clients * 2:
             rps = uvloop.run(fn(url, args.requests, args.concurrency))
             print(f"{name:<8} {rps:8.0f} req/s")
     finally:
