@@ -36,6 +36,11 @@ async def fire(
         return await asyncio.gather(*(one(b, h) for b, h in zip(bodies, headers, strict=True)))
 
 
+def split_router(procs, stable: str, canary: str, weight: int, *extra: str) -> str:
+    return procs.router(f"--backend=stable={stable}", f"--backend=canary={canary}",
+                        f"--weight={weight}", *extra)  # fmt: skip
+
+
 def stats(upstream: str) -> dict:
     return httpx.get(f"{upstream}/_stats").json()
 
@@ -78,17 +83,8 @@ def test_bad_input_is_forwarded_and_upstream_error_returned(procs) -> None:
 @pytest.mark.parametrize("weight", [0, 30, 100])
 async def test_split_ratio_within_binomial_bound(procs, metric, weight: int) -> None:
     stable, canary = procs.upstream("stable"), procs.upstream("canary", "--version", "2.0.0")
-    router = procs.router(
-        "--backend",
-        f"stable={stable}",
-        "--backend",
-        f"canary={canary}",
-        "--weight",
-        str(weight),
-        "--seed",
-        "11",
-        "--track-version",
-        "canary=2.0.0",
+    router = split_router(
+        procs, stable, canary, weight, "--seed", "11", "--track-version=canary=2.0.0"
     )
     n = 3000
     results = await fire(router + OIP, [oip_body([i]) for i in range(n)])
@@ -108,14 +104,7 @@ async def test_sticky_keys_hold_across_weight_raise(procs) -> None:
     keys = [f"customer-{i}" for i in range(600)]
 
     async def tracks_at(weight: int) -> dict[str, str]:
-        router = procs.router(
-            "--backend",
-            f"stable={stable}",
-            "--backend",
-            f"canary={canary}",
-            "--weight",
-            str(weight),
-        )
+        router = split_router(procs, stable, canary, weight)
         # every key twice: the same key must land on the same track each time
         hdrs = [{"x-modeldeploy-key": k} for k in keys * 2]
         results = await fire(router + OIP, [oip_body([1])] * len(hdrs), hdrs)

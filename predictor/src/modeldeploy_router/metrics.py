@@ -12,133 +12,63 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modeldeploy_router import routing
 
-LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-OVERHEAD_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 DIFF_BUCKETS = (0.0, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 100.0)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 SHADOW_LABELS = ("model", "primary_version", "shadow_version", "shadow_revision")
 
 
+TRACK_LABELS = ("model", "track", "version", "revision")
+SHADOW_TRACK_LABELS = ("model", "shadow_version", "shadow_revision")
+
+# attribute, type, name, help, labels, histogram buckets
+SPECS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple | None], ...] = (
+    ("requests", Counter, "modeldeploy_router_requests_total",
+     "Requests answered, by track and status code", (*TRACK_LABELS, "code"), None),
+    ("upstream_duration", Histogram, "modeldeploy_router_upstream_duration_seconds",
+     "Time from sending the request upstream to having its whole response",
+     TRACK_LABELS, LATENCY_BUCKETS),
+    ("overhead", Histogram, "modeldeploy_router_overhead_seconds",
+     "Time the router adds: total handling time minus upstream time", ("model",),
+     OVERHEAD_BUCKETS),
+    ("canary_weight", Gauge, "modeldeploy_router_canary_weight",
+     "Current canary weight (0-100)", ("model",), None),
+    ("mirror_percent", Gauge, "modeldeploy_router_mirror_percent",
+     "Current share mirrored to shadow (0-100)", ("model",), None),
+    ("mirror", Counter, "modeldeploy_router_mirror_total",
+     "Copies for the shadow track by result (sent, dropped, error)", ("model", "result"), None),
+    ("comparisons", Counter, "modeldeploy_router_shadow_comparisons_total",
+     "Rows whose shadow prediction was compared with the primary's", SHADOW_LABELS, None),
+    ("agreements", Counter, "modeldeploy_router_shadow_agreements_total",
+     "Compared rows where shadow and primary agree", SHADOW_LABELS, None),
+    ("abs_diff", Histogram, "modeldeploy_router_shadow_abs_diff",
+     "Absolute difference shadow - primary per row (regressors)", SHADOW_LABELS, DIFF_BUCKETS),
+    ("rel_diff", Histogram, "modeldeploy_router_shadow_rel_diff",
+     "Relative difference |shadow - primary| / |primary| per row (regressors)",
+     SHADOW_LABELS, DIFF_BUCKETS),
+    ("shadow_errors", Counter, "modeldeploy_router_shadow_errors_total",
+     "Shadow requests that failed or returned unreadable predictions",
+     SHADOW_TRACK_LABELS, None),
+    ("shadow_duration", Histogram, "modeldeploy_router_shadow_duration_seconds",
+     "Shadow upstream latency", SHADOW_TRACK_LABELS, LATENCY_BUCKETS),
+    ("endpoints", Gauge, "modeldeploy_router_endpoints",
+     "Ready endpoints per track", ("model", "track"), None),
+    ("fallback", Counter, "modeldeploy_router_fallback_total",
+     "Requests sent to stable because their track had no ready endpoints",
+     ("model", "track"), None),
+)  # fmt: skip
+
+
 class RouterMetrics:
+    """The metrics in SPECS as attributes (e.g. `self.requests`)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "modeldeploy_router_requests_total",
-            "Requests answered, by track and status code",
-            ["model", "track", "version", "revision", "code"],
-            registry=r,
-        )
-        self.upstream_duration = Histogram(
-            "modeldeploy_router_upstream_duration_seconds",
-            "Time from sending the request upstream to having its whole response",
-            ["model", "track", "version", "revision"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.overhead = Histogram(
-            "modeldeploy_router_overhead_seconds",
-            "Time the router adds: total handling time minus upstream time",
-            ["model"],
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
-        )
-        self.canary_weight = Gauge(
-            "modeldeploy_router_canary_weight",
-            "Current canary weight (0-100)",
-            ["model"],
-            registry=r,
-        )
-        self.mirror_percent = Gauge(
-            "modeldeploy_router_mirror_percent",
-            "Current share mirrored to shadow (0-100)",
-            ["model"],
-            registry=r,
-        )
-        self.mirror = Counter(
-            "modeldeploy_router_mirror_total",
-            "Copies for the shadow track by result (sent, dropped, error)",
-            ["model", "result"],
-            registry=r,
-        )
-        self.comparisons = Counter(
-            "modeldeploy_router_shadow_comparisons_total",
-            "Rows whose shadow prediction was compared with the primary's",
-            list(SHADOW_LABELS),
-            registry=r,
-        )
-        self.agreements = Counter(
-            "modeldeploy_router_shadow_agreements_total",
-            "Compared rows where shadow and primary agree",
-            list(SHADOW_LABELS),
-            registry=r,
-        )
-        self.abs_diff = Histogram(
-            "modeldeploy_router_shadow_abs_diff",
-            "Absolute difference shadow - primary per row (regressors)",
-            list(SHADOW_LABELS),
-            buckets=DIFF_BUCKETS,
-            registry=r,
-        )
-        self.rel_diff = Histogram(
-            "modeldeploy_router_shadow_rel_diff",
-            "Relative difference |shadow - primary| / |primary| per row (regressors)",
-            list(SHADOW_LABELS),
-            buckets=DIFF_BUCKETS,
-            registry=r,
-        )
-        self.shadow_errors = Counter(
-            "modeldeploy_router_shadow_errors_total",
-            "Shadow requests that failed or returned unreadable predictions",
-            ["model", "shadow_version", "shadow_revision"],
-            registry=r,
-        )
-        self.shadow_duration = Histogram(
-            "modeldeploy_router_shadow_duration_seconds",
-            "Shadow upstream latency",
-            ["model", "shadow_version", "shadow_revision"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.endpoints = Gauge(
-            "modeldeploy_router_endpoints",
-            "Ready endpoints per track",
-            ["model", "track"],
-            registry=r,
-        )
-        self.fallback = Counter(
-            "modeldeploy_router_fallback_total",
-            "Requests sent to stable because their track had no ready endpoints",
-            ["model", "track"],
-            registry=r,
-        )
+        for attr, kind, name, doc, labels, buckets in SPECS:
+            extra = {"buckets": buckets} if buckets else {}
+            setattr(self, attr, kind(name, doc, list(labels), registry=self.registry, **extra))
         self._cache: dict[tuple, object] = {}
 
     def _child(self, metric, *values: str):

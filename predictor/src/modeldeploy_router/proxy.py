@@ -64,6 +64,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
 class UpstreamFailed(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -79,7 +83,7 @@ async def _read_body(receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone  # never forward a truncated body
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)
@@ -205,6 +209,8 @@ class Router:
         rid_header = (b"x-request-id", request_id.encode("latin-1"))
         try:
             body = await _read_body(receive, self.settings.max_body_bytes)
+        except ClientGone:
+            return
         except BodyTooLarge:
             limit = self.settings.max_body_bytes
             await _send_json(
