@@ -54,7 +54,13 @@ class TestJudge:
         ms = [verdicts.judge(ERR, 0.0), verdicts.judge(AGREE, 0.1)]
         result = verdicts.gate_on_requests(ms, requests, 50)
         assert result.verdict is Verdict.INCONCLUSIVE
-        assert all("too few requests" in m.message for m in result.measurements)
+        why = "request count unavailable" if requests is None else "too few requests"
+        assert all(why in m.message for m in result.measurements)
+
+    def test_gating_keeps_the_first_reason_for_no_data(self):
+        down = verdicts.judge(ERR, None, error="error-rate: Prometheus unreachable")
+        result = verdicts.gate_on_requests([down], None, 50)
+        assert result.measurements[0].message == "error-rate: Prometheus unreachable"
 
     def test_enough_requests_keeps_verdicts(self):
         ms = [verdicts.judge(ERR, 0.0), verdicts.judge(AGREE, 0.1)]

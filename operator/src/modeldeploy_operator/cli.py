@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Sequence
 
@@ -21,6 +22,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         verbose=False,
         log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    # Kopf reports every handler run at INFO; keep its per-object log to warnings
+    # and leave INFO to our own transition logs.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = handlers.build_registry(config)
     asyncio.run(
         kopf.operator(

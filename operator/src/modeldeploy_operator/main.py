@@ -75,6 +75,11 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         if config.metrics_port:
             memo["health"] = await health.start(config.metrics_host, config.metrics_port)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A custom registry has no default login handlers: in-cluster or kubeconfig.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         if "provider" in memo:

@@ -103,7 +103,7 @@ class Reconciler:
                 md.name,
                 event.reason,
                 event.message,
-                extra={"namespace": md.namespace, "name": md.name, "reason": event.reason},
+                extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
             )
         self._phases[md.uid] = decision.phase
         self._export_phases()

@@ -109,14 +109,16 @@ def gate_on_requests(
     """
     if requests is not None and requests >= min_requests:
         return AnalysisResult(tuple(result_measurements), requests)
-    seen = "unknown" if requests is None else str(requests)
+    why = (
+        "request count unavailable"
+        if requests is None
+        else f"too few requests ({requests} < {min_requests})"
+    )
     gated = tuple(
-        Measurement(
-            m.metric,
-            m.value,
-            m.threshold,
-            Verdict.INCONCLUSIVE,
-            f"too few requests ({seen} < {min_requests}) for {m.metric}",
+        m
+        if m.verdict is Verdict.INCONCLUSIVE  # keep the first reason (e.g. Prometheus down)
+        else Measurement(
+            m.metric, m.value, m.threshold, Verdict.INCONCLUSIVE, f"{why} for {m.metric}"
         )
         for m in result_measurements
     )
