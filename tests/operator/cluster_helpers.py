@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client
@@ -45,6 +48,7 @@ class OperatorProcess:
     """`modeldeploy-operator` as a subprocess in its own process group."""
 
     def __init__(self, kubeconfig: str, prometheus_url: str, namespace: str, *extra: str) -> None:
+        self.port = free_port()
         self.args = [
             str(Path(sys.executable).with_name("modeldeploy-operator")),
             "--kubeconfig",
@@ -55,8 +59,10 @@ class OperatorProcess:
             namespace,
             "--tick",
             "0.5",
+            "--metrics-host",
+            "127.0.0.1",
             "--metrics-port",
-            "0",
+            str(self.port),
             *extra,
         ]
         # The log file outlives this call: the process writes to it until stop().
@@ -79,6 +85,20 @@ class OperatorProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
 
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
+
+    def reconciles(self) -> int:
+        """Reconciles this process has finished (from its own /metrics)."""
+        found = re.search(
+            r"^modeldeploy_operator_reconcile_duration_seconds_count (\S+)$", self.metrics(), re.M
+        )
+        return int(float(found.group(1))) if found else 0
+
+    def wait_healthy(self) -> None:
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        wait_for(lambda: httpx.get(url, timeout=1).status_code == 200, 30, message=url)
+
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 
@@ -86,6 +106,12 @@ class OperatorProcess:
         self.stop()
         self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def get_md(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:

@@ -77,7 +77,10 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # A custom registry has no default login handlers: in-cluster or kubeconfig.
+        # A custom registry has no default login handlers. An explicit kubeconfig
+        # (cli.py exports it as KUBECONFIG) wins; else in-cluster, else ~/.kube/config.
+        if config.kubeconfig:
+            return kopf.login_with_kubeconfig(**kwargs)
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.cleanup(registry=registry)
