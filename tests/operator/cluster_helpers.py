@@ -47,12 +47,14 @@ def apply_crd(api: client.ApiClient) -> None:
 class OperatorProcess:
     """`modeldeploy-operator` as a subprocess in its own process group."""
 
-    def __init__(self, kubeconfig: str, prometheus_url: str, namespace: str, *extra: str) -> None:
+    def __init__(
+        self, kubeconfig: str | os.PathLike[str], prometheus_url: str, namespace: str, *extra: str
+    ) -> None:
         self.port = free_port()
         self.args = [
             str(Path(sys.executable).with_name("modeldeploy-operator")),
             "--kubeconfig",
-            kubeconfig,
+            str(kubeconfig),
             "--prometheus-url",
             prometheus_url,
             "--namespace",

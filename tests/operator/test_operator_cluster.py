@@ -102,7 +102,7 @@ class Env:
     def plugin(self, *args: str) -> subprocess.CompletedProcess[str]:
         exe = str(Path(sys.executable).with_name("kubectl-modeldeploy"))
         return subprocess.run(
-            [exe, "--kubeconfig", self.cluster.kubeconfig, "-n", self.namespace, *args],
+            [exe, "--kubeconfig", str(self.cluster.kubeconfig), "-n", self.namespace, *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -138,7 +138,7 @@ def test_canary_walks_every_step_and_is_ready(env):
         [
             "kubectl",
             "--kubeconfig",
-            env.cluster.kubeconfig,
+            str(env.cluster.kubeconfig),
             "-n",
             env.namespace,
             "wait",

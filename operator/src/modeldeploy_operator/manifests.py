@@ -72,9 +72,10 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
         {"name": "MODELDEPLOY_MODEL_VERSION", "value": md.model.version},
         {"name": "MODELDEPLOY_TRACK", "value": track},
         {"name": "MODELDEPLOY_REVISION", "value": revision},
-        {"name": "MODELDEPLOY_MODEL_DIGEST", "value": md.model.digest},
-        {"name": "MODELDEPLOY_BATCH_MAX_SIZE", "value": str(p.max_batch_size)},
-        {"name": "MODELDEPLOY_BATCH_MAX_LATENCY_MS", "value": str(p.max_latency_ms)},
+        {"name": "MODELDEPLOY_MAX_BATCH_SIZE", "value": str(p.max_batch_size)},
+        {"name": "MODELDEPLOY_MAX_WAIT_MS", "value": str(p.max_latency_ms)},
+        # The predictor refuses a bundle whose model.json does not match.
+        *([{"name": "MODELDEPLOY_DIGEST", "value": md.model.digest}] if md.model.digest else []),
         POD_IP_ENV,
         *({"name": k, "value": v} for k, v in p.env),
     ]
