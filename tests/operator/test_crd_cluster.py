@@ -12,7 +12,8 @@ import json
 from typing import Any
 
 import pytest
-from cluster_helpers import GROUP, PLURAL, VERSION, apply_crd
+import yaml
+from cluster_helpers import GROUP, PLURAL, ROOT, VERSION, apply_crd
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -150,3 +151,17 @@ def test_minimal_manifest_gets_a_default_canary_strategy(api, namespace):
     assert strategy["type"] == "Canary"
     assert [s["weight"] for s in strategy["canary"]["steps"]] == [10, 50]
     assert [m["name"] for m in strategy["analysis"]["metrics"]] == ["error-rate", "latency-p99"]
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.parent.name)
+def test_examples_are_accepted(api, namespace, path):
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "ModelDeployment"]
+    assert docs, f"{path} holds no ModelDeployment"
+    custom = client.CustomObjectsApi(api)
+    for doc in docs:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, doc, dry_run="All"
+        )
