@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,71 @@ def get_md(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     return client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name
     )
+
+
+class Env:
+    def __init__(self, cluster: Any, namespace: str, prometheus_url: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.api = cluster.api_client()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.prometheus_url = prometheus_url
+        self.operator: OperatorProcess | None = None
+
+    def start_operator(self) -> OperatorProcess:
+        self.operator = OperatorProcess(
+            self.cluster.kubeconfig, self.prometheus_url, self.namespace
+        ).start()
+        return self.operator
+
+    def apply(self, body: dict[str, Any]) -> None:
+        try:
+            current = self.get()
+        except client.ApiException:
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, body
+            )
+            return
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            current["metadata"]["name"],
+            {"spec": body["spec"]},
+        )
+
+    def get(self) -> dict[str, Any]:
+        return get_md(self.api, self.namespace, "fraud")
+
+    def status(self) -> dict[str, Any]:
+        return self.get().get("status") or {}
+
+    def wait_status(
+        self, predicate: Callable[[dict[str, Any]], bool], message: str, timeout: float = 60
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            st = self.status()
+            return st if predicate(st) else None
+
+        try:
+            return wait_for(check, timeout=timeout, message=message)
+        except TimeoutError as exc:
+            log = self.operator.output()[-3000:] if self.operator else ""
+            raise AssertionError(f"{message}; status={self.status()}\n{log}") from exc
+
+    def plugin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        exe = str(Path(sys.executable).with_name("kubectl-modeldeploy"))
+        return subprocess.run(
+            [exe, "--kubeconfig", str(self.cluster.kubeconfig), "-n", self.namespace, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def events(self) -> list[str]:
+        core = client.CoreV1Api(self.api)
+        items = core.list_namespaced_event(
+            self.namespace, field_selector="involvedObject.kind=ModelDeployment"
+        ).items
+        return [e.reason for e in items]
