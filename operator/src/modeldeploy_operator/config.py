@@ -27,6 +27,7 @@ class Config:
     prometheus_timeout: float = 5.0
     watch_timeout: int = 300
     log_format: str = "plain"
+    api_workers: int = 32
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -87,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
         help="Kopf peering name for HA (one active replica); unset = standalone",
     )
     p.add_argument("--priority", type=int, default=int(_env("MODELDEPLOY_PRIORITY", "0") or 0))
+    p.add_argument(
+        "--api-workers",
+        type=int,
+        default=Config.api_workers,
+        help="threads (and HTTP connections) for Kubernetes API calls",
+    )
     p.add_argument("--prometheus-timeout", type=float, default=Config.prometheus_timeout)
     p.add_argument("--watch-timeout", type=int, default=Config.watch_timeout)
     p.add_argument(
@@ -116,4 +123,5 @@ def from_args(argv: Sequence[str] | None = None) -> Config:
         prometheus_timeout=args.prometheus_timeout,
         watch_timeout=args.watch_timeout,
         log_format=args.log_format,
+        api_workers=args.api_workers,
     )

@@ -30,15 +30,18 @@ _CRASH_RESTARTS = 3
 _REAPPLY_SECONDS = 300.0
 
 
-def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+def new_api_client(kubeconfig: str | None = None, pool_size: int | None = None) -> client.ApiClient:
     """In-cluster credentials when present, else the kubeconfig (or KUBECONFIG)."""
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config()
-            return client.ApiClient()
-        except config.ConfigException:
-            pass
-    return config.new_client_from_config(config_file=kubeconfig)
+    cfg = client.Configuration()
+    try:
+        if kubeconfig is not None:
+            raise config.ConfigException("explicit kubeconfig")
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    if pool_size:
+        cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

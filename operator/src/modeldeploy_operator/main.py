@@ -8,6 +8,8 @@ and watch timeouts explicitly, so an upgrade of Kopf cannot change them.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from typing import Any
 
@@ -63,7 +65,12 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         settings.peering.priority = config.priority
         settings.peering.standalone = config.peering is None
         settings.peering.mandatory = config.peering is not None
-        api_client = kube.new_api_client(config.kubeconfig)
+        # API calls run in threads (kube.py); the default pool (cores + 4) is too
+        # small for hundreds of objects reconciling at once.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=config.api_workers)
+        )
+        api_client = kube.new_api_client(config.kubeconfig, pool_size=config.api_workers)
         provider = Prometheus(config.prometheus_url, timeout=config.prometheus_timeout)
         memo["provider"] = provider
         memo["reconciler"] = reconcile.Reconciler(
