@@ -1,0 +1,123 @@
+"""Chart scenarios on a real cluster, shared by the local-cluster tests and kind.
+
+Everything here talks to the API server through `kubectl` and `helm` with an
+explicit kubeconfig, so the same steps run against the local cluster (pytest
+fixture `cluster`) and against kind (`hack/e2e-kind.sh` sets
+MODELDEPLOY_E2E_KUBECONFIG). RBAC checks impersonate the chart's
+ServiceAccount, so the API server's own authorizer gives the answers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from . import chart
+
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+# Every kind the chart can create; leftovers are searched among these.
+CHART_KINDS = (
+    "deployments,services,serviceaccounts,configmaps,roles,rolebindings,"
+    "clusterroles,clusterrolebindings,kopfpeerings.kopf.dev,clusterkopfpeerings.kopf.dev"
+)
+
+
+@dataclass
+class Kube:
+    """kubectl bound to one kubeconfig."""
+
+    kubeconfig: str
+
+    def run(
+        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [KUBECTL, "--kubeconfig", self.kubeconfig, *args],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
+            )
+        return proc
+
+    def apply(self, docs: Iterable[Mapping[str, Any]], *flags: str) -> subprocess.CompletedProcess:
+        return self.run(
+            "apply", "--server-side", "--field-manager=modeldeploy-tests", "-f", "-", *flags,
+            stdin=yaml.safe_dump_all(list(docs)),
+        )  # fmt: skip
+
+    def create_namespace(self, prefix: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.run("create", "namespace", name)
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        self.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+    def can_i(self, service_account: str, verb: str, resource: str, *where: str) -> bool:
+        """`kubectl auth can-i` as system:serviceaccount:NS:NAME (NS/NAME given)."""
+        ns, name = service_account.split("/")
+        proc = self.run(
+            "auth", "can-i", verb, resource, *where,
+            "--as", f"system:serviceaccount:{ns}:{name}",
+            check=False,
+        )  # fmt: skip
+        answer = proc.stdout.strip()
+        if answer not in ("yes", "no"):
+            raise AssertionError(f"can-i {verb} {resource} {where}: {proc.stdout}{proc.stderr}")
+        return answer == "yes"
+
+    def owned_by_release(self, release: str) -> list[str]:
+        """kind/name of every object labelled as the release's, in all namespaces."""
+        proc = self.run(
+            "get", CHART_KINDS, "--all-namespaces", "--ignore-not-found",
+            "-l", f"app.kubernetes.io/instance={release}", "-o", "name",
+        )  # fmt: skip
+        return sorted(proc.stdout.split())
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll `condition` until it returns a truthy value; fail with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def release_name() -> str:
+    return f"md{uuid.uuid4().hex[:6]}"
+
+
+def namespaced_values(namespaces: list[str], **more: Any) -> dict[str, Any]:
+    return {"watch": {"allNamespaces": False, "namespaces": namespaces}, **more}
+
+
+def install(
+    helm: chart.Helm,
+    release: str,
+    namespace: str,
+    values: Mapping[str, Any],
+    *,
+    upgrade: bool = False,
+) -> subprocess.CompletedProcess:
+    """`helm install` (or `upgrade`) without waiting for pods: RBAC and objects only."""
+    verb = ["upgrade"] if upgrade else ["install"]
+    return helm.run(
+        *verb, release, str(chart.CHART), "--namespace", namespace, *chart.set_flags(values),
+        timeout=300,
+    )  # fmt: skip
