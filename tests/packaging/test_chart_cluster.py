@@ -51,7 +51,11 @@ def test_install_upgrade_uninstall_leaves_no_orphans(
 ) -> None:
     system, team, _ = namespaces
     release = scenario.release_name()
-    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team]))
+    proc = scenario.install(cluster_helm, release, system, scenario.namespaced_values([team]))
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert f"the namespaces: {team}" in notes
+    assert f"rollout status deployment/{release}-modeldeploy" in notes
+    assert "kubectl apply --server-side -f modeldeploy/crds/" in notes
     installed = kube.owned_by_release(release)
     assert f"deployment.apps/{release}-modeldeploy" in installed
     assert f"role.rbac.authorization.k8s.io/{release}-modeldeploy" in installed

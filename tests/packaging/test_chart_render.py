@@ -157,22 +157,3 @@ def test_schema_refuses_bad_values(
     assert proc.returncode != 0, f"helm accepted {values}"
     assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
     assert complaint in proc.stderr, proc.stderr
-
-
-def test_notes_tell_what_to_do_next(helm: chart.Helm, tmp_path) -> None:
-    # `helm install --dry-run` is the only command that renders NOTES.txt offline.
-    proc = helm.run(
-        "install",
-        chart.RELEASE,
-        str(chart.CHART),
-        "--dry-run=client",
-        "-n",
-        "ns1",
-        "--set-json",
-        'watch={"allNamespaces":false,"namespaces":["team-a"]}',
-    )
-    assert "NOTES:" in proc.stdout
-    notes = proc.stdout.split("NOTES:", 1)[1]
-    assert "the namespaces: team-a" in notes
-    assert "rollout status deployment/md-modeldeploy" in notes
-    assert "kubectl apply --server-side -f modeldeploy/crds/" in notes
