@@ -15,9 +15,10 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 
-from . import chart, images
+from . import chart, images, prometheus, scenario
 
 DOCKERFILES = {
     "operator": chart.REPO / "Dockerfile.operator",
@@ -121,12 +122,23 @@ def _cli_exists(module: str) -> bool:
         return False
 
 
+# Session-scoped, listed before `built`: skip before spending a build.
+@pytest.fixture(scope="session")
+def operator_cli() -> None:
+    if not _cli_exists("modeldeploy_operator.cli"):
+        pytest.skip("modeldeploy_operator.cli is not written yet (operator issue)")
+
+
+@pytest.fixture(scope="session")
+def predictor_cli() -> None:
+    if not _cli_exists("modeldeploy_predictor.cli"):
+        pytest.skip("modeldeploy_predictor.cli is not written yet (predictor issue)")
+
+
 @needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_operator_image_entrypoint_help(built: None) -> None:
-    if not _cli_exists("modeldeploy_operator.cli"):
-        pytest.skip("modeldeploy_operator.cli is not written yet (operator issue)")
+def test_operator_image_entrypoint_help(operator_cli: None, built: None) -> None:
     proc = images.podman(
         "run", "--rm", "--read-only", "--user", "65532:65532", "--cap-drop", "ALL",
         images.OPERATOR, "--help",
@@ -135,3 +147,61 @@ def test_operator_image_entrypoint_help(built: None) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for flag in ("--prometheus-url", "--namespace", "--all-namespaces", "--metrics-port"):
         assert flag in proc.stdout, flag
+
+
+# Trains a small classifier inside the image itself, so the bundle is made with
+# exactly the scikit-learn the image serves with.
+TRAIN = """
+import csv, joblib, numpy as np
+from sklearn.linear_model import LogisticRegression
+rng = np.random.default_rng(7)
+X = rng.normal(size=(400, 3))
+y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+joblib.dump(LogisticRegression().fit(X, y), "/work/model.joblib")
+with open("/work/reference.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["f0", "f1", "f2"])
+    w.writerows(X.tolist())
+"""
+
+
+@needs_podman
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_predictor_image_serves_a_read_only_bundle(
+    predictor_cli: None, built: None, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)  # written by uid 65532 inside the container
+    as_user = ("--rm", "--read-only", "--user", "65532:65532", "-v", f"{work}:/work")
+    images.podman("run", *as_user, "--entrypoint", "python3", images.PREDICTOR, "-c", TRAIN)
+    images.podman(
+        "run", *as_user, images.PREDICTOR, "bundle", "--model", "/work/model.joblib",
+        "--reference", "/work/reference.csv", "--name", "demo", "--version", "1.0.0",
+        "--out", "/work/bundle",
+    )  # fmt: skip
+    port = prometheus.free_port()
+    with images.running(
+        images.PREDICTOR, "serve", "--bundle", "/models/demo", "--host", "127.0.0.1",
+        "--port", str(port),
+        options=("-v", f"{work / 'bundle'}:/models/demo:ro"),
+    ) as name:  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        scenario.wait_for(ready, 120, f"predictor container to be ready:\n{images.logs(name)}")
+        rsp = httpx.post(
+            f"{base}/v1/models/demo:predict",
+            json={"instances": [[2.0, 1.0, 0.0], [-2.0, -1.0, 0.0]]},
+            timeout=10,
+        )
+        assert rsp.status_code == 200, rsp.text
+        assert rsp.json()["predictions"] == [1, 0]
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert "modeldeploy_requests_total" in metrics
