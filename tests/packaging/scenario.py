@@ -9,6 +9,7 @@ ServiceAccount, so the API server's own authorizer gives the answers.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -65,17 +66,43 @@ class Kube:
     def delete_namespace(self, name: str) -> None:
         self.run("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
-    def can_i(self, service_account: str, verb: str, resource: str, *where: str) -> bool:
-        """`kubectl auth can-i` as system:serviceaccount:NS:NAME (NS/NAME given)."""
+    def can_i(self, service_account: str, verb: str, resource: str, namespace: str = "") -> bool:
+        """May NS/NAME do `verb` on `resource[.group][/subresource]` (in `namespace`, "" = all)?
+
+        Asked as a SubjectAccessReview for the ServiceAccount's user and groups,
+        so the API server's own RBAC authorizer answers, also for resources
+        whose API is not installed (where `kubectl auth can-i` guesses).
+        """
+        ns, name = service_account.split("/")
+        resource, _, subresource = resource.partition("/")
+        plural, _, group = resource.partition(".")
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": f"system:serviceaccount:{ns}:{name}",
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                           "system:authenticated"],
+                "resourceAttributes": {
+                    "verb": verb, "group": group, "resource": plural,
+                    "subresource": subresource, "namespace": namespace,
+                },
+            },
+        }  # fmt: skip
+        proc = self.run("create", "-o", "json", "-f", "-", stdin=json.dumps(review))
+        return bool(json.loads(proc.stdout)["status"].get("allowed"))
+
+    def can_i_kubectl(self, service_account: str, verb: str, resource: str, namespace: str) -> bool:
+        """The same question through `kubectl auth can-i --as` (known resource types only)."""
         ns, name = service_account.split("/")
         proc = self.run(
-            "auth", "can-i", verb, resource, *where,
+            "auth", "can-i", verb, resource, "-n", namespace,
             "--as", f"system:serviceaccount:{ns}:{name}",
             check=False,
         )  # fmt: skip
         answer = proc.stdout.strip()
         if answer not in ("yes", "no"):
-            raise AssertionError(f"can-i {verb} {resource} {where}: {proc.stdout}{proc.stderr}")
+            raise AssertionError(f"can-i {verb} {resource}: {proc.stdout}{proc.stderr}")
         return answer == "yes"
 
     def owned_by_release(self, release: str) -> list[str]:

@@ -42,7 +42,7 @@ def test_rendered_manifests_pass_server_side_dry_run(
     ]
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "ServiceAccount", "ConfigMap", "Service"} <= kinds
-    proc = kube.apply(docs, "--dry-run=server", "-n", system)
+    proc = kube.apply(docs, "--dry-run=server")
     assert proc.stdout.count("(server dry run)") == len(docs), proc.stdout
 
 
@@ -121,14 +121,18 @@ def test_service_account_rbac_namespaced(
         wrong = [
             f"{verb} {resource}: expected {'allowed' if allowed else 'denied'}"
             for verb, resource, allowed in NAMESPACED_CHECKS
-            if kube.can_i(sa, verb, resource, "-n", team) != allowed
+            if kube.can_i(sa, verb, resource, team) != allowed
         ]
         assert not wrong, "\n".join(wrong)
+        # kubectl's own `auth can-i --as` agrees (for types it can discover).
+        for verb, resource in [("create", "deployments.apps"), ("get", "secrets")]:
+            expected = kube.can_i(sa, verb, resource, team)
+            assert kube.can_i_kubectl(sa, verb, resource, team) == expected, (verb, resource)
         # Nothing at all outside the watched namespaces, nothing cluster-wide.
         for verb, resource in [("list", "deployments.apps"), ("create", "services")]:
-            assert not kube.can_i(sa, verb, resource, "-n", other), (verb, resource, other)
-            assert not kube.can_i(sa, verb, resource, "--all-namespaces"), (verb, resource)
-        assert not kube.can_i(sa, "list", "modeldeployments.modeldeploy.io", "-n", system)
+            assert not kube.can_i(sa, verb, resource, other), (verb, resource, other)
+            assert not kube.can_i(sa, verb, resource), (verb, resource)
+        assert not kube.can_i(sa, "list", "modeldeployments.modeldeploy.io", system)
         assert not kube.can_i(sa, "create", "clusterroles.rbac.authorization.k8s.io")
         assert not kube.can_i(sa, "create", "namespaces")
         assert not kube.can_i(sa, "delete", "customresourcedefinitions.apiextensions.k8s.io")
@@ -148,12 +152,12 @@ def test_service_account_rbac_cluster_wide(
     sa = ACCOUNT.format(ns=system, release=release)
     try:
         for ns in (team, other):
-            assert kube.can_i(sa, "create", "deployments.apps", "-n", ns)
-            assert kube.can_i(sa, "patch", "httproutes.gateway.networking.k8s.io", "-n", ns)
-            assert not kube.can_i(sa, "get", "secrets", "-n", ns)
-            assert not kube.can_i(sa, "create", "httproutes.gateway.networking.k8s.io", "-n", ns)
-        assert kube.can_i(sa, "watch", "modeldeployments.modeldeploy.io", "--all-namespaces")
-        assert not kube.can_i(sa, "list", "secrets", "--all-namespaces")
+            assert kube.can_i(sa, "create", "deployments.apps", ns)
+            assert kube.can_i(sa, "patch", "httproutes.gateway.networking.k8s.io", ns)
+            assert not kube.can_i(sa, "get", "secrets", ns)
+            assert not kube.can_i(sa, "create", "httproutes.gateway.networking.k8s.io", ns)
+        assert kube.can_i(sa, "watch", "modeldeployments.modeldeploy.io")
+        assert not kube.can_i(sa, "list", "secrets")
         assert not kube.can_i(sa, "list", "namespaces")  # cluster-wide Kopf never lists them
         assert not kube.can_i(sa, "create", "clusterrolebindings.rbac.authorization.k8s.io")
         assert not kube.can_i(sa, "patch", "nodes")
