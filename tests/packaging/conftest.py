@@ -29,7 +29,7 @@ def helm(helm_bin: str, tmp_path_factory: pytest.TempPathFactory) -> chart.Helm:
     return chart.Helm(helm_bin, Path(tmp_path_factory.mktemp("helm-home")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def admin_kubeconfig(request: pytest.FixtureRequest) -> str:
     external = os.environ.get("MODELDEPLOY_E2E_KUBECONFIG")
     if external:
@@ -41,7 +41,7 @@ def admin_kubeconfig(request: pytest.FixtureRequest) -> str:
     return str(cluster.kubeconfig)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def kube(admin_kubeconfig: str) -> scenario.Kube:
     return scenario.Kube(admin_kubeconfig)
 

@@ -7,6 +7,7 @@ loopback with an empty TSDB: the point here is syntax and type errors; the
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -92,3 +93,23 @@ def test_every_query_evaluates_on_prometheus(tmp_path: Path) -> None:
             if rsp.status_code != 200 or body.get("status") != "success":
                 failures.append(f"{where}: {body.get('error', rsp.text)}\n  {expr}")
         assert not failures, "\n".join(failures)
+
+
+def test_dashboard_layout_is_sound() -> None:
+    dash = json.loads(promql.DASHBOARD.read_text())
+    panels = dash["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    cells: dict[tuple[int, int], str] = {}
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = p["title"]
+        if p["type"] != "row":
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert p["description"], p["title"]
+    names = {v["name"] for v in dash["templating"]["list"]}
+    assert {"datasource", "namespace", "model"} <= names
