@@ -105,6 +105,29 @@ class Kube:
             raise AssertionError(f"can-i {verb} {resource}: {proc.stdout}{proc.stderr}")
         return answer == "yes"
 
+    def service_account_kubeconfig(self, service_account: str, path: str) -> str:
+        """A kubeconfig that authenticates as NS/NAME with a real bound token.
+
+        This is how the operator is run "as the chart's ServiceAccount" outside
+        a pod: the API server authenticates the token and enforces RBAC itself.
+        """
+        ns, name = service_account.split("/")
+        token = self.run("create", "token", name, "-n", ns, "--duration", "1h").stdout.strip()
+        admin = json.loads(self.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [
+                {"name": "sa", "context": {"cluster": "cluster", "user": name, "namespace": ns}}
+            ],
+            "current-context": "sa",
+        }
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f)
+        return path
+
     def owned_by_release(self, release: str) -> list[str]:
         """kind/name of every object labelled as the release's, in all namespaces."""
         proc = self.run(

@@ -143,6 +143,27 @@ def test_service_account_rbac_namespaced(
         cluster_helm.run("uninstall", release, "--namespace", system, check=False)
 
 
+def test_service_account_token_is_enforced(
+    kube: scenario.Kube, cluster_helm: chart.Helm, namespaces: list[str], tmp_path
+) -> None:
+    """Not impersonation: a real token of the chart's ServiceAccount, real 403s."""
+    system, team, other = namespaces
+    release = scenario.release_name()
+    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team]))
+    try:
+        sa = ACCOUNT.format(ns=system, release=release)
+        as_sa = scenario.Kube(kube.service_account_kubeconfig(sa, str(tmp_path / "sa.yaml")))
+        assert as_sa.run("get", "deployments", "-n", team).returncode == 0
+        as_sa.run(
+            "create", "serviceaccount", "probe", "-n", team, "--dry-run=server"
+        )  # allowed: the operator makes the router's ServiceAccount
+        for args in (["get", "secrets", "-n", team], ["get", "deployments", "-n", other]):
+            denied = as_sa.run(*args, check=False)
+            assert denied.returncode != 0 and "Forbidden" in denied.stderr, (args, denied.stderr)
+    finally:
+        cluster_helm.run("uninstall", release, "--namespace", system, check=False)
+
+
 def test_service_account_rbac_cluster_wide(
     kube: scenario.Kube, cluster_helm: chart.Helm, namespaces: list[str]
 ) -> None:
