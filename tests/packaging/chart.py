@@ -9,6 +9,7 @@ with the same message when it is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,19 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "modeldeploy"
 RELEASE = "md"
+
+
+def _kube_version() -> str:
+    """The pinned Kubernetes version (hack/versions.env), for offline rendering.
+
+    `helm template` cannot ask a cluster, and a helm built from its Go module
+    reports a default Kubernetes version too old for the chart's kubeVersion.
+    """
+    text = (REPO / "hack" / "versions.env").read_text()
+    return re.search(r"^KUBERNETES_VERSION=(\S+)$", text, re.M).group(1)
+
+
+KUBE_VERSION = _kube_version()
 
 
 def find_helm() -> str | None:
@@ -101,6 +115,8 @@ class Helm:
             "--namespace",
             namespace,
             "--include-crds",
+            "--kube-version",
+            KUBE_VERSION,
             *set_flags(values or {}),
             *extra,
             check=check,
