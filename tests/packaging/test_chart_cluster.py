@@ -73,7 +73,7 @@ def test_install_upgrade_uninstall_leaves_no_orphans(
         "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].args}",
     ).stdout  # fmt: skip
     assert deployment.startswith("2 ")
-    assert "--log-level=debug" in deployment and "--peering=modeldeploy" in deployment
+    assert "--peering=modeldeploy" in deployment
     upgraded = kube.owned_by_release(release)
     assert "kopfpeering.kopf.dev/modeldeploy" in upgraded
 

@@ -51,8 +51,11 @@ def test_cluster_wide_operator_deployment(helm: chart.Helm) -> None:
     assert container["args"] == [
         "--prometheus-url=http://prom.monitoring:9090",
         "--all-namespaces",
+        "--metrics-host=$(POD_IP)",
         "--metrics-port=8080",
-        "--log-level=debug",
+        "--prometheus-timeout=5",
+        "--tick=2",
+        "--log-format=json",
     ]
     assert pod["serviceAccountName"] == "md-modeldeploy"
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -65,9 +68,12 @@ def test_cluster_wide_operator_deployment(helm: chart.Helm) -> None:
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["resources"]["limits"]["memory"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["MODELDEPLOY_PREDICTOR_IMAGE"] == "ghcr.io/modeldeploy/predictor:0.1.0"
-    assert env["MODELDEPLOY_ANALYSIS_MIN_REQUESTS"] == "50"
+    env = {
+        e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+    }
+    assert env["POD_IP"] == "status.podIP"
+    assert env["MODELDEPLOY_LOG_LEVEL"] == "debug"
     assert chart.one(docs, "ServiceAccount")["metadata"]["name"] == "md-modeldeploy"
     names = {d["metadata"]["name"] for d in chart.by_kind(docs, "CustomResourceDefinition")}
     assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= names
@@ -80,6 +86,7 @@ def test_namespaced_operator_args_and_peering(helm: chart.Helm) -> None:
             "watch.namespaces": ["team-a", "team-b"],
             "replicaCount": 2,
             "image.digest": "sha256:" + "ab" * 32,
+            "routerImage": "registry.example/router:1",
         }
     )
     deployment = chart.one(docs, "Deployment")
@@ -92,6 +99,7 @@ def test_namespaced_operator_args_and_peering(helm: chart.Helm) -> None:
         "--namespace=team-b",
     ]
     assert "--peering=modeldeploy" in args
+    assert "--router-image=registry.example/router:1" in args
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
     peerings = chart.by_kind(docs, "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
@@ -148,7 +156,8 @@ def test_dashboard_configmap_carries_the_dashboard(helm: chart.Helm) -> None:
         ({"securityContext.allowPrivilegeEscalation": True}, "allowPrivilegeEscalation"),
         ({"podSecurityContext.runAsUser": 0}, "runAsUser"),
         ({"image.digest": "latest"}, "digest"),
-        ({"analysisDefaults.interval": "thirty seconds"}, "interval"),
+        ({"tick": 0}, "tick"),
+        ({"logFormat": "xml"}, "logFormat"),
         ({"metrics.serviceMonitr": {"enabled": True}}, "serviceMonitr"),
         ({"replicas": 2}, "replicas"),
     ],

@@ -47,7 +47,7 @@ def test_queries_are_found() -> None:
     # Each asked-for view of the dashboard has a query behind it.
     exprs = "\n".join(e for _, e in promql.dashboard_queries())
     for metric in (
-        "modeldeploy_operator_rollout_phase",
+        "modeldeploy_operator_rollouts",
         "modeldeploy_router_canary_weight",
         "modeldeploy_requests_total",
         "modeldeploy_request_duration_seconds_bucket",
