@@ -20,12 +20,12 @@ OWN = READ | {"create", "update", "patch", "delete"}
 WORKLOADS: dict[tuple[str, str], set[str]] = {
     ("modeldeploy.io", "modeldeployments"): READ | {"patch"},
     ("modeldeploy.io", "modeldeployments/status"): {"get", "patch"},
+    ("modeldeploy.io", "modeldeployments/finalizers"): {"update"},
     ("apps", "deployments"): OWN,
     ("", "services"): OWN,
     ("", "serviceaccounts"): OWN,
     ("rbac.authorization.k8s.io", "roles"): OWN,
     ("rbac.authorization.k8s.io", "rolebindings"): OWN,
-    ("apps", "replicasets"): READ,
     ("", "pods"): READ,
     ("discovery.k8s.io", "endpointslices"): READ,
     ("", "events"): {"create", "patch"},

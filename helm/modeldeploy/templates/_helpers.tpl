@@ -79,6 +79,12 @@ RBAC table in tests/packaging/test_chart_rbac.py.
 - apiGroups: ["modeldeploy.io"]
   resources: ["modeldeployments/status"]
   verbs: ["get", "patch"]
+# Children carry an ownerReference with blockOwnerDeletion, which clusters
+# with the OwnerReferencesPermissionEnforcement admission plugin allow only
+# to who may update the owner's finalizers.
+- apiGroups: ["modeldeploy.io"]
+  resources: ["modeldeployments/finalizers"]
+  verbs: ["update"]
 # Owned objects: predictor revisions, the router, track Services, and the
 # router's ServiceAccount + Role + RoleBinding.
 - apiGroups: ["apps"]
@@ -90,10 +96,7 @@ RBAC table in tests/packaging/test_chart_rbac.py.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# Crash-loop and readiness detection of the revisions it rolls out.
-- apiGroups: ["apps"]
-  resources: ["replicasets"]
-  verbs: ["get", "list", "watch"]
+# Crash-loop detection of the revisions it rolls out.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
