@@ -113,7 +113,9 @@ class Kube:
         """
         ns, name = service_account.split("/")
         token = self.run("create", "token", name, "-n", ns, "--duration", "1h").stdout.strip()
-        admin = json.loads(self.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        admin = json.loads(
+            self.run("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout
+        )
         config = {
             "apiVersion": "v1",
             "kind": "Config",

@@ -205,3 +205,67 @@ def test_predictor_image_serves_a_read_only_bundle(
         assert rsp.json()["predictions"] == [1, 0]
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         assert "modeldeploy_requests_total" in metrics
+
+
+EXAMPLE = chart.REPO / "examples" / "01-canary" / "modeldeployment.yaml"
+
+
+def _crd_installed(kube: scenario.Kube) -> bool:
+    return kube.run("get", "crd", "modeldeployments.modeldeploy.io", check=False).returncode == 0
+
+
+def _phase(kube: scenario.Kube, namespace: str) -> str:
+    proc = kube.run("get", "md", "-n", namespace, "-o", "jsonpath={.items[*].status.phase}")
+    return proc.stdout.strip()
+
+
+@needs_podman
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_operator_image_runs_as_the_charts_service_account(
+    operator_cli: None,
+    built: None,
+    kube: scenario.Kube,
+    cluster_helm: chart.Helm,
+    namespaces: list[str],
+    tmp_path: Path,
+) -> None:
+    """The image, hardened, with the chart's RBAC: healthy, and never refused."""
+    system, team, _ = namespaces
+    release = scenario.release_name()
+    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team]))
+    try:
+        config = kube.service_account_kubeconfig(
+            f"{system}/{release}-modeldeploy", str(tmp_path / "kubeconfig")
+        )
+        Path(config).chmod(0o644)  # read by uid 65532 in the container
+        port = prometheus.free_port()
+        with images.running(
+            images.OPERATOR, "--namespace", team, "--metrics-host", "127.0.0.1",
+            "--metrics-port", str(port), "--prometheus-url", "http://127.0.0.1:9",
+            options=("-v", f"{config}:/kube/config:ro", "-e", "KUBECONFIG=/kube/config"),
+        ) as name:  # fmt: skip
+            base = f"http://127.0.0.1:{port}"
+
+            def healthy() -> bool:
+                try:
+                    return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            scenario.wait_for(healthy, 120, f"operator /healthz:\n{images.logs(name)}")
+            assert "modeldeploy_operator_" in httpx.get(f"{base}/metrics", timeout=5).text
+            if EXAMPLE.exists() and _crd_installed(kube):
+                # A real reconcile under the chart's RBAC: status written, children
+                # made, and on delete the finalizer released, all as the ServiceAccount.
+                kube.run("apply", "-n", team, "-f", str(EXAMPLE))
+                scenario.wait_for(
+                    lambda: _phase(kube, team), 120, f"operator status:\n{images.logs(name)}"
+                )
+                kube.run("delete", "-n", team, "-f", str(EXAMPLE), "--timeout=120s")
+            log = images.logs(name)
+            for refusal in ("Forbidden", " 403", "Not enough permissions"):
+                assert refusal not in log, log
+    finally:
+        cluster_helm.run("uninstall", release, "--namespace", system, check=False)
