@@ -77,6 +77,11 @@ CASES = [
         md(
             phase="Paused",
             paused={"reason": "InconclusiveAnalysis", "message": "3 runs without data"},
+            # The operator also sets Degraded for this pause; Suspended wins.
+            conditions=[
+                cond("Ready", "False"),
+                cond("Degraded", "True", "3 runs without data"),
+            ],
         ),
         "Suspended",
         "InconclusiveAnalysis: 3 runs without data",

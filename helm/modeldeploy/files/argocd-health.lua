@@ -51,7 +51,7 @@ local degraded = condition(status, "Degraded")
 local ready = condition(status, "Ready")
 local phase = status.phase
 
-if phase == "RolledBack" or phase == "Failed" or (degraded ~= nil and degraded.status == "True") then
+if phase == "RolledBack" or phase == "Failed" then
   hs.status = "Degraded"
   if degraded ~= nil and degraded.message ~= nil and degraded.message ~= "" then
     hs.message = degraded.message
@@ -61,6 +61,9 @@ if phase == "RolledBack" or phase == "Failed" or (degraded ~= nil and degraded.s
   return hs
 end
 
+-- Before the Degraded condition: a rollout paused on inconclusive analysis is
+-- also marked Degraded by the operator, but nothing failed; it waits for a
+-- person, which is what Argo CD's Suspended means.
 if phase == "Paused" then
   hs.status = "Suspended"
   local reason = "paused"
@@ -71,6 +74,12 @@ if phase == "Paused" then
     end
   end
   hs.message = "Rollout paused (" .. reason .. ")"
+  return hs
+end
+
+if degraded ~= nil and degraded.status == "True" then
+  hs.status = "Degraded"
+  hs.message = degraded.message or degraded.reason or "Degraded"
   return hs
 end
 
