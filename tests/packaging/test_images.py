@@ -130,6 +130,12 @@ def operator_cli() -> None:
 
 
 @pytest.fixture(scope="session")
+def router_cli() -> None:
+    if not _cli_exists("modeldeploy_router.cli"):
+        pytest.skip("modeldeploy_router.cli is not written yet (router issue)")
+
+
+@pytest.fixture(scope="session")
 def predictor_cli() -> None:
     if not _cli_exists("modeldeploy_predictor.cli"):
         pytest.skip("modeldeploy_predictor.cli is not written yet (predictor issue)")
@@ -205,6 +211,20 @@ def test_predictor_image_serves_a_read_only_bundle(
         assert rsp.json()["predictions"] == [1, 0]
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         assert "modeldeploy_requests_total" in metrics
+
+
+@needs_podman
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_predictor_image_also_runs_the_router(router_cli: None, built: None) -> None:
+    """Pods run the router from the predictor image with `command: [modeldeploy-router]`."""
+    proc = images.podman(
+        "run", "--rm", "--read-only", "--user", "65532:65532", "--cap-drop", "ALL",
+        "--entrypoint", "modeldeploy-router", images.PREDICTOR, "--help",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--backend" in proc.stdout
 
 
 EXAMPLE = chart.REPO / "examples" / "01-canary" / "modeldeployment.yaml"
