@@ -14,6 +14,9 @@ from . import chart, scenario
 pytestmark = pytest.mark.cluster
 
 ACCOUNT = "{ns}/{release}-modeldeploy"
+# RBAC-only checks need no operator process (the local cluster's node would
+# run one for every replica): zero replicas keep them quick and quiet.
+NO_PODS = {"replicaCount": 0}
 
 
 def _apply_crds(kube: scenario.Kube, helm: chart.Helm) -> None:
@@ -115,7 +118,7 @@ def test_service_account_rbac_namespaced(
 ) -> None:
     system, team, other = namespaces
     release = scenario.release_name()
-    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team]))
+    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team], **NO_PODS))
     sa = ACCOUNT.format(ns=system, release=release)
     try:
         wrong = [
@@ -149,7 +152,7 @@ def test_service_account_token_is_enforced(
     """Not impersonation: a real token of the chart's ServiceAccount, real 403s."""
     system, team, other = namespaces
     release = scenario.release_name()
-    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team]))
+    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team], **NO_PODS))
     try:
         sa = ACCOUNT.format(ns=system, release=release)
         as_sa = scenario.Kube(kube.service_account_kubeconfig(sa, str(tmp_path / "sa.yaml")))
@@ -169,7 +172,7 @@ def test_service_account_rbac_cluster_wide(
 ) -> None:
     system, team, other = namespaces
     release = scenario.release_name()
-    scenario.install(cluster_helm, release, system, {"rbac.gatewayAPI": True})
+    scenario.install(cluster_helm, release, system, {"rbac.gatewayAPI": True, **NO_PODS})
     sa = ACCOUNT.format(ns=system, release=release)
     try:
         for ns in (team, other):
