@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +137,57 @@ class Kube:
             "-l", f"app.kubernetes.io/instance={release}", "-o", "name",
         )  # fmt: skip
         return sorted(proc.stdout.split())
+
+
+EXAMPLE = chart.REPO / "examples" / "01-canary" / "modeldeployment.yaml"
+# What the operator makes for a ModelDeployment (docs/contracts.md): the router's
+# Role and RoleBinding prove it holds every permission it grants.
+CHILD_KINDS = ("deployments", "services", "serviceaccounts", "roles", "rolebindings")
+
+
+def example_ready(kube: Kube) -> str | None:
+    """Why the reconcile check cannot run yet, or None when it can."""
+    if not EXAMPLE.exists():
+        return f"{EXAMPLE.relative_to(chart.REPO)} does not exist yet (operator issue)"
+    if kube.run("get", "crd", "modeldeployments.modeldeploy.io", check=False).returncode:
+        return "the ModelDeployment CRD is not installed (crds/ not synced into the chart yet)"
+    return None
+
+
+def reconcile_example(kube: Kube, namespace: str, operator_log: Callable[[], str]) -> None:
+    """The canary example, reconciled by an operator that runs with the chart's RBAC.
+
+    Status written, every kind of child made (router RBAC included), and on
+    delete the finalizer released: the operator's whole write path. Any
+    refusal by the API server shows up in the operator's log.
+    """
+    name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
+    kube.run("apply", "-n", namespace, "-f", str(EXAMPLE))
+
+    def phase() -> str:
+        return kube.run(
+            "get", "md", name, "-n", namespace, "-o", "jsonpath={.status.phase}"
+        ).stdout.strip()
+
+    wait_for(phase, 120, f"the operator to write status:\n{operator_log()[-3000:]}")
+
+    def children() -> list[str]:
+        listing = kube.run(
+            "get", ",".join(CHILD_KINDS), "-n", namespace,
+            "-l", f"modeldeploy.io/name={name}", "-o", "name",
+        ).stdout  # fmt: skip
+        made = {line.split("/")[0].split(".")[0] for line in listing.split()}
+        return [kind for kind in CHILD_KINDS if kind.removesuffix("s") in made]
+
+    wait_for(
+        lambda: len(children()) == len(CHILD_KINDS),
+        120,
+        f"every kind of child ({CHILD_KINDS}), have {children()}:\n{operator_log()[-3000:]}",
+    )
+    kube.run("delete", "md", name, "-n", namespace, "--timeout=120s")
+    log = operator_log()
+    for refusal in ("Forbidden", " 403", "Not enough permissions"):
+        assert refusal not in log, log[-5000:]
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 0.5) -> Any:

@@ -7,6 +7,14 @@ server for, and what the API server then allows the operator to do.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from . import chart, scenario
@@ -186,4 +194,41 @@ def test_service_account_rbac_cluster_wide(
         assert not kube.can_i(sa, "create", "clusterrolebindings.rbac.authorization.k8s.io")
         assert not kube.can_i(sa, "patch", "nodes")
     finally:
+        cluster_helm.run("uninstall", release, "--namespace", system, check=False)
+
+
+def test_operator_process_with_the_charts_service_account(
+    kube: scenario.Kube, cluster_helm: chart.Helm, namespaces: list[str], tmp_path
+) -> None:
+    """RBAC sufficiency: the operator, authenticated by the chart's ServiceAccount token."""
+    operator = shutil.which("modeldeploy-operator") or str(
+        Path(sys.executable).with_name("modeldeploy-operator")
+    )
+    if importlib.util.find_spec("modeldeploy_operator.cli") is None:
+        pytest.skip("modeldeploy_operator.cli is not written yet (operator issue)")
+    system, team, _ = namespaces
+    release = scenario.release_name()
+    scenario.install(cluster_helm, release, system, scenario.namespaced_values([team], **NO_PODS))
+    if reason := scenario.example_ready(kube):
+        cluster_helm.run("uninstall", release, "--namespace", system, check=False)
+        pytest.skip(reason)
+    config = kube.service_account_kubeconfig(
+        ACCOUNT.format(ns=system, release=release), str(tmp_path / "sa.yaml")
+    )
+    log = tmp_path / "operator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [operator, "--kubeconfig", config, "--namespace", team,
+             "--prometheus-url", "http://127.0.0.1:9", "--metrics-port", "0"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        scenario.reconcile_example(kube, team, lambda: log.read_text(errors="replace"))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         cluster_helm.run("uninstall", release, "--namespace", system, check=False)
