@@ -1,0 +1,177 @@
+"""The demo's I/O with the cluster: start/stop it, Helm-install the operator, kubectl.
+
+The local cluster comes from `modeldeploy_devcluster.launcher` (the same code
+`modeldeploy-devcluster up` runs); helm is the pinned binary that
+`hack/build-binaries.sh` caches. With DEMO_CLUSTER=current the cluster of
+KUBECONFIG is used instead and only what the demo created is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from modeldeploy_devcluster import launcher
+from modeldeploy_devcluster.cluster import Cluster
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "helm" / "modeldeploy"
+RELEASE = "demo"
+OPERATOR_NS = "modeldeploy-system"
+GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
+
+
+def helm_binary() -> str:
+    """$HELM, the pinned build in the binaries cache, or helm on PATH."""
+    if os.environ.get("HELM"):
+        return os.environ["HELM"]
+    cache = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-binaries.sh"), "dir"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    for candidate in (Path(cache) / "helm" if cache else None, shutil.which("helm")):
+        if candidate and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise RuntimeError("no helm binary: run `make binaries` or set HELM=/path/to/helm")
+
+
+@dataclass
+class Infra:
+    """The cluster the demo runs on, and what the demo made in it (to undo)."""
+
+    cluster: Cluster
+    own_root: Path | None  # state dir of a cluster this demo started
+    namespace: str
+    helm_home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="md-helm-")))
+    installed: bool = False
+
+    @classmethod
+    def start(cls, namespace: str, current: bool) -> Infra:
+        if current:
+            kubeconfig = os.environ.get("KUBECONFIG")
+            if not kubeconfig:
+                raise RuntimeError("DEMO_CLUSTER=current needs KUBECONFIG")
+            prometheus = os.environ.get("MODELDEPLOY_PROMETHEUS_URL")
+            return cls(Cluster.from_kubeconfig(Path(kubeconfig), prometheus), None, namespace)
+        # Short path: it ends up in socket paths and process arguments.
+        root = Path(tempfile.mkdtemp(prefix="mddemo-")) / "cluster"
+        try:
+            return cls(launcher.up(root, scrape_interval="2s"), root, namespace)
+        except BaseException:
+            launcher.down(root)
+            shutil.rmtree(root.parent, ignore_errors=True)
+            raise
+
+    def api(self) -> client.ApiClient:
+        return self.cluster.api_client()
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        kubectl = shutil.which("kubectl") or "kubectl"
+        proc = subprocess.run(
+            [kubectl, "--kubeconfig", str(self.cluster.kubeconfig), *args],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and proc.returncode:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def helm(self, *args: str, timeout: float = 300) -> str:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "HELM_CACHE_HOME": str(self.helm_home / "cache"),
+            "HELM_CONFIG_HOME": str(self.helm_home / "config"),
+            "HELM_DATA_HOME": str(self.helm_home / "data"),
+        }
+        proc = subprocess.run(
+            [helm_binary(), *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
+        if proc.returncode:
+            raise RuntimeError(f"helm {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def install_operator(self, tick: float = 1) -> None:
+        """CRDs + operator from the chart, watching only the demo namespace."""
+        self.kubectl("create", "namespace", self.namespace)
+        values = {
+            "watch.allNamespaces": False,
+            "watch.namespaces": [self.namespace],
+            "prometheus.url": self.cluster.prometheus_url,
+            "tick": tick,
+            "logFormat": "plain",
+        }
+        flags = [x for k, v in values.items() for x in ("--set-json", f"{k}={json.dumps(v)}")]
+        self.helm("install", RELEASE, str(CHART), "--namespace", OPERATOR_NS,
+                  "--create-namespace", *flags)  # fmt: skip
+        self.installed = True
+        self.kubectl(
+            "wait", "--for=condition=Available", "deployment", "-n", OPERATOR_NS,
+            "-l", f"app.kubernetes.io/instance={RELEASE}", "--timeout=120s", timeout=150,
+        )  # fmt: skip
+
+    def apply(self, body: dict[str, Any]) -> None:
+        custom = client.CustomObjectsApi(self.api())
+        name = body["metadata"]["name"]
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+            return
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": body["spec"]}
+        )
+
+    def status(self, name: str) -> dict[str, Any]:
+        custom = client.CustomObjectsApi(self.api())
+        md = custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        return md.get("status") or {}
+
+    def event_reasons(self, name: str, seen: set[str]) -> list[str]:
+        """Reasons of the ModelDeployment's Events not in `seen` (uids), oldest first."""
+        items = (
+            client.CoreV1Api(self.api())
+            .list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}")
+            .items
+        )
+        new = [e for e in items if e.metadata.uid not in seen]
+        seen.update(e.metadata.uid for e in new)
+        new.sort(key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+        return [e.reason for e in new]
+
+    def ready_endpoints(self, service: str) -> int:
+        slices = client.DiscoveryV1Api(self.api()).list_namespaced_endpoint_slice(
+            self.namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        return sum(
+            1 for s in slices.items for e in s.endpoints or []
+            if e.conditions and e.conditions.ready
+        )  # fmt: skip
+
+    def operator_log(self) -> str:
+        pods = self.kubectl("get", "pods", "-n", OPERATOR_NS, "-o", "name", check=False).split()
+        return "".join(
+            self.cluster.logs(p.split("/")[1], OPERATOR_NS) for p in pods if p.startswith("pod/")
+        )
+
+    def close(self) -> None:
+        """Stop what the demo started: the whole cluster, or its objects in `current`."""
+        try:
+            if self.own_root is not None:
+                launcher.down(self.own_root)
+                shutil.rmtree(self.own_root.parent, ignore_errors=True)
+            else:
+                if self.installed:
+                    self.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait")
+                self.kubectl("delete", "namespace", self.namespace, "--ignore-not-found",
+                             "--wait=false", check=False)  # fmt: skip
+        finally:
+            shutil.rmtree(self.helm_home, ignore_errors=True)

@@ -1,0 +1,193 @@
+"""The demo's driver: cluster, operator, models, load, the four stages, report.
+
+Every stage polls the ModelDeployment once a second, prints a timeline row
+when something changed, and ends when the status reaches its expected
+outcome (or a different final one, or the stage's timeout). Whatever happens,
+the load generator, the forward and the cluster are stopped (SIGTERM and
+Ctrl-C included); the exit code is non-zero when any stage missed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modeldeploy_devcluster.waiting import wait_for
+
+from demo import models, plot, scenario, timeline
+from demo.infra import Infra
+from demo.load import Load
+
+FINAL = {"Succeeded", "RolledBack", "Failed"}
+
+
+@dataclass
+class Run:
+    infra: Infra
+    out: Path
+    t0: float = field(default_factory=time.monotonic)
+    start: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    samples: list[timeline.Sample] = field(default_factory=list)
+    points: dict[tuple[float, str], timeline.Point] = field(default_factory=dict)
+    spans: list[tuple[str, float, float]] = field(default_factory=list)
+    outcomes: list[timeline.Outcome] = field(default_factory=list)
+    load: Load | None = None
+    seen_events: set[str] = field(default_factory=set)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def say(self, text: str) -> None:
+        print(f"==> [{self.now():5.0f}s] {text}", flush=True)
+
+    def watch(
+        self, stage: scenario.Stage, done: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """Poll status until `done` or a final phase after the rollout started; print rows."""
+        began = self.now()
+        prev: timeline.Sample | None = None
+        status: dict[str, Any] = {}
+        while self.now() - began < stage.timeout:
+            status = self.infra.status(models.NAME)
+            served, failed = self.load.since_last() if self.load else ({}, 0)
+            events = self.infra.event_reasons(models.NAME, self.seen_events)
+            s = timeline.sample_from(self.now(), stage.label, status, self.start, served,
+                                     failed, events)  # fmt: skip
+            self.samples.append(s)
+            for p in timeline.measurement_points(status, self.start):
+                self.points[(p.t, p.metric)] = p
+            if timeline.worth_printing(prev, s):
+                print(timeline.render_row(s), flush=True)
+                prev = s
+            if done(status):
+                break
+            time.sleep(1.0)
+        self.spans.append((stage.label, began, self.now()))
+        return status
+
+
+def _is(version: str, phases: set[str]) -> Callable[[dict[str, Any]], bool]:
+    def check(st: dict[str, Any]) -> bool:
+        touched = version in (
+            (st.get("stable") or {}).get("version"), (st.get("candidate") or {}).get("version"),
+        )  # fmt: skip
+        return touched and st.get("phase") in phases
+
+    return check
+
+
+def run_stages(run: Run, bundles: dict[str, Path]) -> None:
+    plan = scenario.plan()
+    first = plan[0]
+    run.say(f"apply {models.NAME} {first.version} (first revision: straight to stable)")
+    run.infra.apply(scenario.manifest(first.version, str(bundles[first.version]), first.strategy))
+    began = run.now()
+    st = run.watch(first, _is(first.version, FINAL))
+    run.outcomes.append(timeline.judge_stable(first.label, st, first.version, run.now() - began))
+    if not run.outcomes[-1].ok:
+        return
+    wait_for(lambda: run.infra.ready_endpoints(models.NAME) > 0, 60, message="router ready")
+    with run.infra.cluster.forward(models.NAME, run.infra.namespace, 8080) as url:
+        run.say(f"steady load: 20 requests/s through the router Service (forward {url})")
+        with Load(url, models.traffic_rows(), rate=20, t0=run.t0) as run.load:
+            stable = first.version
+            for stage in plan[1:]:
+                outcome = one_stage(run, stage, bundles, stable)
+                run.outcomes.append(outcome)
+                if not outcome.ok:
+                    return
+                if stage.expect == "promoted":
+                    stable = stage.version
+
+
+def one_stage(
+    run: Run, stage: scenario.Stage, bundles: dict[str, Path], stable: str
+) -> timeline.Outcome:
+    kind = stage.strategy["type"].lower()
+    run.say(f"apply {stage.version} by {kind}: expected {stage.expect}"
+            + (f" on {stage.metric}" if stage.metric else ""))  # fmt: skip
+    began = run.now()
+    run.infra.apply(scenario.manifest(stage.version, str(bundles[stage.version]), stage.strategy))
+    st = run.watch(stage, _is(stage.version, FINAL))
+    ended = run.now()
+    if stage.expect == "promoted":
+        weights = {s.weight for s in run.samples if s.stage == stage.label}
+        steps = [s["weight"] for s in stage.strategy["canary"]["steps"]]
+        return timeline.judge_promoted(stage.label, st, stage.version, steps, weights,
+                                       ended - began)  # fmt: skip
+    leaked = None
+    if kind == "shadow":
+        leaked = timeline.served_between(run.load.snapshot(), began, ended)
+    return timeline.judge_rolled_back(stage.label, st, stage.metric, stable, ended - began,
+                                      leaked, stage.version)  # fmt: skip
+
+
+def report(run: Run, versions: list[models.Version]) -> None:
+    print()
+    print(timeline.summary_table(run.outcomes))
+    png = plot.write_png(run.samples, sorted(run.points.values(), key=lambda p: p.t), run.spans,
+                         run.out / "rollout.png")  # fmt: skip
+    answers = run.load.snapshot() if run.load else []
+    served = timeline.served_between(answers, 0, run.now() + 1)
+    print(f"\nusers' answers by version: {dict(sorted(served.items()))}, "
+          f"failures: {sum(1 for _, c, _ in answers if c != 200)}")  # fmt: skip
+    print("held-out accuracy: " + ", ".join(f"{v.version} {v.accuracy:.2f}" for v in versions))
+    print(f"chart: {png}")
+
+
+NEXT = """where to look next (while a cluster runs: `modeldeploy-devcluster up`, or DEMO_KEEP=1):
+  kubectl get md -A                      model, stable, candidate, weight, phase
+  kubectl modeldeploy status iris -n {ns}   and `history iris`: the rollout's record
+  kubectl describe md iris -n {ns}         conditions (Degraded names metric, value, threshold)
+  docs/grafana/modeldeploy.json          the Grafana dashboard (import it)
+  modeldeploy-devcluster logs POD -n NS  predictor / router / operator logs"""
+
+
+def main(out: Path, current: bool, namespace: str = "modeldeploy-demo") -> int:
+    # SIGTERM (make killed, CI timeout) unwinds like Ctrl-C so cleanup always runs.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    step = lambda text: print(f"==> [{time.monotonic() - t0:5.0f}s] {text}", flush=True)  # noqa: E731
+    step("training v1..v4 on scikit-learn's iris data set and bundling them")
+    versions = models.train()
+    for v in versions:
+        print(f"      {v.version}: {v.story} (held-out accuracy {v.accuracy:.2f})")
+    bundles = models.bundle_all(versions, out / "bundles")
+    step("using the cluster of KUBECONFIG" if current else "starting the local cluster")
+    infra = Infra.start(namespace, current)
+    run: Run | None = None
+    try:
+        c = infra.cluster
+        step(f"cluster ready: API {c.server}, Prometheus {c.prometheus_url}")
+        step("helm install: CRD + operator (chart's ServiceAccount), watching " + namespace)
+        infra.install_operator()
+        step("operator Available")
+        run = Run(infra, out, t0=t0)
+        print(timeline.HEADER)
+        run_stages(run, bundles)
+        report(run, versions)
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        if run and run.load:
+            run.load.__exit__()
+        if run and not all(o.ok for o in run.outcomes):
+            print("operator log (tail):\n" + infra.operator_log()[-3000:], file=sys.stderr)
+        step("stopping everything the demo started")
+        infra.close()
+    print(NEXT.format(ns=namespace))
+    missed = [o.stage for o in run.outcomes if not o.ok] if run else ["setup"]
+    planned = len(scenario.plan())
+    if missed or len(run.outcomes) < planned:
+        print(f"DEMO FAILED: {missed or 'stages not reached'}", file=sys.stderr)
+        return 1
+    step(f"demo OK in {time.monotonic() - t0:.0f}s")
+    return 0

@@ -1,0 +1,86 @@
+"""The demo's ModelDeployment bodies and stage plan (pure).
+
+Short analysis intervals and pauses keep the whole run within a few minutes;
+the thresholds are the ones a real user would pick for this model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from demo import models
+
+IMAGE = "ghcr.io/modeldeploy/predictor:0.1.0"
+CANARY_STEPS = (25, 50, 75)
+
+
+def analysis(*metrics: dict[str, Any], interval: str = "4s") -> dict[str, Any]:
+    return {
+        "interval": interval,
+        "initialDelay": "2s",
+        "failureLimit": 2,
+        "inconclusiveLimit": 10,
+        "minRequests": 10,
+        "metrics": list(metrics),
+    }
+
+
+CANARY_METRICS = (
+    {"name": "error-rate", "max": 0.05},
+    {"name": "latency-p99", "max": 0.5},
+    {"name": "feature-drift", "max": 0.5},
+)
+
+
+def canary(pause: str = "6s") -> dict[str, Any]:
+    return {
+        "type": "Canary",
+        "canary": {"steps": [{"weight": w, "pause": pause} for w in CANARY_STEPS]},
+        "analysis": analysis(*CANARY_METRICS),
+    }
+
+
+def shadow(duration: str = "12s") -> dict[str, Any]:
+    return {
+        "type": "Shadow",
+        "shadow": {"duration": duration, "minRequests": 20},
+        "analysis": analysis({"name": "shadow-agreement", "min": 0.9}),
+    }
+
+
+def manifest(version: str, uri: str, strategy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "modeldeploy.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": models.NAME},
+        "spec": {
+            "model": {"name": models.NAME, "version": version, "uri": uri},
+            "predictor": {
+                "image": IMAGE,
+                "replicas": 1,
+                # Drift gauges refreshed every second, so short intervals see them.
+                "env": [{"name": "MODELDEPLOY_DRIFT_INTERVAL", "value": "1"}],
+            },
+            "strategy": {"progressDeadline": "2m", **strategy},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Stage:
+    label: str  # shown in the timeline
+    version: str
+    strategy: dict[str, Any]
+    expect: str  # stable | promoted | rolled-back
+    metric: str = ""  # the metric that must roll it back
+    timeout: float = 150.0
+
+
+def plan() -> list[Stage]:
+    return [
+        Stage("v1 full", "1.0.0", canary(), "stable", timeout=120),
+        Stage("v2 canary", "2.0.0", canary(), "promoted"),
+        Stage("v3 canary", "3.0.0", canary(), "rolled-back", "feature-drift"),
+        Stage("v4 shadow", "4.0.0", shadow(), "rolled-back", "shadow-agreement"),
+    ]
