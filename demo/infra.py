@@ -106,6 +106,13 @@ class Infra:
             "prometheus.url": self.cluster.prometheus_url,
             "tick": tick,
             "logFormat": "plain",
+            # Pods share 127.0.0.N with any other local cluster on the machine: a rare port.
+            "metrics.port": 18481,
+            # A busy laptop may take a while to import Kopf: no liveness restarts meanwhile,
+            # and readiness checked often so the demo starts as soon as it can.
+            "livenessProbe.initialDelaySeconds": 120,
+            "readinessProbe.initialDelaySeconds": 1,
+            "readinessProbe.periodSeconds": 2,
         }
         flags = [x for k, v in values.items() for x in ("--set-json", f"{k}={json.dumps(v)}")]
         self.helm("install", RELEASE, str(CHART), "--namespace", OPERATOR_NS,
