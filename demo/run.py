@@ -169,7 +169,9 @@ def main(out: Path, current: bool, namespace: str = "modeldeploy-demo") -> int:
         step("helm install: CRD + operator (chart's ServiceAccount), watching " + namespace)
         infra.install_operator()
         step("operator Available")
-        run = Run(infra, out, t0=t0)
+        # Wall clock of t0, so the operator's measurement times line up with our samples.
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - t0)
+        run = Run(infra, out, t0=t0, start=start)
         print(timeline.HEADER)
         run_stages(run, bundles)
         report(run, versions)

@@ -18,7 +18,7 @@ CANARY_STEPS = (25, 50, 75)
 def analysis(*metrics: dict[str, Any], interval: str = "4s") -> dict[str, Any]:
     return {
         "interval": interval,
-        "initialDelay": "2s",
+        "initialDelay": "5s",
         "failureLimit": 2,
         "inconclusiveLimit": 10,
         "minRequests": 10,
@@ -79,7 +79,7 @@ class Stage:
 
 def plan() -> list[Stage]:
     return [
-        Stage("v1 full", "1.0.0", canary(), "stable", timeout=120),
+        Stage("v1", "1.0.0", canary(), "stable", timeout=120),
         Stage("v2 canary", "2.0.0", canary(), "promoted"),
         Stage("v3 canary", "3.0.0", canary(), "rolled-back", "feature-drift"),
         Stage("v4 shadow", "4.0.0", shadow(), "rolled-back", "shadow-agreement"),
