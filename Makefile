@@ -47,8 +47,10 @@ format: install ## apply ruff fixes and formatting
 bench: install ## the benchmarks, printing ratios
 	$(PY) -m benchmarks
 
-demo: install ## the main job: the rollout demo on the local cluster
-	$(VENV)/bin/modeldeploy-devcluster smoke
+demo: install ## the main job: the rollout demo on the local cluster (DEMO_CLUSTER=current, DEMO_KEEP=1)
+	@echo "==> cluster binaries (etcd, kube-*, prometheus, helm): built once into the cache"
+	bash hack/build-binaries.sh
+	$(PY) -m demo
 
 images: ## build the operator and predictor images with podman (local debootstrap base)
 	bash hack/images.sh

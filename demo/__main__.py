@@ -23,8 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         help="local: start the embedded cluster (default); current: use KUBECONFIG's cluster "
         "(env DEMO_CLUSTER)",
     )  # fmt: skip
+    parser.add_argument(
+        "--keep", action="store_true", default=bool(os.environ.get("DEMO_KEEP")),
+        help="leave the local cluster running afterwards (env DEMO_KEEP=1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    return run.main(args.out.resolve(), args.cluster == "current")
+    return run.main(args.out.resolve(), args.cluster == "current", args.keep)
 
 
 if __name__ == "__main__":

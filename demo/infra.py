@@ -1,13 +1,15 @@
-"""The demo's I/O with the cluster: start/stop it, Helm-install the operator, kubectl.
+"""The demo's I/O with the cluster: start/stop it, Helm-install the operator, read status.
 
 The local cluster comes from `modeldeploy_devcluster.launcher` (the same code
 `modeldeploy-devcluster up` runs); helm is the pinned binary that
-`hack/build-binaries.sh` caches. With DEMO_CLUSTER=current the cluster of
+`hack/build-binaries.sh` caches; everything else goes through the
+Kubernetes client (no kubectl needed). With DEMO_CLUSTER=current the cluster of
 KUBECONFIG is used instead and only what the demo created is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +21,8 @@ from typing import Any
 
 from kubernetes import client
 from modeldeploy_devcluster import launcher
-from modeldeploy_devcluster.cluster import Cluster
+from modeldeploy_devcluster.cluster import Cluster, NoSuchPod
+from modeldeploy_devcluster.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "modeldeploy"
@@ -72,16 +75,6 @@ class Infra:
     def api(self) -> client.ApiClient:
         return self.cluster.api_client()
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
-        kubectl = shutil.which("kubectl") or "kubectl"
-        proc = subprocess.run(
-            [kubectl, "--kubeconfig", str(self.cluster.kubeconfig), *args],
-            capture_output=True, text=True, timeout=timeout,
-        )  # fmt: skip
-        if check and proc.returncode:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
-        return proc.stdout
-
     def helm(self, *args: str, timeout: float = 300) -> str:
         env = {
             **os.environ,
@@ -99,7 +92,8 @@ class Infra:
 
     def install_operator(self, tick: float = 1) -> None:
         """CRDs + operator from the chart, watching only the demo namespace."""
-        self.kubectl("create", "namespace", self.namespace)
+        core = client.CoreV1Api(self.api())
+        core.create_namespace({"metadata": {"name": self.namespace}})
         values = {
             "watch.allNamespaces": False,
             "watch.namespaces": [self.namespace],
@@ -118,10 +112,15 @@ class Infra:
         self.helm("install", RELEASE, str(CHART), "--namespace", OPERATOR_NS,
                   "--create-namespace", *flags)  # fmt: skip
         self.installed = True
-        self.kubectl(
-            "wait", "--for=condition=Available", "deployment", "-n", OPERATOR_NS,
-            "-l", f"app.kubernetes.io/instance={RELEASE}", "--timeout=120s", timeout=150,
-        )  # fmt: skip
+        apps = client.AppsV1Api(self.api())
+
+        def available() -> bool:
+            deps = apps.list_namespaced_deployment(
+                OPERATOR_NS, label_selector=f"app.kubernetes.io/instance={RELEASE}"
+            ).items
+            return bool(deps) and all((d.status.available_replicas or 0) >= 1 for d in deps)
+
+        wait_for(available, timeout=180, message="the operator Deployment to be Available")
 
     def apply(self, body: dict[str, Any]) -> None:
         custom = client.CustomObjectsApi(self.api())
@@ -164,21 +163,34 @@ class Infra:
         )  # fmt: skip
 
     def operator_log(self) -> str:
-        pods = self.kubectl("get", "pods", "-n", OPERATOR_NS, "-o", "name", check=False).split()
-        return "".join(
-            self.cluster.logs(p.split("/")[1], OPERATOR_NS) for p in pods if p.startswith("pod/")
-        )
+        """The operator pods' logs (the local node keeps them in its pod directories)."""
+        pods = client.CoreV1Api(self.api()).list_namespaced_pod(OPERATOR_NS).items
+        logs = []
+        for pod in pods:
+            with contextlib.suppress(NoSuchPod, OSError):
+                logs.append(self.cluster.logs(pod.metadata.name, OPERATOR_NS))
+        return "".join(logs)
 
-    def close(self) -> None:
-        """Stop what the demo started: the whole cluster, or its objects in `current`."""
+    def close(self, keep: bool = False) -> str:
+        """Stop what the demo started: the whole cluster, or its objects in `current`.
+
+        With `keep`, a cluster the demo started stays up; returns how to reach and stop it.
+        """
         try:
+            if keep and self.own_root is not None:
+                return (
+                    f"cluster kept: export KUBECONFIG={self.cluster.kubeconfig}\n"
+                    f"  stop it: MODELDEPLOY_DEVCLUSTER_DIR={self.own_root} "
+                    "modeldeploy-devcluster down"
+                )
             if self.own_root is not None:
                 launcher.down(self.own_root)
                 shutil.rmtree(self.own_root.parent, ignore_errors=True)
             else:
                 if self.installed:
                     self.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait")
-                self.kubectl("delete", "namespace", self.namespace, "--ignore-not-found",
-                             "--wait=false", check=False)  # fmt: skip
+                with contextlib.suppress(client.ApiException):
+                    client.CoreV1Api(self.api()).delete_namespace(self.namespace)
         finally:
             shutil.rmtree(self.helm_home, ignore_errors=True)
+        return "cluster objects removed"

@@ -141,7 +141,7 @@ def report(run: Run, versions: list[models.Version]) -> None:
     print(f"chart: {png}")
 
 
-NEXT = """where to look next (while a cluster runs: `modeldeploy-devcluster up`, or DEMO_KEEP=1):
+NEXT = """where to look next (keep the cluster with DEMO_KEEP=1):
   kubectl get md -A                      model, stable, candidate, weight, phase
   kubectl modeldeploy status iris -n {ns}   and `history iris`: the rollout's record
   kubectl describe md iris -n {ns}         conditions (Degraded names metric, value, threshold)
@@ -149,7 +149,7 @@ NEXT = """where to look next (while a cluster runs: `modeldeploy-devcluster up`,
   modeldeploy-devcluster logs POD -n NS  predictor / router / operator logs"""
 
 
-def main(out: Path, current: bool, namespace: str = "modeldeploy-demo") -> int:
+def main(out: Path, current: bool, keep: bool = False, namespace: str = "modeldeploy-demo") -> int:
     # SIGTERM (make killed, CI timeout) unwinds like Ctrl-C so cleanup always runs.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     out.mkdir(parents=True, exist_ok=True)
@@ -183,8 +183,8 @@ def main(out: Path, current: bool, namespace: str = "modeldeploy-demo") -> int:
             run.load.__exit__()
         if run and not all(o.ok for o in run.outcomes):
             print("operator log (tail):\n" + infra.operator_log()[-3000:], file=sys.stderr)
-        step("stopping everything the demo started")
-        infra.close()
+        step("stopping everything the demo started" if not keep else "stopping the load")
+        print(infra.close(keep))
     print(NEXT.format(ns=namespace))
     missed = [o.stage for o in run.outcomes if not o.ok] if run else ["setup"]
     planned = len(scenario.plan())
