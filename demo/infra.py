@@ -26,8 +26,6 @@ from modeldeploy_devcluster.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "modeldeploy"
-RELEASE = "demo"
-OPERATOR_NS = "modeldeploy-system"
 GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 
 
@@ -54,6 +52,8 @@ class Infra:
     namespace: str
     helm_home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="md-helm-")))
     installed: bool = False
+    release: str = "demo"
+    operator_ns: str = "modeldeploy-system"
 
     @classmethod
     def start(cls, namespace: str, current: bool) -> Infra:
@@ -109,14 +109,14 @@ class Infra:
             "readinessProbe.periodSeconds": 2,
         }
         flags = [x for k, v in values.items() for x in ("--set-json", f"{k}={json.dumps(v)}")]
-        self.helm("install", RELEASE, str(CHART), "--namespace", OPERATOR_NS,
+        self.helm("install", self.release, str(CHART), "--namespace", self.operator_ns,
                   "--create-namespace", *flags)  # fmt: skip
         self.installed = True
         apps = client.AppsV1Api(self.api())
 
         def available() -> bool:
             deps = apps.list_namespaced_deployment(
-                OPERATOR_NS, label_selector=f"app.kubernetes.io/instance={RELEASE}"
+                self.operator_ns, label_selector=f"app.kubernetes.io/instance={self.release}"
             ).items
             return bool(deps) and all((d.status.available_replicas or 0) >= 1 for d in deps)
 
@@ -164,11 +164,11 @@ class Infra:
 
     def operator_log(self) -> str:
         """The operator pods' logs (the local node keeps them in its pod directories)."""
-        pods = client.CoreV1Api(self.api()).list_namespaced_pod(OPERATOR_NS).items
+        pods = client.CoreV1Api(self.api()).list_namespaced_pod(self.operator_ns).items
         logs = []
         for pod in pods:
             with contextlib.suppress(NoSuchPod, OSError):
-                logs.append(self.cluster.logs(pod.metadata.name, OPERATOR_NS))
+                logs.append(self.cluster.logs(pod.metadata.name, self.operator_ns))
         return "".join(logs)
 
     def close(self, keep: bool = False) -> str:
@@ -186,11 +186,11 @@ class Infra:
             if self.own_root is not None:
                 launcher.down(self.own_root)
                 shutil.rmtree(self.own_root.parent, ignore_errors=True)
-            else:
+                return "local cluster stopped (no process left)"
                 if self.installed:
-                    self.helm("uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait")
+                    self.helm("uninstall", self.release, "--namespace", self.operator_ns, "--wait")
                 with contextlib.suppress(client.ApiException):
                     client.CoreV1Api(self.api()).delete_namespace(self.namespace)
         finally:
             shutil.rmtree(self.helm_home, ignore_errors=True)
-        return "cluster objects removed"
+        return f"removed the demo's release {self.release} and namespace {self.namespace}"

@@ -149,6 +149,39 @@ NEXT = """where to look next (keep the cluster with DEMO_KEEP=1):
   modeldeploy-devcluster logs POD -n NS  predictor / router / operator logs"""
 
 
+def execute(
+    infra: Infra, versions: list[models.Version], bundles: dict[str, Path], out: Path, t0: float
+) -> Run:
+    """Operator from the chart, then every stage, then the report (also the cluster test)."""
+    c = infra.cluster
+    say = Run(infra, out, t0=t0).say
+    say(f"cluster ready: API {c.server}, Prometheus {c.prometheus_url}")
+    say(f"helm install: CRD + operator (chart's ServiceAccount), watching {infra.namespace}")
+    infra.install_operator()
+    say("operator Available")
+    # Wall clock of t0, so the operator's measurement times line up with our samples.
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - t0)
+    run = Run(infra, out, t0=t0, start=start)
+    print(timeline.HEADER)
+    try:
+        run_stages(run, bundles)
+    finally:
+        if run.load:
+            run.load.__exit__()
+    report(run, versions)
+    return run
+
+
+def missed(run: Run | None) -> list[str]:
+    """Stages that missed their outcome or were never reached."""
+    if run is None:
+        return ["setup"]
+    done = [o.stage for o in run.outcomes]
+    return [o.stage for o in run.outcomes if not o.ok] + [
+        s.label for s in scenario.plan() if s.label not in done
+    ]
+
+
 def main(out: Path, current: bool, keep: bool = False, namespace: str = "modeldeploy-demo") -> int:
     # SIGTERM (make killed, CI timeout) unwinds like Ctrl-C so cleanup always runs.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -164,32 +197,18 @@ def main(out: Path, current: bool, keep: bool = False, namespace: str = "modelde
     infra = Infra.start(namespace, current)
     run: Run | None = None
     try:
-        c = infra.cluster
-        step(f"cluster ready: API {c.server}, Prometheus {c.prometheus_url}")
-        step("helm install: CRD + operator (chart's ServiceAccount), watching " + namespace)
-        infra.install_operator()
-        step("operator Available")
-        # Wall clock of t0, so the operator's measurement times line up with our samples.
-        start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - t0)
-        run = Run(infra, out, t0=t0, start=start)
-        print(timeline.HEADER)
-        run_stages(run, bundles)
-        report(run, versions)
+        run = execute(infra, versions, bundles, out, t0)
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", file=sys.stderr)
         return 130
     finally:
-        if run and run.load:
-            run.load.__exit__()
-        if run and not all(o.ok for o in run.outcomes):
+        if missed(run):
             print("operator log (tail):\n" + infra.operator_log()[-3000:], file=sys.stderr)
-        step("stopping everything the demo started" if not keep else "stopping the load")
+        step("stopping the demo's load" if keep else "stopping everything the demo started")
         print(infra.close(keep))
     print(NEXT.format(ns=namespace))
-    missed = [o.stage for o in run.outcomes if not o.ok] if run else ["setup"]
-    planned = len(scenario.plan())
-    if missed or len(run.outcomes) < planned:
-        print(f"DEMO FAILED: {missed or 'stages not reached'}", file=sys.stderr)
+    if failed := missed(run):
+        print(f"DEMO FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1
     step(f"demo OK in {time.monotonic() - t0:.0f}s")
     return 0
