@@ -32,9 +32,13 @@ def measurement(metric, value, verdict="Pass", seconds=10, threshold="<= 0.5"):
 
 
 def test_sample_reads_weights_metrics_and_relative_times():
-    st = status(measurements=[measurement("feature-drift", 0.1, seconds=5),
-                              measurement("feature-drift", 6.2, "Fail", seconds=9),
-                              measurement("error-rate", None, "Inconclusive", seconds=9)])  # fmt: skip
+    st = status(
+        measurements=[
+            measurement("feature-drift", 0.1, seconds=5),
+            measurement("feature-drift", 6.2, "Fail", seconds=9),
+            measurement("error-rate", None, "Inconclusive", seconds=9),
+        ]
+    )
     s = timeline.sample_from(12.0, "v3", st, START, {"1.0.0": 15, "2.0.0": 5}, 1, ["CanaryStep"])
     assert (s.phase, s.weight, s.stable, s.candidate, s.shadow) == ("Canary", 25, "1.0.0",
                                                                      "2.0.0", False)  # fmt: skip
@@ -117,8 +121,12 @@ def test_plan_and_manifests_are_consistent():
 
 
 def test_png_is_written(tmp_path):
-    st = status(measurements=[measurement("feature-drift", 0.1, seconds=5),
-                              measurement("shadow-agreement", 0.0, "Fail", 9, ">= 0.9")])  # fmt: skip
+    st = status(
+        measurements=[
+            measurement("feature-drift", 0.1, seconds=5),
+            measurement("shadow-agreement", 0.0, "Fail", 9, ">= 0.9"),
+        ]
+    )
     samples = [timeline.sample_from(t, "v2", st, START, {"1.0.0": 3}, 0) for t in range(12)]
     points = timeline.measurement_points(st, START)
     path = plot.write_png(samples, points, [("v2", 0, 12)], tmp_path / "out" / "rollout.png")
