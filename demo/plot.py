@@ -57,6 +57,7 @@ def write_png(
         ax.set_ylabel(label)
         if log:
             ax.set_yscale("symlog", linthresh=0.1)
+            ax.set_ylim(0, max(1.0, ax.get_ylim()[1]) * 2)  # room above the failed crosses
         else:
             top = 1.05 if metric == "shadow-agreement" else max(0.1, ax.get_ylim()[1])
             ax.set_ylim(-0.02, top)
@@ -67,7 +68,7 @@ def write_png(
             if ax is weight:
                 ax.text((t0 + t1) / 2, 110, label, ha="center", va="top", fontsize=9)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", fontsize=8)
+            ax.legend(loc="center left" if ax is weight else "upper left", fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle("modeldeploy demo: v2 canary promoted, v3 canary rolled back on drift, "
                  "v4 shadow rejected on agreement", fontsize=11)  # fmt: skip
