@@ -94,8 +94,9 @@ def run_stages(run: Run, bundles: dict[str, Path]) -> None:
         return
     wait_for(lambda: run.infra.ready_endpoints(models.NAME) > 0, 60, message="router ready")
     with run.infra.cluster.forward(models.NAME, run.infra.namespace, 8080) as url:
-        run.say(f"steady load: 20 requests/s through the router Service (forward {url})")
-        with Load(url, models.traffic_rows(), rate=20, t0=run.t0) as run.load:
+        rate = scenario.LOAD_RATE
+        run.say(f"steady load: {rate:g} requests/s through the router Service (forward {url})")
+        with Load(url, models.traffic_rows(), rate=rate, t0=run.t0) as run.load:
             stable = first.version
             for stage in plan[1:]:
                 outcome = one_stage(run, stage, bundles, stable)
@@ -183,8 +184,10 @@ def missed(run: Run | None) -> list[str]:
 
 
 def main(out: Path, current: bool, keep: bool = False, namespace: str = "modeldeploy-demo") -> int:
-    # SIGTERM (make killed, CI timeout) unwinds like Ctrl-C so cleanup always runs.
+    # SIGTERM (make killed, CI timeout) unwinds like Ctrl-C so cleanup always runs; Ctrl-C
+    # too, even when started in the background (where the shell makes SIGINT ignored).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     step = lambda text: print(f"==> [{time.monotonic() - t0:5.0f}s] {text}", flush=True)  # noqa: E731
