@@ -49,6 +49,8 @@ bench: install ## the benchmarks, printing ratios
 
 demo: install ## the main job: the rollout demo on the local cluster (DEMO_CLUSTER=current, DEMO_KEEP=1)
 	@echo "==> cluster binaries (etcd, kube-*, prometheus, helm): built once into the cache"
+	@command -v go >/dev/null || [ -x "$$(bash hack/build-binaries.sh dir)/helm" ] || \
+	{ echo "!!! the first make demo needs Go to build the cluster binaries (https://go.dev/dl/)" >&2; exit 1; }
 	bash hack/build-binaries.sh
 	$(PY) -m demo
 
