@@ -66,6 +66,8 @@ class Run:
                 print(timeline.render_row(s), flush=True)
                 prev = s
             if done(status):
+                if why := timeline.degraded_message(status):
+                    print(f"{'':8}-> {status.get('phase')}: {why}", flush=True)
                 break
             time.sleep(1.0)
         self.spans.append((stage.label, began, self.now()))

@@ -188,6 +188,14 @@ def judge_promoted(
     return Outcome(stage, f"{version} promoted", ok, seconds, detail)
 
 
+def degraded_message(status: Mapping[str, Any]) -> str:
+    """The Degraded condition's message when it is True (why it rolled back), else ''."""
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Degraded" and c.get("status") == "True":
+            return str(c.get("message", ""))
+    return ""
+
+
 def judge_rolled_back(
     stage: str,
     status: Mapping[str, Any],
@@ -205,7 +213,7 @@ def judge_rolled_back(
         p for p in measurement_points(status, EPOCH)
         if p.metric == metric and p.verdict == "Fail"
     ]  # fmt: skip
-    reason = degraded.get("message", "")
+    reason = degraded_message(status)
     ok = phase == "RolledBack" and stable == stable_version and metric in reason
     detail = f"phase {phase}: {reason}" if reason else f"phase {phase}"
     if failing and failing[-1].value is not None:

@@ -81,6 +81,8 @@ def test_judge_rolled_back_shows_metric_value_threshold_and_leaks():
                 measurements=[measurement("feature-drift", 5.2, "Fail")])  # fmt: skip
     o = timeline.judge_rolled_back("v3", st, "feature-drift", "2.0.0", 15)
     assert o.ok and "feature-drift = 5.2 (threshold <= 0.5)" in o.detail
+    assert timeline.degraded_message(st) == "feature-drift 5.2 > 0.5"
+    assert timeline.degraded_message(status()) == ""
     assert not timeline.judge_rolled_back("v3", st, "error-rate", "2.0.0", 15).ok
     clean = timeline.judge_rolled_back("v4", st, "feature-drift", "2.0.0", 15,
                                        {"2.0.0": 300}, "3.0.0")  # fmt: skip
