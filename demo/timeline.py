@@ -208,7 +208,6 @@ def judge_rolled_back(
     """Rolled back by `metric`, stable untouched; with `leaked`, no user saw `candidate`."""
     phase = status.get("phase")
     stable = (status.get("stable") or {}).get("version")
-    degraded = next((c for c in status.get("conditions") or [] if c.get("type") == "Degraded"), {})
     failing = [
         p for p in measurement_points(status, EPOCH)
         if p.metric == metric and p.verdict == "Fail"
