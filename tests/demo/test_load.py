@@ -58,13 +58,13 @@ def test_records_versions_and_failures_at_a_steady_rate():
         with Load(url, [{"x": 1.0}, {"x": -1.0}], rate=50) as load:
             wait_for(lambda: len(load.snapshot()) >= 20, 10, message="20 answers")
             served, failed = load.since_last()
-            assert served["1.0.0"] >= 9 and failed >= 9  # rows alternate: one in two fails
-            assert abs(served["1.0.0"] - failed) <= 2
+            assert served["1.0.0"] > 0 and failed > 0
             again, _ = load.since_last()
-            assert sum(again.values()) < served["1.0.0"]  # only what is new
-        assert server.bodies[0] == [{"x": 1.0}]  # one row per request, as users send
-        codes = {code for _, code, _ in load.snapshot()}
-        assert codes == {200, 500}
+            assert sum(again.values()) < served["1.0.0"] + failed  # only what is new
+        # Every request sent was answered and recorded before exit; rows alternate.
+        codes = [code for _, code, _ in load.snapshot()]
+        assert set(codes) == {200, 500} and abs(codes.count(200) - codes.count(500)) <= 1
+        assert [{"x": 1.0}] in server.bodies  # one row per request, as users send
     finally:
         server.shutdown()
 
