@@ -10,9 +10,9 @@ primary answer be compared with the shadow's.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -205,7 +205,7 @@ class Router:
                 sticky_key = value.decode("latin-1")
             elif name == b"x-modeldeploy-track":
                 override = value.decode("latin-1").strip().lower()
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()  # as unique as uuid4, cheaper
         rid_header = (b"x-request-id", request_id.encode("latin-1"))
         try:
             body = await _read_body(receive, self.settings.max_body_bytes)

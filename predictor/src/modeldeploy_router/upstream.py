@@ -62,6 +62,8 @@ def forwardable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
         for token in v.split(b",")
         if token.strip()
     }
+    if not named:  # the usual case
+        return [(k, v) for k, v in pairs if k not in HOP_BY_HOP]
     return [(k, v) for k, v in pairs if k not in HOP_BY_HOP and k not in named]
 
 
