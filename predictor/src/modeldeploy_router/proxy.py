@@ -122,6 +122,7 @@ class Router:
             concurrency=settings.mirror_concurrency,
             timeout=settings.shadow_timeout,
             rel_tolerance=settings.rel_tolerance,
+            current_shadow=lambda: self.table.tracks.get(routing.SHADOW),
         )
         self._rand = random.Random(settings.seed).random
         self._sticky = settings.sticky_header.lower().encode("latin-1")
@@ -133,6 +134,7 @@ class Router:
         self.table = table
         self._fallback_logged.clear()
         self.metrics.set_table(table)
+        self.upstream.retain({url for t in table.tracks.values() for url in t.pool.urls})
         if _summary(old) != _summary(table):
             log.info("routing: %s", _summary(table))
 

@@ -170,6 +170,13 @@ class Upstream:
                 conn.close()
         self._idle.clear()
 
+    def retain(self, base_urls: set[str]) -> None:
+        """Close idle connections to endpoints no track has any more (pod churn)."""
+        for url in [u for u in self._idle if u not in base_urls]:
+            for conn in self._idle.pop(url):
+                conn.close()
+            self._targets.pop(url, None)
+
     def _target(self, base_url: str) -> tuple[str, int, bytes]:
         target = self._targets.get(base_url)
         if target is None:
