@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="classifier only, concurrency 1 and 32, 3 s runs"
     )
-    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 8, quick 3)")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 6, quick 3)")
     parser.add_argument("--concurrency", help="comma-separated (default 1,8,32,64)")
     parser.add_argument(
         "--skip-mlserver", action="store_true", help="do not install or run MLServer"
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     quick = args.quick
     levels = [int(c) for c in (args.concurrency or ("1,32" if quick else "1,8,32,64")).split(",")]
-    seconds = args.duration or (3.0 if quick else 8.0)
+    seconds = args.duration or (3.0 if quick else 6.0)
     which = ["classifier"] if quick else ["classifier", "regressor"]
     print(f"[bench] load average before: {os.getloadavg()}, cpus: {os.cpu_count()}", flush=True)
     if not args.skip_mlserver:
