@@ -9,6 +9,7 @@ comes from a load generator through the router's Service.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -44,10 +45,11 @@ def make_bundle(tmp: Path, version: str, estimator: Any, x: np.ndarray) -> str:
     np.savetxt(reference, x, delimiter=",", header=",".join(FEATURES), comments="")
     out = tmp / f"bundle-{version}"
     exe = str(Path(sys.executable).with_name("modeldeploy-predictor"))
+    env = {**os.environ, "PYTHONPATH": str(HERE)}  # joblib imports faulty_models
     subprocess.run(
         [exe, "bundle", "--model", str(model), "--reference", str(reference),
          "--name", "fraud", "--version", version, "--out", str(out)],
-        check=True, capture_output=True, timeout=120,
+        check=True, capture_output=True, timeout=120, env=env,
     )  # fmt: skip
     return str(out)
 
