@@ -153,7 +153,7 @@ def _ready_endpoints(env: Env, service: str) -> int:
 def rolled_back(env: Env, metric: str) -> dict[str, Any]:
     st = env.wait_status(lambda s: s.get("phase") == "RolledBack", "rolled back", timeout=150)
     degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
-    assert degraded["status"] == "True" and degraded["reason"] == "AnalysisFailed"
+    assert degraded["status"] == "True" and degraded["reason"] == "AnalysisFailed", degraded
     assert metric in degraded["message"], degraded["message"]
     assert st["traffic"]["canaryWeight"] == 0 and set(st["traffic"]["tracks"]) == {"stable"}
     return st
