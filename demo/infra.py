@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from modeldeploy_devcluster import launcher
+from modeldeploy_devcluster import binaries, launcher
 from modeldeploy_devcluster.cluster import Cluster, NoSuchPod
 from modeldeploy_devcluster.waiting import wait_for
 
@@ -33,11 +33,8 @@ def helm_binary() -> str:
     """$HELM, the pinned build in the binaries cache, or helm on PATH."""
     if os.environ.get("HELM"):
         return os.environ["HELM"]
-    cache = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-binaries.sh"), "dir"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    for candidate in (Path(cache) / "helm" if cache else None, shutil.which("helm")):
+    cache = binaries.bin_dir()
+    for candidate in (cache / "helm" if cache else None, shutil.which("helm")):
         if candidate and os.access(candidate, os.X_OK):
             return str(candidate)
     raise RuntimeError("no helm binary: run `make binaries` or set HELM=/path/to/helm")
