@@ -133,10 +133,12 @@ class Infra:
             GROUP, VERSION, self.namespace, PLURAL, name, {"spec": body["spec"]}
         )
 
-    def status(self, name: str) -> dict[str, Any]:
+    def get(self, name: str) -> dict[str, Any]:
         custom = client.CustomObjectsApi(self.api())
-        md = custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-        return md.get("status") or {}
+        return custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get(name).get("status") or {}
 
     def event_reasons(self, name: str, seen: set[str]) -> list[str]:
         """Reasons of the ModelDeployment's Events not in `seen` (uids), oldest first."""

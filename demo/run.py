@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy_devcluster.waiting import wait_for
+from modeldeploy_operator import plugin
 
 from demo import models, plot, scenario, timeline
 from demo.infra import Infra
@@ -141,12 +142,14 @@ def report(run: Run, versions: list[models.Version]) -> None:
     print(f"\nusers' answers by version: {dict(sorted(served.items()))}, "
           f"failures: {sum(1 for _, c, _ in answers if c != 200)}")  # fmt: skip
     print("held-out accuracy: " + ", ".join(f"{v.version} {v.accuracy:.2f}" for v in versions))
-    print(f"chart: {png}")
+    print(f"\n$ kubectl modeldeploy history {models.NAME}")
+    print(plugin.render_history(run.infra.get(models.NAME)))
+    print(f"\nchart: {png}")
 
 
 NEXT = """where to look next (keep the cluster with DEMO_KEEP=1):
   kubectl get md -A                      model, stable, candidate, weight, phase
-  kubectl modeldeploy status iris -n {ns}   and `history iris`: the rollout's record
+  kubectl modeldeploy -n {ns} status iris   and `history iris`: the rollout's record
   kubectl describe md iris -n {ns}         conditions (Degraded names metric, value, threshold)
   docs/grafana/modeldeploy.json          the Grafana dashboard (import it)
   modeldeploy-devcluster logs POD -n NS  predictor / router / operator logs"""
