@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import socket
 
-from modeldeploy_devcluster.node.ipalloc import IpAllocator, listening_addresses
+import pytest
+from modeldeploy_devcluster.node.ipalloc import (
+    FIRST_ENV,
+    IpAllocator,
+    first_from_env,
+    listening_addresses,
+)
 
 
 def test_busy_addresses_are_skipped():
@@ -28,3 +34,12 @@ def test_listening_addresses_parses_proc_format(tmp_path):
     )
     assert listening_addresses(table) == {"127.0.0.2"}
     assert listening_addresses(tmp_path / "missing") == set()
+
+
+def test_first_address_from_env():
+    assert first_from_env({}) == 2
+    first = first_from_env({FIRST_ENV: "127.0.37.2"})
+    assert IpAllocator(first=first).allocate("a") == "127.0.37.2"
+    for bad in ("10.0.0.2", "127.0.0.1", "nope"):
+        with pytest.raises(ValueError, match=FIRST_ENV):
+            first_from_env({FIRST_ENV: bad})

@@ -22,7 +22,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from modeldeploy_devcluster.node.container import rfc3339
-from modeldeploy_devcluster.node.ipalloc import IpAllocator, listening_addresses
+from modeldeploy_devcluster.node.ipalloc import IpAllocator, first_from_env, listening_addresses
 from modeldeploy_devcluster.node.podworker import NodeContext, PodWorker
 from modeldeploy_devcluster.state import Layout
 
@@ -82,7 +82,7 @@ class Agent:
         cfg = api.configuration
         self.ctx = NodeContext(
             core=self.core,
-            allocator=IpAllocator(busy=listening_addresses),
+            allocator=IpAllocator(first=first_from_env(), busy=listening_addresses),
             pods_dir=layout.pods,
             images_file=layout.images,
             node_name=node_name,

@@ -10,11 +10,15 @@ for 127.0.0.2:8080.
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 BASE = ipaddress.IPv4Address("127.0.0.0")
+# Where pod addresses start (default 127.0.0.2): another /24 keeps this cluster's
+# pods away from those of other local clusters on the same machine.
+FIRST_ENV = "MODELDEPLOY_DEVCLUSTER_FIRST_POD_IP"
 
 
 class AddressesExhausted(RuntimeError):
@@ -70,3 +74,17 @@ def listening_addresses(proc_net_tcp: Path = Path("/proc/net/tcp")) -> set[str]:
             hex_ip = fields[1].split(":")[0]
             found.add(str(ipaddress.IPv4Address(bytes.fromhex(hex_ip)[::-1])))
     return found
+
+
+def first_from_env(environ: dict[str, str] | None = None) -> int:
+    """The allocator's first address from FIRST_ENV (offset from 127.0.0.0), default 2."""
+    text = (os.environ if environ is None else environ).get(FIRST_ENV, "")
+    if not text:
+        return 2
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError as exc:
+        raise ValueError(f"{FIRST_ENV}={text!r} is not an IPv4 address") from exc
+    if not address.is_loopback or int(address) - int(BASE) < 2:
+        raise ValueError(f"{FIRST_ENV}={text!r} must be in 127.0.0.2-127.255.255.254")
+    return int(address) - int(BASE)
