@@ -167,11 +167,19 @@ class Infra:
 
     def operator_log(self) -> str:
         """The operator pods' logs (the local node keeps them in its pod directories)."""
-        pods = client.CoreV1Api(self.api()).list_namespaced_pod(self.operator_ns).items
+        return self.pod_logs(self.operator_ns)
+
+    def pod_logs(self, namespace: str, restarted_only: bool = False, tail: int = 3000) -> str:
+        """The tail of each pod's log in `namespace` (only restarted pods if asked)."""
+        pods = client.CoreV1Api(self.api()).list_namespaced_pod(namespace).items
         logs = []
         for pod in pods:
+            restarts = sum(c.restart_count for c in pod.status.container_statuses or [])
+            if restarted_only and not restarts:
+                continue
             with contextlib.suppress(NoSuchPod, OSError):
-                logs.append(self.cluster.logs(pod.metadata.name, self.operator_ns))
+                text = self.cluster.logs(pod.metadata.name, namespace)[-tail:]
+                logs.append(f"--- pod {namespace}/{pod.metadata.name}:\n{text}")
         return "".join(logs)
 
     def close(self, keep: bool = False) -> str:

@@ -9,6 +9,7 @@ Ctrl-C included); the exit code is non-zero when any stage missed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import signal
 import sys
@@ -211,7 +212,9 @@ def main(out: Path, current: bool, keep: bool = False, namespace: str = "modelde
         return 130
     finally:
         if missed(run):
-            print("operator log (tail):\n" + infra.operator_log()[-3000:], file=sys.stderr)
+            with contextlib.suppress(Exception):  # diagnostics must never hide the cleanup
+                print("operator log (tail):\n" + infra.operator_log()[-3000:], file=sys.stderr)
+                print(infra.pod_logs(namespace, restarted_only=True), file=sys.stderr)
         step("stopping the demo's load" if keep else "stopping everything the demo started")
         print(infra.close(keep))
     print(NEXT.format(ns=namespace))
