@@ -36,9 +36,9 @@ def test_demo_scenario_reaches_every_outcome(cluster, tmp_path):
     try:
         done = run.execute(on, versions, bundles, tmp_path, time.monotonic())
     finally:
-        on.close()
         if done is None or run.missed(done):
-            print(on.operator_log()[-5000:])
+            print(on.operator_log()[-5000:], on.pod_logs(on.namespace, restarted_only=True))
+        on.close()
     assert run.missed(done) == [], [o for o in done.outcomes if not o.ok]
     assert [o.stage for o in done.outcomes] == [s.label for s in run.scenario.plan()]
     served = run.timeline.served_between(done.load.snapshot(), 0, 1e9)
