@@ -60,5 +60,5 @@ images: ## build the operator and predictor images with podman (local debootstra
 e2e-kind: install ## kind e2e: images, kind cluster, chart, demo (skips without Docker/kind)
 	bash hack/e2e-kind.sh
 
-clean: ## remove the virtualenv and caches inside the repo
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+clean: ## remove the virtualenv, caches and demo output (out/) inside the repo
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis out
