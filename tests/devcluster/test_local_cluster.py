@@ -151,6 +151,9 @@ def test_crashing_container_is_restarted_with_a_rising_count(api, cluster, names
 
     status = wait_for(restarted_twice, timeout=60, message="restartCount >= 2")
     assert status.last_state.terminated.exit_code == 3
+    # Exactly one current state, never a merge of the old and the new one.
+    states = [status.state.running, status.state.waiting, status.state.terminated]
+    assert sum(s is not None for s in states) == 1
     assert cluster.logs("crasher", namespace).count("crashing on purpose") >= 2
 
 

@@ -114,7 +114,11 @@ class Agent:
         self.heartbeat()
 
     def heartbeat(self) -> None:
-        self.core.patch_node_status(self.node_name, {"status": node_status()})
+        self.core.patch_node_status(
+            self.node_name,
+            {"status": node_status()},
+            _content_type="application/merge-patch+json",
+        )
 
     def _heartbeats(self) -> None:
         while not self.stopping.wait(HEARTBEAT):

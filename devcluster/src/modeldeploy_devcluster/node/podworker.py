@@ -203,8 +203,13 @@ class PodWorker(threading.Thread):
             return
         meta = self.pod["metadata"]
         try:
+            # A JSON merge patch replaces lists and each container's state
+            # wholesale: this node owns them, nothing may be merged in.
             self.ctx.core.patch_namespaced_pod_status(
-                meta["name"], meta["namespace"], {"status": status}
+                meta["name"],
+                meta["namespace"],
+                {"status": status},
+                _content_type="application/merge-patch+json",
             )
             self.last_status = status
         except ApiException as exc:
