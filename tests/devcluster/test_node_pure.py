@@ -6,7 +6,7 @@ import json
 
 import pytest
 from modeldeploy_devcluster.node import container, envexpand, images, podenv, probes
-from modeldeploy_devcluster.node.ipalloc import AddressesExhausted, IpAllocator
+from modeldeploy_devcluster.node.ipalloc import AddressesExhausted, IpAllocator, claim_block
 
 
 class TestImageMap:
@@ -214,3 +214,15 @@ class TestRestartsAndProbes:
         assert state.record(False, 106) is True  # one failure is below the threshold
         assert state.record(False, 107) is False
         assert state.record(True, 108) is True
+
+
+def test_concurrent_nodes_claim_distinct_address_blocks(tmp_path) -> None:
+    first, lock1 = claim_block(tmp_path)
+    second, lock2 = claim_block(tmp_path)
+    assert first.allocate("a") == "127.0.0.2"
+    assert second.allocate("a") == "127.0.1.2"
+    lock1.close()  # the first node went away: its block is free again
+    third, lock3 = claim_block(tmp_path)
+    assert third.allocate("a") == "127.0.0.2"
+    lock2.close()
+    lock3.close()

@@ -1,13 +1,20 @@
 """Loopback addresses for pods: 127.0.0.2, 127.0.0.3, ... lowest free first.
 
 Every pod gets its own address so that two replicas can listen on the same
-port; addresses are reused once their pod is gone.
+port; addresses are reused once their pod is gone. Several clusters on one
+machine (parallel test sessions) must not hand out the same address, so each
+node first claims a /24 block (127.0.B.0) with a lock file that the kernel
+releases when the node process ends; the first cluster gets 127.0.0.x.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
+import tempfile
 import threading
+from pathlib import Path
+from typing import IO
 
 BASE = ipaddress.IPv4Address("127.0.0.0")
 
@@ -46,3 +53,18 @@ class IpAllocator:
     def in_use(self) -> dict[str, str]:
         with self._lock:
             return {k: str(BASE + n) for k, n in self._by_key.items()}
+
+
+def claim_block(lock_dir: Path | None = None) -> tuple[IpAllocator, IO]:
+    """An allocator over the lowest free 127.0.B.0/24; keep the returned file open."""
+    lock_dir = lock_dir or Path(tempfile.gettempdir()) / "modeldeploy-devcluster-ipblocks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for block in range(256):
+        handle = open(lock_dir / f"127.0.{block}.lock", "w")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return IpAllocator(first=block * 256 + 2, last=block * 256 + 254), handle
+    raise AddressesExhausted("every 127.0.B.0/24 block is held by another devcluster node")
