@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps binaries test test-unit lint format bench demo clean
+.PHONY: help install system-deps binaries test test-unit lint format bench demo clean images e2e-kind
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ bench: install ## the benchmarks, printing ratios
 
 demo: install ## the main job: the rollout demo on the local cluster
 	$(VENV)/bin/modeldeploy-devcluster smoke
+
+images: ## build the operator and predictor images with podman (local debootstrap base)
+	bash hack/images.sh
+
+e2e-kind: install ## kind e2e: images, kind cluster, chart, demo (skips without Docker/kind)
+	bash hack/e2e-kind.sh
 
 clean: ## remove the virtualenv and caches inside the repo
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
