@@ -267,19 +267,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="classifier only, concurrency 1 and 32, 3 s runs"
     )
-    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 8, quick 3)")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 6, quick 3)")
     parser.add_argument("--concurrency", help="comma-separated (default 1,8,32,64)")
     parser.add_argument(
         "--skip-mlserver", action="store_true", help="do not install or run MLServer"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    # Stop the servers (own sessions) on SIGTERM / SIGINT too, even when run in the background.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     quick = args.quick
     levels = [int(c) for c in (args.concurrency or ("1,32" if quick else "1,8,32,64")).split(",")]
-    seconds = args.duration or (3.0 if quick else 8.0)
+    seconds = args.duration or (3.0 if quick else 6.0)
     which = ["classifier"] if quick else ["classifier", "regressor"]
     print(f"[bench] load average before: {os.getloadavg()}, cpus: {os.cpu_count()}", flush=True)
     if not args.skip_mlserver:

@@ -171,7 +171,11 @@ def routed(cluster, namespace, procs, port, tmp_path):
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ModelDeployment",
             "metadata": {"name": NAME},
-            "spec": {"model": {"name": NAME, "version": "1.0.0"}},
+            # No operator runs here: the spec only has to pass the CRD's schema.
+            "spec": {
+                "model": {"name": NAME, "version": "1.0.0", "uri": "file:///nonexistent"},
+                "predictor": {"image": "ghcr.io/modeldeploy/predictor:test"},
+            },
         },
     )
     set_weight(custom, ns, 0)

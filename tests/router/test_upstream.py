@@ -63,6 +63,21 @@ async def test_request_bytes_and_keep_alive_reuse() -> None:
     assert len(seen) == 3
 
 
+async def test_retain_closes_connections_to_removed_endpoints() -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    async with raw_server(answer) as (url, _), raw_server(answer) as (other, _):
+        up = Upstream(1.0, 5.0)
+        await up.call(url, "GET", "/", [], b"")
+        await up.call(other, "GET", "/", [], b"")
+        conn = up._idle[url][0]
+        up.retain({other})
+        assert conn.closed
+        assert url not in up._idle
+        assert len(up._idle[other]) == 1
+        assert (await up.call(url, "GET", "/", [], b"")).body == b"ok"  # reconnects if needed
+        await up.close()
+
+
 async def test_idle_connection_closed_by_server_is_replaced() -> None:
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
     async with raw_server(answer, close_after=True) as (url, seen):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 EPSILON = 1e-4  # floor for empty bins, so log(p/q) stays finite
+FOLD_EVERY = 1024  # queued batches that trigger a fold between scrapes (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class DriftWindow:
         self._pred_ring = np.full(size, -1, dtype=np.int32)
         self._head = 0
         self._filled = 0
-        self._pending: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=4096)
+        self._pending: deque[tuple[np.ndarray, np.ndarray]] = deque()
         self._lock = threading.Lock()
 
     def _prediction_bins(self) -> int:
@@ -145,38 +146,47 @@ class DriftWindow:
         return self._filled
 
     def add(self, x: np.ndarray, predictions: np.ndarray) -> None:
-        """Queue a batch (cheap; called after a prediction)."""
+        """Queue a batch (O(1)); every FOLD_EVERY batches fold them, amortised ~1 us each."""
         self._pending.append((x, predictions))
+        if len(self._pending) >= FOLD_EVERY:
+            self.fold()
 
     def fold(self) -> None:
-        """Move queued rows into the counters."""
+        """Move queued rows into the counters (one vectorised pass for all queued batches)."""
         with self._lock:
-            while self._pending:
-                x, pred = self._pending.popleft()
-                self._fold_batch(x[-self.size :], pred[-self.size :])
+            if not self._pending:
+                return
+            batches = list(self._pending)
+            self._pending.clear()
+            x = np.concatenate([b[0] for b in batches])[-self.size :]
+            pred = np.concatenate([b[1] for b in batches])[-self.size :]
+            self._fold_rows(x, pred)
 
-    def _fold_batch(self, x: np.ndarray, pred: np.ndarray) -> None:
+    def _bincount(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Per-feature bin counts of a block of rows, as one flat bincount."""
+        n_feat, n_bins = self._counts.shape
+        flat = (idx + np.arange(n_feat) * n_bins)[valid]
+        return np.bincount(flat, minlength=n_feat * n_bins).reshape(n_feat, n_bins)
+
+    def _fold_rows(self, x: np.ndarray, pred: np.ndarray) -> None:
         n = x.shape[0]
         with np.errstate(invalid="ignore"):
             idx = (x[:, :, None] > self._edges[None, :, :]).sum(axis=2)
         valid = ~np.isnan(x)
         pidx = self._prediction_index(pred)
         positions = (self._head + np.arange(n)) % self.size
-        cols = np.arange(x.shape[1])
         # Subtract the rows being overwritten, then add the new ones.
         old = positions[positions < self._filled] if self._filled < self.size else positions
+        n_pred = self._pred_counts.size
         if old.size:
-            for j in cols:
-                keep = self._valid[old, j]
-                np.subtract.at(self._counts[j], self._rows[old, j][keep], 1)
+            self._counts -= self._bincount(self._rows[old], self._valid[old])
             old_p = self._pred_ring[old]
-            np.subtract.at(self._pred_counts, old_p[old_p >= 0], 1)
+            self._pred_counts -= np.bincount(old_p[old_p >= 0], minlength=n_pred)[:n_pred]
         self._rows[positions] = idx
         self._valid[positions] = valid
-        for j in cols:
-            np.add.at(self._counts[j], idx[valid[:, j], j], 1)
+        self._counts += self._bincount(idx, valid)
         self._pred_ring[positions] = pidx
-        np.add.at(self._pred_counts, pidx[pidx >= 0], 1)
+        self._pred_counts += np.bincount(pidx[pidx >= 0], minlength=n_pred)[:n_pred]
         self._head = (self._head + n) % self.size
         self._filled = min(self.size, self._filled + n)
 

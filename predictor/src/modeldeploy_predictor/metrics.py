@@ -13,7 +13,6 @@ on scrape and on a timer, never inside a request.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from .drift import DriftWindow
+from .drift import FOLD_EVERY, DriftWindow
 
 disable_created_metrics()  # *_created series only add scrape weight here
 
@@ -80,7 +79,7 @@ class Metrics:
         self._load = m(Gauge, "model_load_seconds", "Time to fetch and load the bundle")
         self.log_dropped = m(Counter, "prediction_log_dropped", "Prediction log records dropped")
         self._children: dict[tuple, Any] = {}
-        self._pending: deque[np.ndarray] = deque(maxlen=4096)
+        self._pending: list[np.ndarray] = []
 
     def _metric(self, kind: type, name: str, doc: str, *extra: str, **kwargs: Any) -> Any:
         """A metric with the base labels; without extra labels, its one bound child."""
@@ -117,18 +116,13 @@ class Metrics:
     def predictions(self, x: np.ndarray, pred: np.ndarray) -> None:
         """Queue a prediction for the scrape-time fold (O(1) on the request path)."""
         self._pending.append(pred)
+        if len(self._pending) >= FOLD_EVERY:
+            self._fold_predictions()
         self.window.add(x, pred)
 
     def refresh(self) -> None:
         """Fold queued predictions into counters and recompute drift gauges."""
-        while self._pending:
-            pred = self._pending.popleft()
-            if self._values is not None:
-                for value in pred.astype(float).tolist():
-                    self._values.observe(value)
-            else:
-                for cls, count in zip(*np.unique(pred, return_counts=True), strict=True):
-                    self._classes.labels(**self.base, **{"class": str(cls)}).inc(int(count))
+        self._fold_predictions()
         psis = self.window.feature_psi()
         for name, value in zip(self.feature_names, psis, strict=True):
             self._feature_psi.labels(**self.base, feature=name).set(value)
@@ -136,6 +130,18 @@ class Metrics:
         self._feature_psi_max.set(max(finite) if finite else math.nan)
         self._prediction_psi.set(self.window.prediction_psi())
         self._window_rows.set(self.window.rows)
+
+    def _fold_predictions(self) -> None:
+        if not self._pending:
+            return
+        pred = np.concatenate(self._pending)
+        self._pending.clear()
+        if self._values is not None:
+            for value in pred.astype(float).tolist():
+                self._values.observe(value)
+        else:
+            for cls, count in zip(*np.unique(pred, return_counts=True), strict=True):
+                self._classes.labels(**self.base, **{"class": str(cls)}).inc(int(count))
 
     def exposition(self) -> bytes:
         self.refresh()

@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         http="httptools",
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # the router forwards X-Forwarded-* untouched; skip the rewrite
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
     )

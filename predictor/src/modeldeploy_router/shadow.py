@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from modeldeploy_router import compare, routing
@@ -48,7 +49,9 @@ class Mirror:
         concurrency: int,
         timeout: float,
         rel_tolerance: float,
+        current_shadow: Callable[[], routing.Track | None] | None = None,
     ) -> None:
+        self.current_shadow = current_shadow
         self.upstream = upstream
         self.metrics = metrics
         self.timeout = timeout
@@ -92,7 +95,9 @@ class Mirror:
     async def handle(self, copy: Copy) -> None:
         m = self.metrics
         errors = m.shadow_track_child(m.shadow_errors, copy.model, copy.shadow)
-        url = copy.shadow.pool.pick()
+        # The shadow's endpoints as they are now (the copy may have waited in the queue).
+        current = self.current_shadow() if self.current_shadow else None
+        url = (current or copy.shadow).pool.pick()
         if url is None:
             m.mirror_result(copy.model, "dropped")
             return

@@ -62,6 +62,8 @@ def forwardable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
         for token in v.split(b",")
         if token.strip()
     }
+    if not named:  # the usual case
+        return [(k, v) for k, v in pairs if k not in HOP_BY_HOP]
     return [(k, v) for k, v in pairs if k not in HOP_BY_HOP and k not in named]
 
 
@@ -167,6 +169,13 @@ class Upstream:
             for conn in conns:
                 conn.close()
         self._idle.clear()
+
+    def retain(self, base_urls: set[str]) -> None:
+        """Close idle connections to endpoints no track has any more (pod churn)."""
+        for url in [u for u in self._idle if u not in base_urls]:
+            for conn in self._idle.pop(url):
+                conn.close()
+            self._targets.pop(url, None)
 
     def _target(self, base_url: str) -> tuple[str, int, bytes]:
         target = self._targets.get(base_url)
