@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from modeldeploy_devcluster.node import container, envexpand, images, podenv, probes
+from modeldeploy_devcluster.node import container, envexpand, images, ipalloc, podenv, probes
 from modeldeploy_devcluster.node.ipalloc import AddressesExhausted, IpAllocator, claim_block
 
 
@@ -226,3 +226,14 @@ def test_concurrent_nodes_claim_distinct_address_blocks(tmp_path) -> None:
     assert third.allocate("a") == "127.0.0.2"
     lock2.close()
     lock3.close()
+
+
+def test_addresses_someone_listens_on_are_skipped() -> None:
+    proc_net_tcp = (
+        "  sl  local_address rem_address   st tx_queue rx_queue\n"
+        "   0: 0200007F:1F90 00000000:0000 0A 00000000:00000000\n"  # 127.0.0.2:8080 LISTEN
+        "   1: 0300007F:1F90 0100007F:D431 01 00000000:00000000\n"  # 127.0.0.3 ESTABLISHED
+    )
+    busy = ipalloc.parse_listeners(proc_net_tcp)
+    assert busy == frozenset({"127.0.0.2"})
+    assert IpAllocator().allocate("a", busy=busy) == "127.0.0.3"

@@ -30,14 +30,18 @@ class IpAllocator:
         self._used: set[int] = set()
         self._lock = threading.Lock()
 
-    def allocate(self, key: str) -> str:
-        """The address of ``key`` (a pod uid); the same key gets the same address."""
+    def allocate(self, key: str, busy: frozenset[str] = frozenset()) -> str:
+        """The address of ``key`` (a pod uid); the same key gets the same address.
+
+        ``busy`` are addresses something else already listens on (another
+        program, an older cluster): handing them out would fail the pod's bind.
+        """
         with self._lock:
             if key in self._by_key:
                 return str(BASE + self._by_key[key])
             for n in range(self._first, self._last + 1):
                 # Skip .0 and .255 of every /24: some tools treat them as special.
-                if n % 256 in (0, 255) or n in self._used:
+                if n % 256 in (0, 255) or n in self._used or str(BASE + n) in busy:
                     continue
                 self._used.add(n)
                 self._by_key[key] = n
@@ -53,6 +57,24 @@ class IpAllocator:
     def in_use(self) -> dict[str, str]:
         with self._lock:
             return {k: str(BASE + n) for k, n in self._by_key.items()}
+
+
+def parse_listeners(proc_net_tcp: str) -> frozenset[str]:
+    """IPv4 addresses with a listening TCP socket, from /proc/net/tcp text."""
+    found = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+            hex_ip = fields[1].split(":")[0]
+            found.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_ip), "little"))))
+    return frozenset(found)
+
+
+def listening_addresses() -> frozenset[str]:
+    try:
+        return parse_listeners(Path("/proc/net/tcp").read_text())
+    except OSError:
+        return frozenset()
 
 
 def claim_block(lock_dir: Path | None = None) -> tuple[IpAllocator, IO]:
