@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the pinned control-plane binaries (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler) and helm from their upstream Go
+# kube-controller-manager, kube-scheduler), Prometheus and helm from their upstream Go
 # modules into a cache outside the repo. A warm cache makes this a no-op.
 # Each binary is built to a temp name and renamed only on success, so a failed
 # or interrupted build never leaves a half binary that looks valid.
@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 
 cache_root=${MODELDEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modeldeploy}
-bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+bin_dir="$cache_root/bin/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION-prom-$PROMETHEUS_VERSION-helm-$HELM_VERSION-p$APISERVER_PATCH_LEVEL"
 work_root="$cache_root/build"
 mkdir -p "$bin_dir" "$work_root"
 export GOFLAGS="${GOFLAGS:-} -trimpath -buildvcs=false"
@@ -32,23 +32,30 @@ build_into() {
   log "$out: built in $((SECONDS - start))s"
 }
 
-# A throwaway wrapper module: building a dependency's main package from here
-# ignores that module's own replace directives, which `go install @version`
-# would refuse.
+# A throwaway wrapper module whose tools.go imports the wanted commands, so
+# that `go mod tidy` records every module (and go.sum line) they need.
+# Building a dependency's main package from here ignores that module's own
+# replace directives, which `go install @version` would refuse.
+# wrapper_module DIR NAME PACKAGE...
 wrapper_module() {
   local dir=$1 name=$2
+  shift 2
   mkdir -p "$dir"
   if [[ ! -f "$dir/go.mod" ]]; then
     (cd "$dir" && go mod init "$name" >/dev/null 2>&1)
   fi
-  printf 'package tools\n' >"$dir/tools.go"
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for pkg in "$@"; do printf '\t_ "%s"\n' "$pkg"; done
+    printf ')\n'
+  } >"$dir/tools.go"
 }
 
 build_etcd() {
   local dir="$work_root/etcd-$ETCD_VERSION"
   [[ -x "$bin_dir/etcd" ]] && { log "etcd: cached"; return; }
-  wrapper_module "$dir" modeldeploy.local/etcd-build
-  (cd "$dir" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null)
+  wrapper_module "$dir" modeldeploy.local/etcd-build go.etcd.io/etcd/server/v3
+  (cd "$dir" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy)
   build_into "$dir" etcd go.etcd.io/etcd/server/v3
 }
 
@@ -60,8 +67,10 @@ build_kubernetes() {
     [[ -x "$bin_dir/$b" ]] || have_all=0
   done
   if [[ $have_all == 1 ]]; then log "kubernetes: cached"; return; fi
-  wrapper_module "$dir" modeldeploy.local/kubernetes-build
-  if [[ ! -f "$dir/.resolved" ]]; then
+  wrapper_module "$dir" modeldeploy.local/kubernetes-build \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+  if [[ ! -f "$dir/.tidied" ]]; then
     # k8s.io/kubernetes points every staging module at ./staging; point them at
     # the published tags instead.
     local gomod
@@ -74,10 +83,9 @@ build_kubernetes() {
         go mod edit -replace "$m=$m@$staging"
       done
       go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
-      go mod tidy >/dev/null 2>&1 || true
-      go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION" >/dev/null
+      go mod tidy
     )
-    touch "$dir/.resolved"
+    touch "$dir/.tidied"
   fi
   local minor=${KUBERNETES_VERSION#v1.}
   minor=${minor%%.*}
@@ -85,16 +93,83 @@ build_kubernetes() {
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
+  patch_kubernetes_module "$dir"
   for b in kube-apiserver kube-controller-manager kube-scheduler; do
     build_into "$dir" "$b" "k8s.io/kubernetes/cmd/$b" "$ld"
   done
 }
 
+# The one deliberate change to upstream: EndpointSlice and Endpoints
+# validation rejects loopback addresses, and on the local cluster every pod
+# lives on its own 127.0.0.N. The wrapper builds from a copy of the
+# k8s.io/kubernetes module (hard links into the module cache, one file
+# replaced) in which ValidateEndpointIP lets loopback through; nothing else
+# changes. `go build -overlay` cannot do this (it refuses module-cache files).
+# The script fails if the upstream text no longer matches, so a version bump
+# is noticed. Bump APISERVER_PATCH_LEVEL in versions.env when this changes.
+patch_kubernetes_module() {
+  local dir=$1
+  local src dst="$dir/kubernetes-patched"
+  local rel=pkg/apis/core/validation/validation.go
+  if [[ ! -f "$dst/.patch-level-$APISERVER_PATCH_LEVEL" ]]; then
+    src=$(cd "$dir" && go env GOMODCACHE)/k8s.io/kubernetes@$KUBERNETES_VERSION
+    [[ -d "$dst" ]] && { find "$dst" -type d -exec chmod u+w {} +; rm -rf "$dst"; }
+    cp -rl "$src" "$dst.tmp" 2>/dev/null || { rm -rf "$dst.tmp"; cp -r "$src" "$dst.tmp"; }
+    # Only directories become writable: the files are hard links into the cache.
+    find "$dst.tmp" -type d -exec chmod u+w {} +
+    rm -f "$dst.tmp/$rel"
+    python3 - "$src/$rel" "$dst.tmp/$rel" <<'PY'
+import sys
+
+src, out = sys.argv[1], sys.argv[2]
+text = open(src, encoding="utf-8").read()
+start = text.index("func ValidateEndpointIP(")
+end = text.index("\n}\n", start)
+body = text[start:end]
+check = (
+    "\tif ip.IsLoopback() {\n"
+    "\t\tallErrs = append(allErrs, field.Invalid(fldPath, ipAddress, "
+    '"may not be in the loopback range (127.0.0.0/8, ::1/128)"))\n'
+    "\t}\n"
+)
+if body.count(check) != 1:
+    sys.exit(f"patch: upstream ValidateEndpointIP changed in {src}; update build-binaries.sh")
+patched = body.replace(check, "\t// modeldeploy devcluster: pods live on 127.0.0.N, loopback is allowed.\n")
+open(out, "w", encoding="utf-8").write(text[:start] + patched + text[end:])
+PY
+    touch "$dst.tmp/.patch-level-$APISERVER_PATCH_LEVEL"
+    mv "$dst.tmp" "$dst"
+  fi
+  (cd "$dir" && go mod edit -replace "k8s.io/kubernetes=./kubernetes-patched")
+}
+
+# Prometheus from its Go module: Debian's package is built without the
+# Kubernetes service discovery, which the local cluster depends on. Only that
+# discovery is compiled in (upstream's remove_all_sd / enable_*_sd tags), which
+# keeps the cloud SDKs out of the build. The web UI's assets are not embedded
+# (the API, which is all tests and the operator use, works without them).
+build_prometheus() {
+  local dir="$work_root/prometheus-$PROMETHEUS_VERSION"
+  [[ -x "$bin_dir/prometheus" ]] && { log "prometheus: cached"; return; }
+  # Prometheus vX.Y.Z is published as Go module version v0.(X*100+Y).Z.
+  local v=${PROMETHEUS_VERSION#v} major minor patch
+  IFS=. read -r major minor patch <<<"$v"
+  local module_version="v0.$((major * 100 + minor)).$patch"
+  local tags=remove_all_sd,enable_kubernetes_sd
+  wrapper_module "$dir" modeldeploy.local/prometheus-build
+  (cd "$dir" && GOFLAGS="$GOFLAGS -tags=$tags" go get \
+    "github.com/prometheus/prometheus/cmd/prometheus@$module_version")
+  local p=github.com/prometheus/common/version
+  GOFLAGS="$GOFLAGS -tags=$tags" build_into "$dir" prometheus \
+    github.com/prometheus/prometheus/cmd/prometheus \
+    "-X $p.Version=$v -X $p.Branch=HEAD -X $p.BuildUser=modeldeploy -X $p.Revision=$module_version"
+}
+
 build_helm() {
   local dir="$work_root/helm-$HELM_VERSION"
   [[ -x "$bin_dir/helm" ]] && { log "helm: cached"; return; }
-  wrapper_module "$dir" modeldeploy.local/helm-build
-  (cd "$dir" && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null)
+  wrapper_module "$dir" modeldeploy.local/helm-build helm.sh/helm/v3/cmd/helm
+  (cd "$dir" && go get "helm.sh/helm/v3@$HELM_VERSION" && go mod tidy)
   build_into "$dir" helm helm.sh/helm/v3/cmd/helm \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
@@ -105,6 +180,7 @@ case "${1:-all}" in
     start=$SECONDS
     build_etcd
     build_kubernetes
+    build_prometheus
     build_helm
     log "all binaries ready in $bin_dir ($((SECONDS - start))s)"
     echo "$bin_dir"

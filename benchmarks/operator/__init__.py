@@ -1,0 +1,1 @@
+"""Operator benchmarks: scale (N ModelDeployments) and detection-to-rollback time."""

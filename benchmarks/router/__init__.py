@@ -1,0 +1,1 @@
+"""Router benchmark: direct vs router vs nginx (see run.py)."""

@@ -1,0 +1,1 @@
+"""The process-backed node: runs each Pod's containers as local processes."""

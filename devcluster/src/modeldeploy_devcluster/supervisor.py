@@ -1,0 +1,292 @@
+"""The long-lived process behind ``modeldeploy-devcluster up``.
+
+It starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+Prometheus and the node agent in that order, waits for each to be healthy,
+records everything in ``state.json`` and then stays around until SIGTERM, when
+it stops every process group in reverse order. ``up`` runs it detached;
+``up --foreground`` and the pytest plugin's in-process use run it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import yaml
+
+from modeldeploy_devcluster import binaries, components, kubeconfig, pki, procs, prometheus_config
+from modeldeploy_devcluster.node import images
+from modeldeploy_devcluster.state import DEFAULT_NODE, Layout, State
+
+log = logging.getLogger("modeldeploy_devcluster.supervisor")
+
+CLIENTS = {
+    "admin": ("modeldeploy-admin", "system:masters"),
+    "controller-manager": ("system:kube-controller-manager", None),
+    "scheduler": ("system:kube-scheduler", None),
+    "prometheus": ("modeldeploy-prometheus", "system:masters"),
+}
+STOP_ORDER = (
+    "node",
+    "prometheus",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+)
+
+
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class Supervisor:
+    def __init__(self, layout: Layout, scrape_interval: str, node_name: str) -> None:
+        self.layout = layout
+        self.scrape_interval = scrape_interval
+        self.node_name = node_name
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.state = State(supervisor_pid=os.getpid(), node=node_name)
+        self.stopping = threading.Event()
+
+    # -- start -----------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        proc = procs.spawn(argv, self.layout.log(name), env=env)
+        self.procs[name] = proc
+        self.state.components[name] = proc.pid
+        self.state.save(self.layout)
+
+    def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
+        """Poll ``check`` until true; fail fast with the log tail if ``name`` dies."""
+        start = time.monotonic()
+        proc = self.procs[name]
+        last = ""
+        while time.monotonic() - start < timeout:
+            if self.stopping.is_set():
+                raise StartupError("interrupted")
+            if proc.poll() is not None:
+                path = self.layout.log(name)
+                raise StartupError(
+                    f"{name} exited with code {proc.returncode} while starting; "
+                    f"last lines of {path}:\n{procs.log_tail(path)}"
+                )
+            try:
+                if check():
+                    self.state.timings[name] = round(time.monotonic() - self.t0, 2)
+                    return
+            except Exception as exc:  # not up yet
+                last = repr(exc)
+            time.sleep(0.1)
+        raise StartupError(
+            f"{name} not ready after {timeout:.0f}s ({last}); last lines of "
+            f"{self.layout.log(name)}:\n{procs.log_tail(self.layout.log(name))}"
+        )
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        layout = self.layout
+        bins = binaries.find()
+        for d in (layout.logs, layout.pods, layout.etcd_data, layout.prometheus_data):
+            d.mkdir(parents=True, exist_ok=True)
+        clients = dict(CLIENTS)
+        clients["node"] = (f"system:node:{self.node_name}", "system:nodes")
+        certs = pki.generate(layout.pki, clients)
+        ports = components.Ports(*(procs.free_port() for _ in range(6)))
+        server = f"https://127.0.0.1:{ports.apiserver}"
+        self.state.server = server
+        self.state.kubeconfig = str(layout.kubeconfig)
+        self.state.prometheus_url = f"http://127.0.0.1:{ports.prometheus}"
+
+        def client_kubeconfig(name: str, path: Path) -> Path:
+            pair = certs.clients[name]
+            return kubeconfig.write(
+                path,
+                kubeconfig.build(
+                    server, certs.ca.cert, user=name, client_cert=pair.cert, client_key=pair.key
+                ),
+            )
+
+        client_kubeconfig("admin", layout.kubeconfig)
+        kc = {
+            n: client_kubeconfig(n, layout.component_kubeconfig(n)) for n in clients if n != "admin"
+        }
+        if not layout.images.exists():
+            images.write_file(layout.images, images.load())
+
+        admin = certs.clients["admin"]
+        context = ssl.create_default_context(cafile=str(certs.ca.cert))
+        context.load_cert_chain(str(admin.cert), str(admin.key))
+        tls = httpx.Client(verify=context, timeout=2)
+        insecure = httpx.Client(verify=False, timeout=2)  # components' self-signed health ports
+
+        self._spawn("etcd", components.etcd(bins, layout, ports))
+        self._wait(
+            "etcd",
+            lambda: (
+                insecure.get(f"http://127.0.0.1:{ports.etcd_client}/health").json()["health"]
+                == "true"
+            ),
+            30,
+        )
+        self._spawn("kube-apiserver", components.apiserver(bins, layout, ports, certs))
+        self._wait("kube-apiserver", lambda: tls.get(f"{server}/readyz").status_code == 200, 90)
+
+        self._spawn(
+            "kube-controller-manager",
+            components.controller_manager(bins, layout, ports, certs, kc["controller-manager"]),
+        )
+        self._spawn("kube-scheduler", components.scheduler(bins, layout, ports, kc["scheduler"]))
+        prom_cfg = layout.prometheus_data.parent / "prometheus.yml"
+        prom = certs.clients["prometheus"]
+        prom_cfg.write_text(
+            yaml.safe_dump(
+                prometheus_config.render(
+                    server, certs.ca.cert, prom.cert, prom.key, self.scrape_interval
+                ),
+                sort_keys=False,
+            )
+        )
+        self._spawn("prometheus", components.prometheus(bins, layout, ports, prom_cfg))
+        self._spawn(
+            "node",
+            [
+                sys.executable,
+                "-m",
+                "modeldeploy_devcluster.node.agent",
+                f"--dir={layout.root}",
+                f"--kubeconfig={kc['node']}",
+                f"--node-name={self.node_name}",
+            ],
+        )
+        self._wait(
+            "kube-controller-manager",
+            lambda: (
+                insecure.get(f"https://127.0.0.1:{ports.controller_manager}/healthz").status_code
+                == 200
+            ),
+            60,
+        )
+        self._wait(
+            "kube-scheduler",
+            lambda: insecure.get(f"https://127.0.0.1:{ports.scheduler}/healthz").status_code == 200,
+            60,
+        )
+        self._wait(
+            "prometheus",
+            lambda: insecure.get(f"{self.state.prometheus_url}/-/ready").status_code == 200,
+            60,
+        )
+        node_url = f"{server}/api/v1/nodes/{self.node_name}"
+
+        def node_ready() -> bool:
+            node = tls.get(node_url).raise_for_status().json()
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in node.get("status", {}).get("conditions", [])
+            )
+            taints = node.get("spec", {}).get("taints") or []
+            if ready and any(t["key"] == NOT_READY_TAINT for t in taints):
+                # Admission puts this taint on every new Node and the node-lifecycle
+                # controller (not run here: one node that never goes away) would
+                # lift it once the node is Ready; a node may not lift its own.
+                kept = [t for t in taints if t["key"] != NOT_READY_TAINT]
+                tls.patch(
+                    node_url,
+                    json={"spec": {"taints": kept or None}},
+                    headers={"Content-Type": "application/merge-patch+json"},
+                ).raise_for_status()
+                return False
+            return ready
+
+        self._wait("node", node_ready, 60)
+        # Pods can only be created once the namespace's default ServiceAccount exists.
+        sa_url = f"{server}/api/v1/namespaces/default/serviceaccounts/default"
+        self._wait("kube-controller-manager", lambda: tls.get(sa_url).status_code == 200, 60)
+        self.state.timings["ready"] = round(time.monotonic() - self.t0, 2)
+        self.state.phase = "ready"
+        self.state.save(layout)
+        log.info("cluster ready in %.1fs: %s", time.monotonic() - self.t0, server)
+
+    # -- run / stop ------------------------------------------------------------
+
+    def watch(self) -> None:
+        """Report components that die after startup (status shows them)."""
+        reported: set[str] = set()
+        while not self.stopping.wait(1.0):
+            for name, proc in self.procs.items():
+                if name not in reported and proc.poll() is not None:
+                    reported.add(name)
+                    msg = f"{name} exited with code {proc.returncode}"
+                    log.error("%s; log tail:\n%s", msg, procs.log_tail(self.layout.log(name)))
+                    self.state.error = "; ".join(filter(None, [self.state.error, msg]))
+                    self.state.save(self.layout)
+
+    def stop(self) -> None:
+        self.state.phase = "stopping"
+        self.state.save(self.layout)
+        for name in STOP_ORDER:
+            proc = self.procs.get(name)
+            if proc is not None:
+                # The node needs time to stop its pods' processes gracefully.
+                procs.stop(proc, grace=40 if name == "node" else 10)
+        # Anything the node left behind (it was SIGKILLed, say).
+        for pgid_file in self.layout.pods.glob("*/*.pgid"):
+            with contextlib.suppress(OSError, ValueError):
+                procs.kill_group(int(pgid_file.read_text()), grace=2)
+        self.state.phase = "stopped"
+        self.state.save(self.layout)
+
+
+def run(layout: Layout, scrape_interval: str, node_name: str = DEFAULT_NODE) -> int:
+    """Start everything, serve until SIGTERM/SIGINT, stop everything."""
+    sup = Supervisor(layout, scrape_interval, node_name)
+
+    def on_signal(signum, frame):
+        sup.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sup.start()
+    except Exception as exc:
+        log.error("startup failed: %s", exc)
+        sup.state.phase = "failed"
+        sup.state.error = str(exc)
+        sup.state.save(layout)
+        sup.stop()
+        sup.state.phase = "failed"
+        sup.state.save(layout)
+        return 1
+    sup.watch()
+    sup.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--scrape-interval", default="2s")
+    parser.add_argument("--node-name", default=DEFAULT_NODE)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
+    return run(Layout(args.dir), args.scrape_interval, args.node_name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Analysis: pure verdicts, PromQL builders, PSI, and the Prometheus provider."""

@@ -1,0 +1,31 @@
+"""`/healthz` and `/metrics` on one small aiohttp server (aiohttp comes with Kopf).
+
+Liveness answers from the operator's own event loop, so a wedged loop fails
+the probe; `/metrics` exposes the `modeldeploy_operator_*` series.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response
+
+
+async def start(host: str, port: int) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,115 @@
+"""Kopf handlers: the only module with `@kopf.on.*` decorators.
+
+Each handler is a few lines handing the body to `Reconciler.reconcile`. The
+handlers are registered in `build_registry` because the timer interval comes
+from the operator's flags. Startup sets Kopf's storage, finalizer, posting
+and watch timeouts explicitly, so an upgrade of Kopf cannot change them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from modeldeploy_operator import health, kube, reconcile, spec
+from modeldeploy_operator import metrics as opmetrics
+from modeldeploy_operator.analysis.prometheus import Prometheus
+from modeldeploy_operator.config import Config
+from modeldeploy_operator.traffic.gatewayapi import RouteMissing
+
+RESOURCE = (spec.GROUP, spec.VERSION, spec.PLURAL)
+PREFIX = "modeldeploy.io"
+
+
+def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(body, type=type_, reason=reason, message=message)
+
+
+async def _run(memo: kopf.Memo, body: kopf.Body, *, full: bool) -> None:
+    reconciler: reconcile.Reconciler = memo["reconciler"]
+    try:
+        await reconciler.reconcile(dict(body), full=full)
+    except ApiException as exc:
+        opmetrics.RECONCILE_ERRORS.labels(kind=f"api-{exc.status}").inc()
+        if exc.status in (409, 429, 500, 503, 504):
+            raise kopf.TemporaryError(
+                f"API server answered {exc.status}; retrying", delay=1
+            ) from exc
+        raise
+    except RouteMissing as exc:
+        opmetrics.RECONCILE_ERRORS.labels(kind="route-missing").inc()
+        kopf.warn(body, reason="HTTPRouteMissing", message=str(exc))
+        raise kopf.TemporaryError(str(exc), delay=10) from exc
+
+
+def build_registry(config: Config) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.finalizer = f"{PREFIX}/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=PREFIX, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING  # explicit Events only, not every log line
+        settings.watching.server_timeout = config.watch_timeout
+        settings.watching.client_timeout = config.watch_timeout + 30
+        settings.watching.connect_timeout = 30
+        settings.peering.name = config.peering or "modeldeploy"
+        settings.peering.priority = config.priority
+        settings.peering.standalone = config.peering is None
+        settings.peering.mandatory = config.peering is not None
+        # API calls run in threads (kube.py); the default pool (cores + 4) is too
+        # small for hundreds of objects reconciling at once.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=config.api_workers)
+        )
+        api_client = kube.new_api_client(config.kubeconfig, pool_size=config.api_workers)
+        provider = Prometheus(config.prometheus_url, timeout=config.prometheus_timeout)
+        memo["provider"] = provider
+        memo["reconciler"] = reconcile.Reconciler(
+            kube=kube.Kube(api_client),
+            provider=provider,
+            post_event=_post_event,
+            router_image=config.router_image,
+        )
+        if config.metrics_port:
+            memo["health"] = await health.start(config.metrics_host, config.metrics_port)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A custom registry has no default login handlers. An explicit kubeconfig
+        # (cli.py exports it as KUBECONFIG) wins; else in-cluster, else ~/.kube/config.
+        if config.kubeconfig:
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if "provider" in memo:
+            await memo["provider"].aclose()
+        if "health" in memo:
+            await memo["health"].cleanup()
+
+    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, registry=registry)
+    async def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _run(memo, body, full=True)
+
+    @kopf.timer(*RESOURCE, interval=config.tick, registry=registry)
+    async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _run(memo, body, full=False)
+
+    @kopf.on.delete(*RESOURCE, optional=True, registry=registry)
+    async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        # Children go with their ownerReferences; only the in-memory state stays.
+        memo["reconciler"].forget(body["metadata"]["uid"])
+
+    return registry

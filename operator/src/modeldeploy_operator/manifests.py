@@ -1,0 +1,242 @@
+"""Pure builders of the objects a ModelDeployment owns (names per docs/contracts.md).
+
+Each function returns a complete manifest for server-side apply: the same
+input always gives the same object, so applying it again is a no-op and a
+restarted operator converges on the same children.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy_operator.spec import GROUP, KIND, PLURAL, VERSION, ModelDeployment
+
+PORT = 8080
+MANAGED_BY = {"app.kubernetes.io/managed-by": "modeldeploy"}
+NAME_LABEL = "modeldeploy.io/name"
+REVISION_LABEL = "modeldeploy.io/revision"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+TRACKS = ("stable", "canary", "shadow")
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(PORT),
+    "prometheus.io/path": "/metrics",
+}
+POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+
+
+def labels(md: ModelDeployment, **extra: str) -> dict[str, str]:
+    return {**MANAGED_BY, NAME_LABEL: md.name, **extra}
+
+
+def owner_reference(md: ModelDeployment) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": md.name,
+        "uid": md.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(md: ModelDeployment, name: str, lbls: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": md.namespace,
+        "labels": lbls,
+        "ownerReferences": [owner_reference(md)],
+    }
+
+
+def service_name(md: ModelDeployment, track: str) -> str:
+    return f"{md.name}-{track}"
+
+
+def router_name(md: ModelDeployment) -> str:
+    return f"{md.name}-router"
+
+
+def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[str, Any]:
+    """The Deployment of the desired revision (model + predictor spec).
+
+    `track` is the role the revision starts in; it is exported as a metric
+    label only. Analysis selects series by revision, so the label need not
+    (and does not, to avoid restarting pods) change on promotion.
+    """
+    revision = md.revision
+    pod_labels = labels(md, **{REVISION_LABEL: revision, COMPONENT_LABEL: "predictor"})
+    p = md.predictor
+    env = [
+        {"name": "MODELDEPLOY_MODEL_NAME", "value": md.model.name},
+        {"name": "MODELDEPLOY_MODEL_VERSION", "value": md.model.version},
+        {"name": "MODELDEPLOY_TRACK", "value": track},
+        {"name": "MODELDEPLOY_REVISION", "value": revision},
+        {"name": "MODELDEPLOY_MAX_BATCH_SIZE", "value": str(p.max_batch_size)},
+        {"name": "MODELDEPLOY_MAX_WAIT_MS", "value": str(p.max_latency_ms)},
+        # The predictor refuses a bundle whose model.json does not match.
+        *([{"name": "MODELDEPLOY_DIGEST", "value": md.model.digest}] if md.model.digest else []),
+        POD_IP_ENV,
+        *({"name": k, "value": v} for k, v in p.env),
+    ]
+    container: dict[str, Any] = {
+        "name": "predictor",
+        "image": p.image,
+        "args": ["serve", "--bundle", md.model.uri, "--port", str(PORT), "--host", "$(POD_IP)"],
+        "env": env,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": PORT},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+    }
+    if p.resources:
+        container["resources"] = p.resources
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(md, revision, pod_labels),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 1,
+            "selector": {"matchLabels": {REVISION_LABEL: revision}},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+
+
+def scale_patch(replicas: int) -> dict[str, Any]:
+    """Merge patch that only scales a revision (kept for instant rollback)."""
+    return {"spec": {"replicas": replicas}}
+
+
+def track_service(md: ModelDeployment, track: str, revision: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(
+            md, service_name(md, track), labels(md, **{"modeldeploy.io/track": track})
+        ),
+        "spec": {
+            "selector": {REVISION_LABEL: revision},
+            "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[dict[str, Any]]:
+    """Builtin traffic provider: router SA + RBAC, Deployment and the user Service."""
+    name = router_name(md)
+    lbls = labels(md, **{COMPONENT_LABEL: "router"})
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(md, name, lbls),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": [PLURAL],
+                "resourceNames": [md.name],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["get", "list", "watch"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(md, name, lbls),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": md.namespace}],
+    }
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(md, name, lbls)}
+    container = {
+        "name": "router",
+        "image": image,
+        "command": ["modeldeploy-router"],
+        "args": [
+            "--kube",
+            "--namespace",
+            md.namespace,
+            "--model-deployment",
+            md.name,
+            "--port",
+            str(PORT),
+            "--host",
+            "$(POD_IP)",
+        ],
+        "env": [{"name": "MODELDEPLOY_MODEL_NAME", "value": md.model.name}, POD_IP_ENV],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(md, name, lbls),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 1,
+            "selector": {"matchLabels": {NAME_LABEL: md.name, COMPONENT_LABEL: "router"}},
+            "template": {
+                "metadata": {"labels": lbls, "annotations": dict(SCRAPE_ANNOTATIONS)},
+                "spec": {"serviceAccountName": name, "containers": [container]},
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(md, md.name, lbls),
+        "spec": {
+            "selector": {NAME_LABEL: md.name, COMPONENT_LABEL: "router"},
+            "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
+        },
+    }
+    return [account, role, binding, deployment, service]
+
+
+def httproute_rules(
+    route: dict[str, Any], md: ModelDeployment, traffic: dict[str, Any], rule_index: int
+) -> list[dict[str, Any]]:
+    """The route's rules with the managed rule's backends and mirror set from traffic.
+
+    Other rules and the rule's matches are kept; only `backendRefs` and the
+    RequestMirror filter of the managed rule are the operator's.
+    """
+    rules = [dict(r) for r in (route.get("spec") or {}).get("rules") or [{}]]
+    if rule_index >= len(rules):
+        raise ValueError(
+            f"HTTPRoute {route.get('metadata', {}).get('name')} has {len(rules)} rule(s); "
+            f"traffic.httpRoute.ruleIndex {rule_index} does not exist"
+        )
+    tracks = traffic.get("tracks") or {}
+    weight = int(traffic.get("canaryWeight", 0)) if "canary" in tracks else 0
+    backends = [{"name": service_name(md, "stable"), "port": PORT, "weight": 100 - weight}]
+    if "canary" in tracks:
+        backends.append({"name": service_name(md, "canary"), "port": PORT, "weight": weight})
+    rule = rules[rule_index]
+    filters = [f for f in rule.get("filters") or [] if f.get("type") != "RequestMirror"]
+    if "shadow" in tracks and traffic.get("mirrorPercent", 0) > 0:
+        filters.append(
+            {
+                "type": "RequestMirror",
+                "requestMirror": {
+                    "backendRef": {"name": service_name(md, "shadow"), "port": PORT},
+                    "percent": int(traffic["mirrorPercent"]),
+                },
+            }
+        )
+    rule["backendRefs"] = backends
+    if filters:
+        rule["filters"] = filters
+    else:
+        rule.pop("filters", None)
+    rules[rule_index] = rule
+    return rules

@@ -1,0 +1,202 @@
+"""One reconcile of one ModelDeployment: observe, decide, apply, record.
+
+The Kopf handlers in `main.py` only call `Reconciler.reconcile`. The order
+matters for safety: the decision (pure, in `rollout`) comes first; then the
+children that carry more traffic are made ready before traffic moves; the
+status write is what moves the builtin router; the candidate is scaled to
+zero only after traffic has left it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modeldeploy_operator import kube as kubemod
+from modeldeploy_operator import manifests, rollout, spec, traffic
+from modeldeploy_operator import metrics as opmetrics
+from modeldeploy_operator.analysis import runner
+from modeldeploy_operator.analysis.prometheus import MetricProvider
+
+log = logging.getLogger(__name__)
+EventSink = Callable[[dict[str, Any], str, str, str], None]
+_STEADY = {spec.Stage.DONE, spec.Stage.ROLLED_BACK}
+
+
+@dataclass
+class Reconciler:
+    kube: kubemod.Kube
+    provider: MetricProvider
+    post_event: EventSink
+    router_image: str | None = None
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Last status this process wrote, by uid, with its resourceVersion: the body a
+    # timer sees can lag behind our own write by one watch event.
+    _written: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    _phases: dict[str, str] = field(default_factory=dict)
+
+    def forget(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+        self._written.pop(uid, None)
+        self._phases.pop(uid, None)
+        self._export_phases()
+
+    async def reconcile(
+        self, body: dict[str, Any], *, full: bool = True
+    ) -> rollout.Decision | None:
+        """Reconcile under the object's lock; `full=False` skips steady objects cheaply."""
+        uid = body["metadata"]["uid"]
+        lock = self._locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            started = time.perf_counter()
+            try:
+                return await self._reconcile(body, full=full)
+            finally:
+                opmetrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    def _current_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+        uid = body["metadata"]["uid"]
+        written = self._written.get(uid)
+        version = int(body["metadata"].get("resourceVersion") or 0)
+        if written and written[0] > version:
+            return written[1]
+        return status
+
+    async def _reconcile(self, body: dict[str, Any], *, full: bool) -> rollout.Decision | None:
+        md = spec.parse(body)
+        status = self._current_status(body)
+        command = rollout.parse_command(md.annotations.get(rollout.COMMAND_ANNOTATION))
+        new_command = command is not None and command.nonce != status.get("lastCommandNonce")
+        if (
+            not full
+            and status.get("stage") in _STEADY
+            and status.get("observedGeneration") == md.generation
+            and not new_command
+        ):
+            return None
+        now = self.clock()
+        obs = await self._observe(md, status, command, now)
+        decision = rollout.step(md, status, obs, now)
+        await self._apply(md, decision.status)
+        patch = kubemod.merge_patch(status, decision.status)
+        if patch:
+            version = await self.kube.patch_status(md.namespace, md.name, patch)
+            self._written[md.uid] = (int(version), decision.status)
+        # Traffic has left a rolled-back or superseded candidate only now.
+        await self._scale_down(md, decision.status)
+        for event in decision.events:
+            self.post_event(body, event.type, event.reason, event.message)
+            opmetrics.TRANSITIONS.labels(reason=event.reason).inc()
+            if event.reason == "RolledBack":
+                reason = (decision.status.get("degraded") or {}).get("reason", "Unknown")
+                opmetrics.ROLLBACKS.labels(reason=reason).inc()
+            log.info(
+                "%s/%s %s: %s",
+                md.namespace,
+                md.name,
+                event.reason,
+                event.message,
+                extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
+            )
+        self._phases[md.uid] = decision.phase
+        self._export_phases()
+        return decision
+
+    async def _observe(
+        self,
+        md: spec.ModelDeployment,
+        status: dict[str, Any],
+        command: rollout.Command | None,
+        now: dt.datetime,
+    ) -> rollout.Observations:
+        replicas = md.predictor.replicas
+        stable = (status.get("stable") or {}).get("revision")
+        cand = (status.get("candidate") or {}).get("revision")
+        active = status.get("stage") in spec.ACTIVE_STAGES
+        stable_dep = await self.kube.get_deployment(md.namespace, stable) if stable else None
+        cand_ready, failure = False, None
+        if active and cand:
+            cand_dep = await self.kube.get_deployment(md.namespace, cand)
+            cand_ready = kubemod.deployment_ready(cand_dep, replicas)
+            failure = await self.kube.pod_failure(md.namespace, cand)
+        analysis = None
+        if rollout.analysis_due(md, status, now):
+            analysis = await runner.run(md, status, self.provider)
+            opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
+        return rollout.Observations(
+            stable_ready=kubemod.deployment_ready(stable_dep, replicas),
+            candidate_ready=cand_ready,
+            candidate_failure=failure,
+            analysis=analysis,
+            command=command,
+        )
+
+    async def _apply(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+        """Children for the new status, before the status (and so traffic) moves."""
+        stage = spec.Stage(status["stage"])
+        replicas = md.predictor.replicas
+        stable = status["stable"]["revision"]
+        cand = (status.get("candidate") or {}).get("revision")
+        if stage in spec.ACTIVE_STAGES and cand == md.revision:
+            track = "shadow" if md.strategy.type == "Shadow" else "canary"
+            await self._ensure_revision(md, replicas, track)
+        elif stable == md.revision:
+            await self._ensure_revision(md, replicas, "stable")
+        if stable != md.revision:
+            await self._scale_existing(md.namespace, stable, replicas)
+        await self.kube.apply(manifests.track_service(md, "stable", stable))
+        if cand and stage in spec.ACTIVE_STAGES:
+            for track in ("canary", "shadow"):
+                await self.kube.apply(manifests.track_service(md, track, cand))
+        provider = traffic.for_spec(md, self.kube, self.router_image)
+        await provider.reconcile(md)
+        await provider.set_routes(md, status["traffic"])
+
+    async def _ensure_revision(self, md: spec.ModelDeployment, replicas: int, track: str) -> None:
+        # Created once; afterwards only scaled, so that the pods (and the track
+        # they were started with) are not restarted by a promotion.
+        dep = await self.kube.get_deployment(md.namespace, md.revision)
+        if dep is None:
+            self.kube.forget("Deployment", md.namespace, md.revision)
+            await self.kube.apply(manifests.revision_deployment(md, replicas, track))
+        elif int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
+            await self.kube.scale(md.namespace, md.revision, replicas)
+
+    async def _scale_existing(self, namespace: str, name: str, replicas: int) -> None:
+        dep = await self.kube.get_deployment(namespace, name)
+        if dep is not None and int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
+            await self.kube.scale(namespace, name, replicas)
+
+    async def _scale_down(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+        """Every revision that is neither stable nor an active candidate: 0 replicas;
+        beyond the history limit, deleted (oldest first)."""
+        keep = {status["stable"]["revision"]}
+        if status["stage"] in spec.ACTIVE_STAGES and status.get("candidate"):
+            keep.add(status["candidate"]["revision"])
+        selector = f"{manifests.NAME_LABEL}={md.name},{manifests.COMPONENT_LABEL}=predictor"
+        deps = await self.kube.list_deployments(md.namespace, selector)
+        old = sorted(
+            (d for d in deps if d["metadata"]["name"] not in keep),
+            key=lambda d: d["metadata"].get("creationTimestamp", ""),
+            reverse=True,
+        )
+        for index, dep in enumerate(old):
+            name = dep["metadata"]["name"]
+            if index >= md.revision_history_limit:
+                await self.kube.delete_deployment(md.namespace, name)
+            elif int((dep.get("spec") or {}).get("replicas", 0)) != 0:
+                await self.kube.scale(md.namespace, name, 0)
+
+    def _export_phases(self) -> None:
+        counts: dict[str, int] = dict.fromkeys((str(p) for p in spec.Phase), 0)
+        for phase in self._phases.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase, count in counts.items():
+            opmetrics.ROLLOUTS.labels(phase=phase).set(count)

@@ -1,0 +1,527 @@
+"""The rollout state machine, as one pure function.
+
+`step(md, status, observations, now)` returns the next status and the Events
+to emit; it does no I/O and reads no clock, so every transition is unit-tested
+and an operator restarted mid-rollout continues from `status` alone (stage,
+step, when it started, analysis counters, the last command consumed).
+
+Traffic is part of the returned status (`status.traffic`, the contract the
+router watches); the caller applies it and scales revisions from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from modeldeploy_operator.analysis.verdicts import AnalysisResult, Verdict
+from modeldeploy_operator.spec import (
+    ACTIVE_STAGES,
+    ANALYSED_STAGES,
+    ModelDeployment,
+    Phase,
+    Stage,
+)
+
+COMMAND_ANNOTATION = "modeldeploy.io/command"
+COMMANDS = ("promote", "abort", "pause", "resume", "retry")
+MAX_MEASUREMENTS = 20
+MAX_HISTORY = 20
+# Timer ticks jitter; an analysis a quarter second early is still on time.
+_SLACK = 0.25
+
+_PHASE_OF_STAGE = {
+    Stage.INITIAL: Phase.PENDING,
+    Stage.STARTING: Phase.PROGRESSING,
+    Stage.SHADOW: Phase.SHADOW,
+    Stage.CANARY: Phase.CANARY,
+    Stage.BAKE: Phase.PROGRESSING,
+    Stage.DONE: Phase.SUCCEEDED,
+    Stage.ROLLED_BACK: Phase.ROLLED_BACK,
+    Stage.FAILED: Phase.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A manual command from the `modeldeploy.io/command` annotation: `ACTION:NONCE`."""
+
+    action: str
+    nonce: str
+
+
+def parse_command(value: str | None) -> Command | None:
+    if not value:
+        return None
+    action, _, nonce = value.strip().partition(":")
+    return Command(action.strip().lower(), nonce.strip() or action.strip())
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the caller saw in the cluster (and Prometheus) for this tick."""
+
+    stable_ready: bool = False
+    candidate_ready: bool = False
+    candidate_failure: str | None = None  # e.g. a crash-looping pod, with its reason
+    analysis: AnalysisResult | None = None
+    command: Command | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase", ""))
+
+
+def timestamp(now: dt.datetime) -> str:
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def analysis_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+    """Whether the caller should query Prometheus before calling `step`.
+
+    The first run of a stage comes one interval (plus the initial delay)
+    after the stage began, so that the range covers the stage's own traffic.
+    """
+    a = md.strategy.analysis
+    if status.get("stage") not in ANALYSED_STAGES or status.get("paused") or not a.metrics:
+        return False
+    started = parse_time(status.get("stageStartedAt"))
+    if started is None:
+        return True
+    since = started + dt.timedelta(seconds=a.initial_delay)
+    last = parse_time((status.get("analysis") or {}).get("lastRunAt"))
+    if last is not None and last > since:
+        since = last
+    return (now - since).total_seconds() + _SLACK >= a.interval
+
+
+def step(
+    md: ModelDeployment, status: dict[str, Any] | None, obs: Observations, now: dt.datetime
+) -> Decision:
+    """Next status and Events for one ModelDeployment."""
+    machine = _Machine(md, copy.deepcopy(status or {}), now)
+    machine.run(obs)
+    return Decision(machine.s, machine.events)
+
+
+class _Machine:
+    def __init__(self, md: ModelDeployment, s: dict[str, Any], now: dt.datetime) -> None:
+        self.md = md
+        self.s = s
+        self.now = now
+        self.events: list[Event] = []
+
+    # -- helpers ---------------------------------------------------------
+    @property
+    def stage(self) -> Stage | None:
+        value = self.s.get("stage")
+        return Stage(value) if value else None
+
+    def emit(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def ref(self) -> dict[str, str]:
+        m = self.md.model
+        return {
+            "version": m.version,
+            "revision": self.md.revision,
+            "digest": m.digest,
+            "uri": m.uri,
+        }
+
+    def elapsed(self, key: str) -> float:
+        t = parse_time(self.s.get(key))
+        return 0.0 if t is None else (self.now - t).total_seconds()
+
+    def enter(self, stage: Stage, reason: str, message: str, *, step: int = 0) -> None:
+        self.s["stage"] = str(stage)
+        self.s["currentStep"] = step
+        self.s["stageStartedAt"] = timestamp(self.now)
+        analysis = self.s.setdefault("analysis", {})
+        analysis["passes"] = 0
+        analysis["requests"] = 0
+        self.emit("Normal", reason, message)
+
+    def remember(self, ref: dict[str, Any] | None, result: str, reason: str, message: str) -> None:
+        if not ref:
+            return
+        history = self.s.setdefault("history", [])
+        history.append(
+            {
+                "version": ref.get("version", ""),
+                "revision": ref.get("revision", ""),
+                "result": result,
+                "reason": reason,
+                "message": message,
+                "time": timestamp(self.now),
+            }
+        )
+        del history[:-MAX_HISTORY]
+
+    def cand_text(self) -> str:
+        c = self.s.get("candidate") or {}
+        return f"version {c.get('version')} ({c.get('revision')})"
+
+    # -- the tick ---------------------------------------------------------
+    def run(self, obs: Observations) -> None:
+        self.s["observedGeneration"] = self.md.generation
+        if self.stage is None:
+            self.start_initial()
+        if obs.command is not None and obs.command.nonce != self.s.get("lastCommandNonce"):
+            self.s["lastCommandNonce"] = obs.command.nonce
+            self.command(obs.command, obs)
+        self.follow_spec()
+        self.advance(obs)
+        _derive(self.md, self.s, self.now)
+
+    def start_initial(self) -> None:
+        self.s["stable"] = self.ref()
+        self.s.pop("candidate", None)
+        self.s["rolloutStartedAt"] = timestamp(self.now)
+        self.s["degraded"] = None
+        self.enter(
+            Stage.INITIAL, "Deploying", f"first revision: version {self.md.model.version} as stable"
+        )
+
+    def start_candidate(self) -> None:
+        self.s["candidate"] = self.ref()
+        self.s["rolloutStartedAt"] = timestamp(self.now)
+        self.s["analysis"] = {"failures": 0, "inconclusive": 0, "measurements": []}
+        self.s["paused"] = None
+        self.s["degraded"] = None
+        self.s.pop("blockedRevision", None)
+        self.enter(
+            Stage.STARTING,
+            "RolloutStarted",
+            f"rolling out {self.cand_text()} with strategy {self.md.strategy.type}",
+        )
+
+    def follow_spec(self) -> None:
+        desired = self.md.revision
+        stage = self.stage
+        stable = (self.s.get("stable") or {}).get("revision")
+        if stage in (Stage.INITIAL, Stage.FAILED) and stable != desired:
+            self.remember(
+                self.s.get("stable"), "Superseded", "SpecChanged", "replaced by a new spec"
+            )
+            self.start_initial()
+            return
+        if desired == stable:
+            if stage in ACTIVE_STAGES:
+                self.remember(
+                    self.s.get("candidate"), "Superseded", "SpecChanged", "spec back to stable"
+                )
+                self.s.pop("candidate", None)
+                self.s["paused"] = None
+                self.enter(Stage.DONE, "Superseded", "spec returned to the stable revision")
+            return
+        if desired == self.s.get("blockedRevision"):
+            return  # rolled back: not retried until the spec changes or `retry`
+        if stage in ACTIVE_STAGES:
+            if (self.s.get("candidate") or {}).get("revision") == desired:
+                return
+            self.remember(
+                self.s.get("candidate"), "Superseded", "SpecChanged", "replaced by a newer spec"
+            )
+        self.start_candidate()
+
+    def advance(self, obs: Observations) -> None:
+        stage = self.stage
+        strategy = self.md.strategy
+        if stage in (Stage.INITIAL, Stage.FAILED):
+            if obs.stable_ready:
+                self.remember(self.s.get("stable"), "Promoted", "FirstRevision", "first revision")
+                self.enter(Stage.DONE, "Available", f"version {self.md.model.version} is serving")
+            elif stage is Stage.INITIAL and self.elapsed("rolloutStartedAt") > (
+                strategy.progress_deadline
+            ):
+                msg = f"first revision not Ready within {strategy.progress_deadline:g}s"
+                self.s["degraded"] = {"reason": "ProgressDeadlineExceeded", "message": msg}
+                self.s["stage"] = str(Stage.FAILED)
+                self.emit("Warning", "ProgressDeadlineExceeded", msg)
+            return
+        if stage not in ACTIVE_STAGES:
+            return
+        if obs.candidate_failure:
+            self.rollback("CandidateFailing", obs.candidate_failure)
+            return
+        if self.s.get("paused"):
+            return
+        if stage is Stage.STARTING:
+            if obs.candidate_ready:
+                self.enter_first_stage()
+            elif self.elapsed("rolloutStartedAt") > strategy.progress_deadline:
+                self.rollback(
+                    "ProgressDeadlineExceeded",
+                    f"candidate not Ready within {strategy.progress_deadline:g}s",
+                )
+            return
+        if obs.analysis is not None and not self.record(obs.analysis):
+            return
+        if self.stage_complete():
+            self.next_stage()
+
+    def enter_first_stage(self) -> None:
+        strategy = self.md.strategy
+        if strategy.type == "Shadow":
+            self.enter(Stage.SHADOW, "ShadowStarted", f"mirroring traffic to {self.cand_text()}")
+        elif strategy.type == "Full":
+            self.enter(Stage.BAKE, "Switched", f"all traffic on {self.cand_text()}, baking")
+        else:
+            self.enter_canary(0)
+
+    def enter_canary(self, index: int) -> None:
+        weight = self.md.strategy.steps[index].weight
+        self.enter(
+            Stage.CANARY,
+            "CanaryStep",
+            f"step {index + 1}/{len(self.md.strategy.steps)}: {weight}% to {self.cand_text()}",
+            step=index,
+        )
+
+    def record(self, result: AnalysisResult) -> bool:
+        """Count one analysis run; False when it ended the stage (rollback/pause)."""
+        a = self.s.setdefault("analysis", {})
+        a["lastRunAt"] = timestamp(self.now)
+        measurements = a.setdefault("measurements", [])
+        measurements.extend(m.to_status(a["lastRunAt"]) for m in result.measurements)
+        del measurements[:-MAX_MEASUREMENTS]
+        verdict = result.verdict
+        if verdict is Verdict.FAIL:
+            a["failures"] = a.get("failures", 0) + 1
+            a["inconclusive"] = 0
+            failed = result.first_failure
+            text = failed.message if failed else "analysis failed"
+            if a["failures"] >= self.md.strategy.analysis.failure_limit:
+                self.rollback("AnalysisFailed", text)
+                return False
+            self.emit("Warning", "AnalysisFailed", text)
+            return True
+        if verdict is Verdict.INCONCLUSIVE:
+            a["inconclusive"] = a.get("inconclusive", 0) + 1
+            unsure = result.first_inconclusive
+            text = unsure.message if unsure else "no metrics"
+            limit = self.md.strategy.analysis.inconclusive_limit
+            if a["inconclusive"] >= limit:
+                self.pause("InconclusiveAnalysis", f"{a['inconclusive']} inconclusive runs: {text}")
+                return False
+            self.emit("Normal", "AnalysisInconclusive", text)
+            return True
+        a["passes"] = a.get("passes", 0) + 1
+        a["inconclusive"] = 0
+        a["requests"] = a.get("requests", 0) + (result.requests or 0)
+        return True
+
+    def stage_complete(self) -> bool:
+        strategy = self.md.strategy
+        stage = self.stage
+        a = self.s.get("analysis") or {}
+        if strategy.analysis.metrics and a.get("passes", 0) < 1:
+            return False
+        if stage is Stage.SHADOW:
+            shadow = strategy.shadow
+            if shadow is None:
+                return True
+            return (
+                self.elapsed("stageStartedAt") >= shadow.duration
+                and a.get("requests", 0) >= shadow.min_requests
+            )
+        if stage is Stage.CANARY:
+            index = int(self.s.get("currentStep", 0))
+            return self.elapsed("stageStartedAt") >= strategy.steps[index].pause
+        return self.elapsed("stageStartedAt") >= strategy.bake_duration
+
+    def next_stage(self) -> None:
+        stage = self.stage
+        steps = self.md.strategy.steps
+        if stage is Stage.SHADOW and steps:
+            self.enter_canary(0)
+        elif stage is Stage.CANARY and int(self.s.get("currentStep", 0)) + 1 < len(steps):
+            self.enter_canary(int(self.s.get("currentStep", 0)) + 1)
+        elif self.md.strategy.auto_promote:
+            self.promote("analysis passed")
+        else:
+            self.pause("AwaitingPromotion", f"{self.cand_text()} passed; run `promote` to finish")
+
+    # -- transitions --------------------------------------------------------
+    def promote(self, why: str) -> None:
+        cand = self.s.get("candidate")
+        self.remember(cand, "Promoted", "Promoted", why)
+        self.s["stable"] = cand
+        self.s.pop("candidate", None)
+        self.s["paused"] = None
+        self.enter(Stage.DONE, "Promoted", f"{_ref_text(cand)} promoted to stable: {why}")
+
+    def rollback(self, reason: str, message: str) -> None:
+        cand = self.s.get("candidate") or {}
+        text = f"rolled back {_ref_text(cand)}: {message}"
+        self.remember(cand, "RolledBack", reason, message)
+        self.s["blockedRevision"] = cand.get("revision")
+        self.s["paused"] = None
+        self.s["degraded"] = {"reason": reason, "message": text}
+        self.s["stage"] = str(Stage.ROLLED_BACK)
+        self.s["stageStartedAt"] = timestamp(self.now)
+        self.emit("Warning", "RolledBack", text)
+
+    def pause(self, reason: str, message: str) -> None:
+        self.s["paused"] = {"reason": reason, "message": message, "since": timestamp(self.now)}
+        self.emit("Warning" if reason == "InconclusiveAnalysis" else "Normal", "Paused", message)
+
+    def command(self, cmd: Command, obs: Observations) -> None:
+        stage = self.stage
+        active = stage in ACTIVE_STAGES
+        if cmd.action == "promote" and stage in ANALYSED_STAGES:
+            self.promote("promoted by user")
+        elif cmd.action == "abort" and active:
+            self.rollback("Aborted", "aborted by user")
+        elif cmd.action == "pause" and active and not self.s.get("paused"):
+            self.pause("ManualPause", "paused by user")
+        elif cmd.action == "resume" and active and self.s.get("paused"):
+            self.s["paused"] = None
+            self.s.setdefault("analysis", {})["inconclusive"] = 0
+            self.emit("Normal", "Resumed", "resumed by user")
+        elif cmd.action == "retry" and stage in (Stage.ROLLED_BACK, Stage.FAILED):
+            self.s.pop("blockedRevision", None)
+            self.s["degraded"] = None
+            self.emit("Normal", "Retry", "retry asked by user")
+            if stage is Stage.FAILED:
+                self.start_initial()
+            else:
+                # Same revision again: follow_spec starts it unless it is stable now.
+                self.s["stage"] = str(Stage.DONE)
+        else:
+            known = cmd.action in COMMANDS
+            why = (
+                f"not applicable in phase {self.s.get('phase', 'Pending')}"
+                if known
+                else (f"unknown command (use one of {', '.join(COMMANDS)})")
+            )
+            self.emit("Warning", "CommandIgnored", f"{cmd.action}: {why}")
+
+
+def _ref_text(ref: dict[str, Any] | None) -> str:
+    ref = ref or {}
+    return f"version {ref.get('version')} ({ref.get('revision')})"
+
+
+def _derive(md: ModelDeployment, s: dict[str, Any], now: dt.datetime) -> None:
+    """Phase, traffic and conditions follow from stage, step and pause."""
+    stage = Stage(s["stage"])
+    paused = s.get("paused")
+    phase = Phase.PAUSED if paused and stage in ACTIVE_STAGES else _PHASE_OF_STAGE[stage]
+    s["phase"] = str(phase)
+    s["traffic"] = _traffic(md, s, stage)
+    s["canaryWeight"] = s["traffic"]["canaryWeight"]
+    stable = s.get("stable") or {}
+    degraded = s.get("degraded")
+    if stage is Stage.DONE:
+        ready = ("True", "RolloutComplete", f"{_ref_text(stable)} serves all traffic")
+    elif stage is Stage.INITIAL:
+        ready = ("False", "Deploying", f"waiting for {_ref_text(stable)} to become Ready")
+    elif stage in ACTIVE_STAGES:
+        ready = ("False", "RolloutInProgress", f"rolling out {_ref_text(s.get('candidate'))}")
+    else:
+        ready = ("False", str(phase), (degraded or {}).get("message", str(phase)))
+    if paused and stage in ACTIVE_STAGES:
+        progressing = ("False", paused["reason"], paused["message"])
+    elif stage in ACTIVE_STAGES or stage is Stage.INITIAL:
+        progressing = ("True", f"{stage}", _stage_text(md, s, stage))
+    else:
+        progressing = ("False", str(phase), f"no rollout in progress ({phase})")
+    if degraded and stage in (Stage.ROLLED_BACK, Stage.FAILED):
+        deg = ("True", degraded["reason"], degraded["message"])
+    elif paused and paused["reason"] == "InconclusiveAnalysis" and stage in ACTIVE_STAGES:
+        deg = ("True", "InconclusiveAnalysis", paused["message"])
+    else:
+        deg = ("False", "AsExpected", "no problem detected")
+    for type_, (state, reason, message) in (
+        ("Ready", ready),
+        ("Progressing", progressing),
+        ("Degraded", deg),
+    ):
+        _set_condition(s, type_, state, reason, message, md.generation, now)
+
+
+def _stage_text(md: ModelDeployment, s: dict[str, Any], stage: Stage) -> str:
+    if stage is Stage.CANARY:
+        i = int(s.get("currentStep", 0))
+        return f"canary step {i + 1}/{len(md.strategy.steps)} at {md.strategy.steps[i].weight}%"
+    return {
+        Stage.INITIAL: "first revision starting",
+        Stage.STARTING: "candidate starting",
+        Stage.SHADOW: "candidate in shadow",
+        Stage.BAKE: "all traffic on candidate, baking",
+    }.get(stage, str(stage))
+
+
+def _traffic(md: ModelDeployment, s: dict[str, Any], stage: Stage) -> dict[str, Any]:
+    def track(ref: dict[str, Any], name: str) -> dict[str, str]:
+        return {
+            "service": f"{md.name}-{name}",
+            "version": ref.get("version", ""),
+            "revision": ref.get("revision", ""),
+        }
+
+    tracks: dict[str, Any] = {}
+    if s.get("stable"):
+        tracks["stable"] = track(s["stable"], "stable")
+    cand = s.get("candidate") or {}
+    weight, mirror = 0, 0
+    if stage is Stage.SHADOW:
+        tracks["shadow"] = track(cand, "shadow")
+        mirror = md.strategy.shadow.mirror_percent if md.strategy.shadow else 100
+    elif stage is Stage.CANARY:
+        tracks["canary"] = track(cand, "canary")
+        weight = md.strategy.steps[int(s.get("currentStep", 0))].weight
+    elif stage is Stage.BAKE:
+        tracks["canary"] = track(cand, "canary")
+        weight = 100
+    return {"canaryWeight": weight, "mirrorPercent": mirror, "tracks": tracks}
+
+
+def _set_condition(
+    s: dict[str, Any],
+    type_: str,
+    state: str,
+    reason: str,
+    message: str,
+    generation: int,
+    now: dt.datetime,
+) -> None:
+    conditions = s.setdefault("conditions", [])
+    old = next((c for c in conditions if c.get("type") == type_), None)
+    new = {
+        "type": type_,
+        "status": state,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": timestamp(now),
+    }
+    if old is not None and old.get("status") == state:
+        new["lastTransitionTime"] = old.get("lastTransitionTime", new["lastTransitionTime"])
+    if old is None:
+        conditions.append(new)
+    else:
+        conditions[conditions.index(old)] = new

@@ -1,0 +1,96 @@
+"""``modeldeploy-predictor``: ``bundle`` makes a model bundle, ``serve`` serves one.
+
+``serve`` fetches and verifies the bundle before the server starts, so a bad
+bundle fails the process at once with a readable message (exit code 2) instead
+of leaving a pod that is live but never ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import config
+from .bundle import BundleError, bundle_from_files
+from .tables import TableError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modeldeploy-predictor", description="scikit-learn model bundles and their server"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bundle", help="make a model bundle from an estimator and training features")
+    b.add_argument("--model", required=True, type=Path, help="fitted estimator (.joblib or .skops)")
+    b.add_argument(
+        "--reference",
+        required=True,
+        type=Path,
+        help="training features, CSV or Parquet (header = names)",
+    )
+    b.add_argument("--name", required=True, help="model name")
+    b.add_argument("--version", required=True, help="model version")
+    b.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    s = sub.add_parser("serve", help="serve a bundle over HTTP (OIP v2, KServe v1, /predict)")
+    config.add_arguments(s)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "bundle":
+        try:
+            out = bundle_from_files(args.model, args.reference, args.name, args.version, args.out)
+        except (BundleError, TableError) as exc:
+            print(f"modeldeploy-predictor bundle: {exc}", file=sys.stderr)
+            return 2
+        print(out)
+        return 0
+    return serve(config.from_namespace(args))
+
+
+def serve(settings: config.Settings) -> int:
+    import uvicorn
+
+    from .dataplane import DataPlane
+    from .model import SklearnModel
+    from .server.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not settings.bundle:
+        print(
+            "modeldeploy-predictor serve: --bundle (or MODELDEPLOY_BUNDLE) is required",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        model = SklearnModel.load(
+            settings.bundle,
+            cache_dir=Path(settings.cache_dir) if settings.cache_dir else None,
+            digest=settings.digest,
+            allow_version_mismatch=settings.allow_version_mismatch,
+        )
+    except BundleError as exc:
+        print(f"modeldeploy-predictor serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(DataPlane(model, settings))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=settings.graceful_timeout,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The served model: ``load / predict / unload`` around a verified bundle.
+
+Kept apart from HTTP and batching so the same object is used by the server,
+the in-process benchmark ceiling and the tests. ``predict`` returns a pair
+``(predictions, probabilities or None)`` with one row per input row.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import bundle as bundle_mod
+from . import sources
+
+
+class SklearnModel:
+    def __init__(self, loaded: bundle_mod.Bundle, load_seconds: float = 0.0) -> None:
+        self.bundle = loaded
+        self.estimator = loaded.estimator
+        self.feature_names = loaded.feature_names
+        self.n_features = len(self.feature_names)
+        self.is_classifier = loaded.is_classifier
+        self.classes = loaded.meta.get("classes")
+        self.load_seconds = load_seconds
+        self.allow_nan = _allows_nan(self.estimator)
+        self._proba = self.is_classifier and hasattr(self.estimator, "predict_proba")
+        # Bundles record feature names; predicting on a bare array is intended.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+    @classmethod
+    def load(
+        cls,
+        uri: str,
+        *,
+        cache_dir: Path | None = None,
+        digest: str | None = None,
+        allow_version_mismatch: bool = False,
+    ) -> SklearnModel:
+        started = time.perf_counter()
+        local = sources.fetch(uri, cache_dir, digest=digest)
+        loaded = bundle_mod.load_bundle(local, allow_version_mismatch=allow_version_mismatch)
+        return cls(loaded, time.perf_counter() - started)
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def has_proba(self) -> bool:
+        return self._proba
+
+    def predict(self, x: np.ndarray, proba: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions, and class probabilities when asked for and available."""
+        pred = np.asarray(self.estimator.predict(x))
+        probabilities = self.estimator.predict_proba(x) if proba and self._proba else None
+        return pred, probabilities
+
+    def warm_up(self) -> None:
+        """One real prediction before readiness (lazy imports, caches, a sanity check)."""
+        rows = self.bundle.warmup_rows()
+        pred, _ = self.predict(rows)
+        if pred.shape[0] != rows.shape[0]:
+            raise RuntimeError(f"warm-up returned {pred.shape[0]} rows for {rows.shape[0]}")
+
+    def unload(self) -> None:
+        self.estimator = None
+
+
+def _allows_nan(estimator: Any) -> bool:
+    try:
+        return bool(estimator.__sklearn_tags__().input_tags.allow_nan)
+    except AttributeError:
+        try:
+            return bool(estimator._get_tags().get("allow_nan", False))
+        except AttributeError:
+            return False

@@ -1,0 +1,108 @@
+"""JSON Schemas of request and error bodies, for the OpenAPI document only.
+
+Requests are validated by :mod:`modeldeploy_predictor.parsing` (faster and with
+better messages than schema validation); these schemas document the same shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..parsing import DATATYPES
+
+_NUMBER_ROWS = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+
+V2_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {
+            "type": "array",
+            "description": "one 2-D tensor [rows, features], or one 1-D tensor per feature (named)",
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype", "data"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "datatype": {"type": "string", "enum": DATATYPES},
+                    "data": {"type": "array"},
+                    "parameters": {"type": "object"},
+                },
+            },
+        },
+        "outputs": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+        },
+    },
+}
+
+V1_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["instances"],
+    "properties": {
+        "instances": {
+            "oneOf": [
+                _NUMBER_ROWS,
+                {
+                    "type": "array",
+                    "items": {"type": "object", "additionalProperties": {"type": "number"}},
+                },
+            ]
+        }
+    },
+}
+
+_RECORDS = {
+    "type": "array",
+    "items": {"type": "object", "additionalProperties": {"type": "number"}},
+}
+
+PLAIN_REQUEST: dict[str, Any] = {
+    "oneOf": [
+        _RECORDS,
+        {"type": "object", "required": ["records"], "properties": {"records": _RECORDS}},
+        {
+            "type": "object",
+            "required": ["columns"],
+            "properties": {
+                "columns": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "number"}},
+                }
+            },
+        },
+    ]
+}
+
+ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "what went wrong"},
+        "reason": {"type": "string", "description": "machine-readable label"},
+        "field": {"type": "string"},
+        "expected": {},
+        "got": {},
+        "error_class": {"type": "string", "description": "exception class (500 only)"},
+    },
+}
+
+
+def error_responses() -> dict[int | str, dict[str, Any]]:
+    doc = {"content": {"application/json": {"schema": ERROR}}}
+    return {
+        code: {"description": text, **doc}
+        for code, text in [
+            (400, "malformed JSON"),
+            (404, "unknown model or version"),
+            (413, "body too large"),
+            (415, "not JSON"),
+            (422, "wrong shape, dtype, features, values or empty batch"),
+            (500, "the model raised"),
+            (503, "not ready / shutting down"),
+        ]
+    }

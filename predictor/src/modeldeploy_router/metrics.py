@@ -1,0 +1,116 @@
+"""The router's Prometheus metrics (names and labels from docs/contracts.md).
+
+A registry of its own keeps the exposition to the router's series. Label
+children are cached because `labels()` is a measurable cost per request at
+the rates the router is meant to sustain.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from modeldeploy_router import routing
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+DIFF_BUCKETS = (0.0, 1e-6, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 100.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+SHADOW_LABELS = ("model", "primary_version", "shadow_version", "shadow_revision")
+
+
+TRACK_LABELS = ("model", "track", "version", "revision")
+SHADOW_TRACK_LABELS = ("model", "shadow_version", "shadow_revision")
+
+# attribute, type, name, help, labels, histogram buckets
+SPECS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple | None], ...] = (
+    ("requests", Counter, "modeldeploy_router_requests_total",
+     "Requests answered, by track and status code", (*TRACK_LABELS, "code"), None),
+    ("upstream_duration", Histogram, "modeldeploy_router_upstream_duration_seconds",
+     "Time from sending the request upstream to having its whole response",
+     TRACK_LABELS, LATENCY_BUCKETS),
+    ("overhead", Histogram, "modeldeploy_router_overhead_seconds",
+     "Time the router adds: total handling time minus upstream time", ("model",),
+     OVERHEAD_BUCKETS),
+    ("canary_weight", Gauge, "modeldeploy_router_canary_weight",
+     "Current canary weight (0-100)", ("model",), None),
+    ("mirror_percent", Gauge, "modeldeploy_router_mirror_percent",
+     "Current share mirrored to shadow (0-100)", ("model",), None),
+    ("mirror", Counter, "modeldeploy_router_mirror_total",
+     "Copies for the shadow track by result (sent, dropped, error)", ("model", "result"), None),
+    ("comparisons", Counter, "modeldeploy_router_shadow_comparisons_total",
+     "Rows whose shadow prediction was compared with the primary's", SHADOW_LABELS, None),
+    ("agreements", Counter, "modeldeploy_router_shadow_agreements_total",
+     "Compared rows where shadow and primary agree", SHADOW_LABELS, None),
+    ("abs_diff", Histogram, "modeldeploy_router_shadow_abs_diff",
+     "Absolute difference shadow - primary per row (regressors)", SHADOW_LABELS, DIFF_BUCKETS),
+    ("rel_diff", Histogram, "modeldeploy_router_shadow_rel_diff",
+     "Relative difference |shadow - primary| / |primary| per row (regressors)",
+     SHADOW_LABELS, DIFF_BUCKETS),
+    ("shadow_errors", Counter, "modeldeploy_router_shadow_errors_total",
+     "Shadow requests that failed or returned unreadable predictions",
+     SHADOW_TRACK_LABELS, None),
+    ("shadow_duration", Histogram, "modeldeploy_router_shadow_duration_seconds",
+     "Shadow upstream latency", SHADOW_TRACK_LABELS, LATENCY_BUCKETS),
+    ("endpoints", Gauge, "modeldeploy_router_endpoints",
+     "Ready endpoints per track", ("model", "track"), None),
+    ("fallback", Counter, "modeldeploy_router_fallback_total",
+     "Requests sent to stable because their track had no ready endpoints",
+     ("model", "track"), None),
+)  # fmt: skip
+
+
+class RouterMetrics:
+    """The metrics in SPECS as attributes (e.g. `self.requests`)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        for attr, kind, name, doc, labels, buckets in SPECS:
+            extra = {"buckets": buckets} if buckets else {}
+            setattr(self, attr, kind(name, doc, list(labels), registry=self.registry, **extra))
+        self._cache: dict[tuple, object] = {}
+
+    def _child(self, metric, *values: str):
+        key = (id(metric), values)
+        child = self._cache.get(key)
+        if child is None:
+            child = metric.labels(*values)
+            self._cache[key] = child
+        return child
+
+    def observe_request(
+        self, model: str, track: routing.Track | None, code: int, upstream_s: float | None
+    ) -> None:
+        name, version, revision = (
+            (track.name, track.version, track.revision) if track else ("", "", "")
+        )
+        self._child(self.requests, model, name, version, revision, str(code)).inc()
+        if upstream_s is not None:
+            self._child(self.upstream_duration, model, name, version, revision).observe(upstream_s)
+
+    def observe_overhead(self, model: str, seconds: float) -> None:
+        self._child(self.overhead, model).observe(max(seconds, 0.0))
+
+    def mirror_result(self, model: str, result: str) -> None:
+        self._child(self.mirror, model, result).inc()
+
+    def fell_back(self, model: str, track: str) -> None:
+        self._child(self.fallback, model, track).inc()
+
+    def shadow_child(self, metric, model: str, primary: str, shadow: routing.Track):
+        return self._child(metric, model, primary, shadow.version, shadow.revision)
+
+    def shadow_track_child(self, metric, model: str, shadow: routing.Track):
+        return self._child(metric, model, shadow.version, shadow.revision)
+
+    def set_table(self, table: routing.RoutingTable) -> None:
+        """Gauges that mirror the current routing table."""
+        self.canary_weight.labels(table.model).set(table.canary_weight)
+        self.mirror_percent.labels(table.model).set(table.mirror_percent)
+        for name in routing.TRACKS:
+            track = table.tracks.get(name)
+            self.endpoints.labels(table.model, name).set(len(track.pool) if track else 0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

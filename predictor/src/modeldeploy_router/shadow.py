@@ -1,0 +1,140 @@
+"""Shadow mirroring: copy requests to the shadow track and compare answers.
+
+The copy is queued after the primary response has been sent, so the shadow's
+latency and failures can never reach the client. The queue and the number of
+workers are bounded: when the queue is full the copy is dropped and counted,
+which keeps memory flat when the shadow is slower than the live traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from modeldeploy_router import compare, routing
+from modeldeploy_router.metrics import RouterMetrics
+from modeldeploy_router.upstream import (
+    Upstream,
+    UpstreamConnectionError,
+    UpstreamProtocolError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One mirrored request plus the primary's answer to compare against."""
+
+    model: str
+    shadow: routing.Track
+    primary_version: str
+    method: str
+    path_qs: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    primary_status: int
+    primary_body: bytes
+
+
+class Mirror:
+    def __init__(
+        self,
+        upstream: Upstream,
+        metrics: RouterMetrics,
+        queue_size: int,
+        concurrency: int,
+        timeout: float,
+        rel_tolerance: float,
+        current_shadow: Callable[[], routing.Track | None] | None = None,
+    ) -> None:
+        self.current_shadow = current_shadow
+        self.upstream = upstream
+        self.metrics = metrics
+        self.timeout = timeout
+        self.rel_tolerance = rel_tolerance
+        self.concurrency = concurrency
+        self.queue: asyncio.Queue[Copy] = asyncio.Queue(maxsize=queue_size)
+        self._workers: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self.concurrency)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+
+    def submit(self, copy: Copy) -> bool:
+        """Queue a copy without waiting; False (and counted) when full."""
+        try:
+            self.queue.put_nowait(copy)
+        except asyncio.QueueFull:
+            self.metrics.mirror_result(copy.model, "dropped")
+            return False
+        return True
+
+    async def _work(self) -> None:
+        while True:
+            copy = await self.queue.get()
+            try:
+                await self.handle(copy)
+            except Exception:  # a bug here must not kill the worker
+                log.exception("shadow comparison failed")
+            finally:
+                self.queue.task_done()
+
+    async def handle(self, copy: Copy) -> None:
+        m = self.metrics
+        errors = m.shadow_track_child(m.shadow_errors, copy.model, copy.shadow)
+        # The shadow's endpoints as they are now (the copy may have waited in the queue).
+        current = self.current_shadow() if self.current_shadow else None
+        url = (current or copy.shadow).pool.pick()
+        if url is None:
+            m.mirror_result(copy.model, "dropped")
+            return
+        try:
+            resp = await self.upstream.call(
+                url, copy.method, copy.path_qs, copy.headers, copy.body, self.timeout
+            )
+        except (UpstreamConnectionError, UpstreamProtocolError, TimeoutError) as exc:
+            m.mirror_result(copy.model, "error")
+            errors.inc()
+            log.debug("shadow %s failed: %r", url, exc)
+            return
+        m.mirror_result(copy.model, "sent")
+        m.shadow_track_child(m.shadow_duration, copy.model, copy.shadow).observe(resp.seconds)
+        if resp.status >= 400:
+            errors.inc()
+            return
+        if copy.primary_status >= 400:
+            return  # nothing to compare against
+        try:
+            primary = compare.extract_predictions(copy.primary_body)
+        except compare.UnreadablePrediction:
+            return  # not an inference answer (the primary is the reference)
+        try:
+            result = compare.compare(
+                primary, compare.extract_predictions(resp.body), self.rel_tolerance
+            )
+        except compare.UnreadablePrediction as exc:
+            errors.inc()
+            log.debug("shadow answer unreadable: %s", exc)
+            return
+        labels = (copy.model, copy.primary_version, copy.shadow)
+        m.shadow_child(m.comparisons, *labels).inc(result.rows)
+        m.shadow_child(m.agreements, *labels).inc(result.agreements)
+        if result.kind == compare.NUMBERS:
+            abs_hist = m.shadow_child(m.abs_diff, *labels)
+            rel_hist = m.shadow_child(m.rel_diff, *labels)
+            for a, r in zip(result.abs_diffs, result.rel_diffs, strict=True):
+                abs_hist.observe(a)
+                rel_hist.observe(r)

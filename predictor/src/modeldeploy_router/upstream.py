@@ -1,0 +1,252 @@
+"""The router's upstream HTTP/1.1 client: pooled keep-alive connections.
+
+Why not aiohttp or httpx: the router's hop is its whole cost, and measured on
+this project's benchmark (benchmarks/README.md) aiohttp's client spent about
+130 us of CPU per request and httpx far more, against about 30 us for the
+server side. Predictor upstreams speak plain HTTP/1.1 on a pod IP, so this
+module keeps only what that needs: an asyncio Protocol per connection,
+httptools (the parser uvicorn uses) to read responses, one write per request,
+idle connections reused last-in first-out. Bodies go through byte for byte;
+no header is added except Host and Content-Length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+# RFC 9110 section 7.6.1 connection-specific fields, plus the framing headers
+# each hop recomputes (and Expect: the router has already read the body).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        b"expect",
+    }
+)
+MAX_IDLE_PER_ENDPOINT = 256
+
+
+class UpstreamConnectionError(ConnectionError):
+    """The endpoint could not be reached or closed before answering (retryable
+    on another endpoint)."""
+
+
+class UpstreamProtocolError(Exception):
+    """The endpoint answered something that is not HTTP/1.1."""
+
+
+def forwardable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Drop hop-by-hop headers and those the Connection header names.
+
+    ASGI servers give lower-case names, which this relies on."""
+    pairs = list(headers)
+    named = {
+        token.strip().lower()
+        for k, v in pairs
+        if k == b"connection"
+        for token in v.split(b",")
+        if token.strip()
+    }
+    if not named:  # the usual case
+        return [(k, v) for k, v in pairs if k not in HOP_BY_HOP]
+    return [(k, v) for k, v in pairs if k not in HOP_BY_HOP and k not in named]
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    seconds: float
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.status = 0
+        self.keep_alive = False
+        self.closed = False
+        self.head_only = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamProtocolError(f"bad HTTP response: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        framed = any(
+            k.lower() in (b"content-length", b"transfer-encoding") for k, _ in self.headers
+        )
+        if self.status and not framed and exc is None:
+            self.keep_alive = False  # a body delimited by the end of the connection
+            self._done()
+        self._fail(UpstreamConnectionError(f"connection closed before the response: {exc}"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.head_only:  # no body follows a HEAD response whatever its length says
+            self.keep_alive = False
+            self._done()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # interim response: the real one follows
+            self.headers, self.body = [], []
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        self._done()
+
+    def _done(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    async def exchange(self, request: bytes, head_only: bool) -> None:
+        assert self.transport is not None
+        self.headers, self.body, self.status = [], [], 0
+        self.head_only = head_only
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        await self.waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Upstream:
+    """Connection pools keyed by base URL, shared by every track."""
+
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._idle: dict[str, list[_Connection]] = {}
+        self._targets: dict[str, tuple[str, int, bytes]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+    def retain(self, base_urls: set[str]) -> None:
+        """Close idle connections to endpoints no track has any more (pod churn)."""
+        for url in [u for u in self._idle if u not in base_urls]:
+            for conn in self._idle.pop(url):
+                conn.close()
+            self._targets.pop(url, None)
+
+    def _target(self, base_url: str) -> tuple[str, int, bytes]:
+        target = self._targets.get(base_url)
+        if target is None:
+            parts = urlsplit(base_url)
+            if parts.scheme != "http" or not parts.hostname:
+                raise UpstreamProtocolError(f"only http:// endpoints are supported: {base_url}")
+            port = parts.port or 80
+            target = (parts.hostname, port, parts.netloc.encode("idna"))
+            self._targets[base_url] = target
+        return target
+
+    async def _connect(self, host: str, port: int) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(_Connection, host, port)
+        except TimeoutError:
+            raise UpstreamConnectionError(f"connect to {host}:{port} timed out") from None
+        except OSError as exc:
+            raise UpstreamConnectionError(f"connect to {host}:{port}: {exc}") from None
+        return conn
+
+    async def call(
+        self,
+        base_url: str,
+        method: str,
+        path_qs: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        total_timeout: float | None = None,
+    ) -> Response:
+        """Send one request and read the whole response.
+
+        Raises UpstreamConnectionError (retryable elsewhere), UpstreamProtocolError
+        or TimeoutError. A reused idle connection that turns out closed is
+        replaced by a fresh one once, transparently.
+        """
+        host, port, netloc = self._target(base_url)
+        head = [f"{method} {path_qs} HTTP/1.1\r\n".encode("latin-1"), b"host: ", netloc, b"\r\n"]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+        head += (b"\r\n", body)
+        request = b"".join(head)
+        idle = self._idle.setdefault(base_url, [])
+        started = time.perf_counter()
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(total_timeout or self.read_timeout):
+                while idle:
+                    conn = idle.pop()
+                    if conn.closed:
+                        continue
+                    try:
+                        await conn.exchange(request, method == "HEAD")
+                        break
+                    except UpstreamConnectionError:
+                        conn = None  # the server closed an idle connection; use a new one
+                else:
+                    conn = await self._connect(host, port)
+                    await conn.exchange(request, method == "HEAD")
+        except BaseException:
+            if conn is not None:
+                conn.close()  # the response may be half read: never reuse it
+            raise
+        elapsed = time.perf_counter() - started
+        response = Response(conn.status, conn.headers, b"".join(conn.body), elapsed)
+        if conn.keep_alive and not conn.closed and len(idle) < MAX_IDLE_PER_ENDPOINT:
+            idle.append(conn)
+        else:
+            conn.close()
+        return response

@@ -1,0 +1,68 @@
+"""The pytest plugin's skip/fail contract and the launcher's safety checks (no cluster)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from modeldeploy_devcluster import launcher
+from modeldeploy_devcluster.state import Layout
+
+
+def _run_cluster_test(tmp_path, ci: bool) -> subprocess.CompletedProcess:
+    test = tmp_path / "test_needs_cluster.py"
+    test.write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.cluster
+            def test_uses_cluster(cluster):
+                assert cluster.server
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELDEPLOY_")}
+    env["MODELDEPLOY_BIN_DIR"] = str(tmp_path / "no-binaries-here")
+    env["PATH"] = os.path.dirname(sys.executable)  # no kube-apiserver etc. on PATH
+    env.pop("CI", None)
+    if ci:
+        env["CI"] = "true"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q", str(test)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_missing_binaries_skip_loudly_outside_ci(tmp_path) -> None:
+    done = _run_cluster_test(tmp_path, ci=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in done.stdout
+    assert "LOCAL CLUSTER NOT AVAILABLE" in done.stdout
+    assert "make binaries" in done.stdout
+
+
+def test_missing_binaries_fail_under_ci(tmp_path) -> None:
+    done = _run_cluster_test(tmp_path, ci=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CI=true and local cluster unavailable" in done.stdout
+
+
+def test_up_refuses_to_wipe_a_directory_that_is_not_a_cluster(tmp_path, monkeypatch) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    monkeypatch.setattr(launcher.binaries, "find", lambda: None)
+    with pytest.raises(launcher.ClusterStartError, match="not a devcluster state directory"):
+        launcher.up(precious)
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert launcher.down(precious) is False
+    assert (precious / "thesis.tex").exists()
+    assert Layout(precious).state_file.exists() is False

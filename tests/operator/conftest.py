@@ -1,0 +1,8 @@
+"""Shared helpers for the operator tests: `md_factories` is importable from here."""
+
+import sys
+from pathlib import Path
+
+# importlib import mode puts no test folder on sys.path; the helpers module is
+# plain code shared by several test files, so make its folder importable.
+sys.path.insert(0, str(Path(__file__).parent))

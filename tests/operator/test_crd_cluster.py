@@ -1,0 +1,167 @@
+"""(g) The real API server refuses malformed ModelDeployments with readable messages.
+
+The CRD from crds/ is applied to the local cluster, then each bad manifest is
+created; the refusal must name the field and say what is wrong. A good
+manifest is accepted and defaulted, so the schema is not simply refusing all.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import yaml
+from cluster_helpers import GROUP, PLURAL, ROOT, VERSION, apply_crd
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+pytestmark = pytest.mark.cluster
+
+
+def good(name: str = "fraud") -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "fraud", "version": "1.0.0", "uri": "/models/fraud/1"},
+            "predictor": {"image": "ghcr.io/modeldeploy/predictor:0.1.0"},
+            "strategy": {
+                "type": "Canary",
+                "canary": {"steps": [{"weight": 10, "pause": "1m"}, {"weight": 50}]},
+                "analysis": {"metrics": [{"name": "error-rate", "max": 0.01}]},
+            },
+        },
+    }
+
+
+def with_change(path: str, value: Any, name: str = "fraud") -> dict[str, Any]:
+    """The good manifest with `value` set at a dotted path (None deletes)."""
+    body = copy.deepcopy(good(name))
+    *parents, last = path.split(".")
+    node = body
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    if value is None:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return body
+
+
+BAD = {
+    "decreasing-weights": (
+        with_change("spec.strategy.canary.steps", [{"weight": 50}, {"weight": 10}]),
+        ["weights must be strictly increasing"],
+    ),
+    "weight-over-100": (
+        with_change("spec.strategy.canary.steps", [{"weight": 150}]),
+        ["spec.strategy.canary.steps[0].weight", "less than or equal to 100"],
+    ),
+    "shadow-with-canary-type": (
+        with_change("spec.strategy.shadow", {"duration": "5m"}),
+        ["strategy.shadow is only allowed with strategy.type Shadow"],
+    ),
+    "canary-without-steps": (
+        with_change("spec.strategy.canary", None),
+        ["strategy.type Canary needs strategy.canary.steps"],
+    ),
+    "metric-without-threshold": (
+        with_change("spec.strategy.analysis.metrics", [{"name": "error-rate"}]),
+        ["every analysis metric needs a threshold: min or max"],
+    ),
+    "custom-metric-without-query": (
+        with_change("spec.strategy.analysis.metrics", [{"name": "my-metric", "max": 1}]),
+        ["a custom analysis metric needs a query"],
+    ),
+    "bad-duration": (
+        with_change("spec.strategy.analysis.interval", "30 seconds"),
+        ["spec.strategy.analysis.interval", "should match"],
+    ),
+    "unknown-strategy": (
+        with_change("spec.strategy.type", "BlueGreen"),
+        ["spec.strategy.type", "Unsupported value", "Canary"],
+    ),
+    "missing-model-version": (
+        with_change("spec.model.version", None),
+        ["spec.model.version", "Required value"],
+    ),
+    "bad-digest": (
+        with_change("spec.model.digest", "md5:abc"),
+        ["spec.model.digest", "should match"],
+    ),
+    "gatewayapi-without-route": (
+        with_change("spec.traffic", {"provider": "gatewayapi"}),
+        ["traffic.provider gatewayapi needs traffic.httpRoute"],
+    ),
+    "negative-replicas": (
+        with_change("spec.predictor.replicas", -1),
+        ["spec.predictor.replicas", "greater than or equal to 0"],
+    ),
+    "name-too-long": (
+        good("m" * 53),
+        ["metadata.name must be at most 52 characters"],
+    ),
+}
+
+
+@pytest.fixture
+def api(cluster) -> client.ApiClient:
+    api = cluster.api_client()
+    apply_crd(api)
+    return api
+
+
+def create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_manifest_is_refused_with_a_readable_message(api, namespace, case):
+    body, expected = BAD[case]
+    with pytest.raises(ApiException) as info:
+        create(api, namespace, body)
+    assert info.value.status == 422, info.value.body
+    message = json.loads(info.value.body)["message"]
+    for text in expected:
+        assert text in message, f"{case}: {text!r} not in {message!r}"
+
+
+def test_good_manifest_is_accepted_and_defaulted(api, namespace):
+    obj = create(api, namespace, good())
+    spec = obj["spec"]
+    assert spec["predictor"]["replicas"] == 1
+    assert spec["strategy"]["analysis"]["interval"] == "30s"
+    assert spec["strategy"]["canary"]["steps"][1]["pause"] == "1m"
+    assert spec["traffic"] == {"provider": "builtin"}
+    assert spec["revisionHistoryLimit"] == 3
+
+
+def test_minimal_manifest_gets_a_default_canary_strategy(api, namespace):
+    body = good()
+    del body["spec"]["strategy"]
+    obj = create(api, namespace, body)
+    strategy = obj["spec"]["strategy"]
+    assert strategy["type"] == "Canary"
+    assert [s["weight"] for s in strategy["canary"]["steps"]] == [10, 50]
+    assert [m["name"] for m in strategy["analysis"]["metrics"]] == ["error-rate", "latency-p99"]
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.parent.name)
+def test_examples_are_accepted(api, namespace, path):
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "ModelDeployment"]
+    assert docs, f"{path} holds no ModelDeployment"
+    custom = client.CustomObjectsApi(api)
+    for doc in docs:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, doc, dry_run="All"
+        )

@@ -1,0 +1,114 @@
+"""The pure builders produce the names, labels and wiring of docs/contracts.md."""
+
+from __future__ import annotations
+
+import pytest
+from md_factories import md
+from modeldeploy_operator import manifests
+
+
+def test_revision_deployment_contract():
+    m = md("2.0.0")
+    d = manifests.revision_deployment(m, 2, "canary")
+    assert d["metadata"]["name"] == m.revision and m.revision.startswith("fraud-")
+    assert len(m.revision) == len("fraud-") + 10
+    assert d["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    tpl = d["spec"]["template"]
+    assert tpl["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "modeldeploy",
+        "modeldeploy.io/name": "fraud",
+        "modeldeploy.io/revision": m.revision,
+        "app.kubernetes.io/component": "predictor",
+    }
+    assert tpl["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    (c,) = tpl["spec"]["containers"]
+    assert c["args"] == [
+        "serve",
+        "--bundle",
+        "/models/2.0.0",
+        "--port",
+        "8080",
+        "--host",
+        "$(POD_IP)",
+    ]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+    assert env["MODELDEPLOY_MODEL_VERSION"] == "2.0.0"
+    assert env["MODELDEPLOY_TRACK"] == "canary"
+    assert env["MODELDEPLOY_REVISION"] == m.revision
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert d["spec"]["replicas"] == 2
+
+
+def test_revision_changes_with_model_not_with_replicas():
+    a, b = md("1.0.0"), md("1.0.1")
+    assert a.revision != b.revision
+    scaled = md("1.0.0", predictor={"image": "ghcr.io/modeldeploy/predictor:0.1.0", "replicas": 9})
+    assert scaled.revision == a.revision
+
+
+def test_track_service_selects_revision():
+    m = md()
+    s = manifests.track_service(m, "canary", "fraud-0123456789")
+    assert s["metadata"]["name"] == "fraud-canary"
+    assert s["spec"]["selector"] == {"modeldeploy.io/revision": "fraud-0123456789"}
+    assert s["spec"]["ports"][0]["name"] == "http" and s["spec"]["ports"][0]["port"] == 8080
+
+
+def test_router_objects():
+    m = md()
+    sa, role, binding, dep, svc = manifests.router_objects(m, "ghcr.io/modeldeploy/predictor:0.1")
+    assert sa["metadata"]["name"] == role["metadata"]["name"] == "fraud-router"
+    assert binding["subjects"][0]["name"] == "fraud-router"
+    resources = {r["resources"][0] for r in role["rules"]}
+    assert resources == {"modeldeployments", "endpointslices"}
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["modeldeploy-router"]
+    assert c["args"][:5] == ["--kube", "--namespace", "ns", "--model-deployment", "fraud"]
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "fraud-router"
+    assert svc["metadata"]["name"] == "fraud"
+    assert svc["spec"]["selector"] == {
+        "modeldeploy.io/name": "fraud",
+        "app.kubernetes.io/component": "router",
+    }
+
+
+ROUTE = {
+    "metadata": {"name": "web"},
+    "spec": {
+        "rules": [
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": []},
+        ]
+    },
+}
+
+
+def test_httproute_canary_weights():
+    traffic = {"canaryWeight": 30, "mirrorPercent": 0, "tracks": {"stable": {}, "canary": {}}}
+    (rule,) = manifests.httproute_rules(ROUTE, md(), traffic, 0)
+    assert rule["backendRefs"] == [
+        {"name": "fraud-stable", "port": 8080, "weight": 70},
+        {"name": "fraud-canary", "port": 8080, "weight": 30},
+    ]
+    assert rule["matches"] == ROUTE["spec"]["rules"][0]["matches"]
+    assert "filters" not in rule
+
+
+def test_httproute_shadow_mirror_then_removed():
+    traffic = {"canaryWeight": 0, "mirrorPercent": 50, "tracks": {"stable": {}, "shadow": {}}}
+    (rule,) = manifests.httproute_rules(ROUTE, md(), traffic, 0)
+    assert rule["filters"] == [
+        {
+            "type": "RequestMirror",
+            "requestMirror": {"backendRef": {"name": "fraud-shadow", "port": 8080}, "percent": 50},
+        }
+    ]
+    route = {"metadata": {"name": "web"}, "spec": {"rules": [rule]}}
+    stable_only = {"canaryWeight": 0, "mirrorPercent": 0, "tracks": {"stable": {}}}
+    (after,) = manifests.httproute_rules(route, md(), stable_only, 0)
+    assert "filters" not in after
+    assert after["backendRefs"] == [{"name": "fraud-stable", "port": 8080, "weight": 100}]
+
+
+def test_httproute_missing_rule_is_a_clear_error():
+    with pytest.raises(ValueError, match="ruleIndex 3 does not exist"):
+        manifests.httproute_rules(ROUTE, md(), {"tracks": {}}, 3)

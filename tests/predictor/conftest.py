@@ -1,0 +1,185 @@
+"""Fixtures for the predictor tests: fitted models, bundles, and real server processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from modeldeploy_predictor.bundle import build_bundle
+from sklearn.datasets import load_breast_cancer, make_regression
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
+
+HERE = Path(__file__).parent
+CLI = Path(sys.executable).with_name("modeldeploy-predictor")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def run_server(
+    bundle: str | Path, *args: str, env: dict[str, str] | None = None, tmp: Path
+) -> Iterator[Server]:
+    """``modeldeploy-predictor serve`` in its own process group; ready when /v2/health/ready is."""
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    full_env = {**os.environ, "PYTHONPATH": str(HERE), **(env or {})}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(CLI),
+                "serve",
+                "--bundle",
+                str(bundle),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.output()}")
+            try:
+                return httpx.get(server.url + "/v2/health/ready", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, what="predictor readiness")
+        yield server
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def cancer():
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    return data.data, data.target, names
+
+
+@pytest.fixture(scope="session")
+def classifier(cancer):
+    x, y, _ = cancer
+    return GradientBoostingClassifier(n_estimators=30, max_depth=2, random_state=0).fit(x, y)
+
+
+def _bundle(factory, estimator, data, name: str, version: str) -> Path:
+    x, _, names = data
+    return build_bundle(
+        estimator, x, name, version, factory.mktemp("b") / name, feature_names=names
+    )
+
+
+@pytest.fixture(scope="session")
+def classifier_bundle(tmp_path_factory, classifier, cancer) -> Path:
+    return _bundle(tmp_path_factory, classifier, cancer, "cancer", "1.0.0")
+
+
+@pytest.fixture(scope="session")
+def regression_data():
+    x, y = make_regression(n_samples=400, n_features=50, noise=0.1, random_state=0)
+    return x, y, [f"f{i}" for i in range(50)]
+
+
+@pytest.fixture(scope="session")
+def regressor(regression_data):
+    x, y, _ = regression_data
+    return GradientBoostingRegressor(n_estimators=20, random_state=0).fit(x, y)
+
+
+@pytest.fixture(scope="session")
+def regressor_bundle(tmp_path_factory, regressor, regression_data) -> Path:
+    return _bundle(tmp_path_factory, regressor, regression_data, "reg", "2.0.0")
+
+
+@pytest.fixture(scope="session")
+def cancer_server(tmp_path_factory, classifier_bundle) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("server")
+    with run_server(
+        classifier_bundle,
+        "--max-body-bytes",
+        "200000",
+        "--prediction-log",
+        str(tmp / "predictions.jsonl"),
+        env={"MODELDEPLOY_TRACK": "canary", "MODELDEPLOY_REVISION": "cancer-abc"},
+        tmp=tmp,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cli() -> Path:
+    return CLI
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Factory: ``with serve(bundle, *flags, env=...) as server:`` starts a real server."""
+
+    def factory(bundle, *args: str, env: dict[str, str] | None = None):
+        return run_server(bundle, *args, env=env, tmp=tmp_path)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def helpers():
+    """Plain helpers for tests (no package imports between test modules)."""
+
+    class _Helpers:
+        free_port = staticmethod(free_port)
+        wait_for = staticmethod(wait_for)
+        stop = staticmethod(stop)
+
+    return _Helpers

@@ -1,0 +1,226 @@
+"""Bundle sources: S3 against moto's server on loopback, HTTP against a local server."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from modeldeploy_predictor import sources
+from modeldeploy_predictor.bundle import load_bundle
+
+
+def _digest(bundle: Path) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256((bundle / "model.json").read_bytes()).hexdigest()
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+# ----- file ----------------------------------------------------------------------
+
+
+def test_plain_path_and_file_uri(classifier_bundle):
+    assert sources.fetch(str(classifier_bundle)) == classifier_bundle
+    assert (
+        sources.fetch(f"file://{classifier_bundle}", digest=_digest(classifier_bundle))
+        == classifier_bundle
+    )
+    with pytest.raises(sources.SourceError, match="bundle digest mismatch"):
+        sources.fetch(str(classifier_bundle), digest="sha256:" + "0" * 64)
+    with pytest.raises(sources.SourceError, match="unsupported scheme 'ftp'"):
+        sources.fetch("ftp://x/y")
+
+
+# ----- http ----------------------------------------------------------------------
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the bundle; ``behaviour`` injects failures per file name."""
+
+    behaviour: dict[str, list[str]] = {}
+    requests: list[str] = []
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        name = self.path.rsplit("/", 1)[-1]
+        self.requests.append(name)
+        plan = self.behaviour.get(name)
+        action = plan.pop(0) if plan else "ok"
+        if action == "503":
+            self.send_error(503)
+            return
+        if action in ("truncate", "corrupt"):
+            data = Path(self.translate_path(self.path)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if action == "truncate":  # the connection dies half-way
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(bytes([data[0] ^ 0xFF]) + data[1:])
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def http_bundle(classifier_bundle, tmp_path):
+    root = tmp_path / "www"
+    shutil.copytree(classifier_bundle, root / "models" / "cancer" / "1.0.0")
+    handler = type("H", (_Handler,), {"behaviour": {}, "requests": []})
+
+    def factory(*args, **kwargs):
+        return handler(*args, directory=str(root), **kwargs)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/models/cancer/1.0.0/", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_http_download_verifies_and_caches(http_bundle, classifier_bundle, tmp_path):
+    url, handler = http_bundle
+    cache = tmp_path / "cache"
+    local = sources.fetch(url, cache, digest=_digest(classifier_bundle), backoff=0.01)
+    assert load_bundle(local).digest == _digest(classifier_bundle)
+    assert _leftovers(cache) == [local.name]
+    before = len(handler.requests)
+    assert sources.fetch(url, cache) == local  # cached: only model.json fetched again
+    assert handler.requests[before:] == ["model.json"]
+
+
+def test_http_retries_transient_failures(http_bundle, tmp_path):
+    url, handler = http_bundle
+    handler.behaviour.update({"model.json": ["503"], "model.joblib": ["truncate", "503"]})
+    local = sources.fetch(url, tmp_path / "cache", backoff=0.01)
+    assert load_bundle(local).name == "cancer"
+    assert handler.requests.count("model.joblib") == 3
+
+
+@pytest.mark.parametrize("failure", ["truncate", "corrupt"])
+def test_failed_download_leaves_no_half_bundle(http_bundle, tmp_path, failure):
+    url, handler = http_bundle
+    handler.behaviour["model.joblib"] = [failure] * 10
+    cache = tmp_path / "cache"
+    with pytest.raises(sources.SourceError) as info:
+        sources.fetch(url, cache, retries=3, backoff=0.01)
+    message = str(info.value)
+    if failure == "corrupt":
+        assert "sha256 mismatch" in message and "model.joblib" in message
+    else:
+        assert "after 3 attempts" in message
+    assert _leftovers(cache) == []
+
+
+def test_http_wrong_digest_and_missing_bundle(http_bundle, tmp_path):
+    url, _ = http_bundle
+    with pytest.raises(sources.SourceError, match="bundle digest mismatch"):
+        sources.fetch(url, tmp_path / "cache", digest="sha256:" + "1" * 64)
+    with pytest.raises(sources.SourceError, match="404"):
+        sources.fetch(url.replace("1.0.0", "9.9.9"), tmp_path / "cache")
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_server_serves_an_http_bundle(http_bundle, serve, tmp_path, classifier_bundle):
+    url, _ = http_bundle
+    flags = ("--cache-dir", str(tmp_path / "c"), "--digest", _digest(classifier_bundle))
+    with serve(url, *flags) as server:
+        meta = httpx.get(server.url + "/v2/models/cancer").json()
+        assert meta["parameters"]["digest"] == _digest(classifier_bundle)
+
+
+# ----- s3 (moto server on loopback) ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory, helpers):
+    port = helpers.free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    moto = Path(sys.executable).with_name("moto_server")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    try:
+        helpers.wait_for(up, 60, what="moto server")
+        yield url
+    finally:
+        helpers.stop(proc)
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch):
+    env = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def _upload(bucket: str, prefix: str, bundle: Path) -> None:
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    client.create_bucket(Bucket=bucket)
+    for path in bundle.iterdir():
+        client.upload_file(str(path), bucket, f"{prefix}/{path.name}")
+
+
+def test_s3_download(s3_env, classifier_bundle, tmp_path):
+    _upload("models", "cancer/1.0.0", classifier_bundle)
+    cache = tmp_path / "cache"
+    local = sources.fetch("s3://models/cancer/1.0.0/", cache, digest=_digest(classifier_bundle))
+    assert load_bundle(local).digest == _digest(classifier_bundle)
+    with pytest.raises(sources.SourceError, match="no such key"):
+        sources.fetch("s3://models/cancer/0.0.1", cache)
+    assert _leftovers(cache) == [local.name]
+
+
+def test_s3_corrupt_object_leaves_nothing(s3_env, classifier_bundle, tmp_path):
+    bad = shutil.copytree(classifier_bundle, tmp_path / "bad")
+    (bad / "reference.json").write_bytes(b"{}")
+    _upload("corrupt", "cancer", bad)
+    cache = tmp_path / "cache"
+    with pytest.raises(sources.SourceError, match=r"reference\.json: sha256 mismatch"):
+        sources.fetch("s3://corrupt/cancer", cache)
+    assert _leftovers(cache) == []
+
+
+def test_server_serves_an_s3_bundle(s3_env, serve, classifier_bundle, tmp_path, cancer, classifier):
+    x, _, _ = cancer
+    _upload("served", "m", classifier_bundle)
+    with serve("s3://served/m", "--cache-dir", str(tmp_path / "c"), env=s3_env) as server:
+        r = httpx.post(server.url + "/v1/models/cancer:predict", json={"instances": x[:5].tolist()})
+        assert r.json()["predictions"] == classifier.predict(x[:5]).tolist()

@@ -1,0 +1,248 @@
+"""Kubernetes mode on the local cluster: the router, run as a local process with
+the cluster's kubeconfig, follows the ModelDeployment's status.traffic and the
+track Services' EndpointSlices. Upstreams are pods (the predictor-shaped test
+app, run by the process-backed node on their own 127.0.0.N)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+waiting = pytest.importorskip(
+    "modeldeploy_devcluster.waiting", reason="the local cluster plugin is not installed yet"
+)
+k8s = pytest.importorskip("kubernetes")
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+UPSTREAM_APP = HERE / "upstream_app.py"
+GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
+NAME = "iris"
+BODY = b'{"instances": [[1, 0.5]]}'
+
+MINIMAL_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"{PLURAL}.{GROUP}"},
+    "spec": {
+        "group": GROUP,
+        "scope": "Namespaced",
+        "names": {
+            "plural": PLURAL,
+            "singular": "modeldeployment",
+            "kind": "ModelDeployment",
+            "shortNames": ["md"],
+        },
+        "versions": [
+            {
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def ensure_crd(api: k8s.client.ApiClient) -> None:
+    """The project's CRD when the cluster has it (or crds/ exists), else a minimal one."""
+    ext = k8s.client.ApiextensionsV1Api(api)
+    name = f"{PLURAL}.{GROUP}"
+    try:
+        ext.read_custom_resource_definition(name)
+        return
+    except k8s.client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    crd_files = sorted((REPO / "crds").glob("*.yaml")) if (REPO / "crds").is_dir() else []
+    if crd_files:
+        k8s.utils.create_from_yaml(api, str(crd_files[0]))
+    else:
+        ext.create_custom_resource_definition(MINIMAL_CRD)
+
+    def established() -> bool:
+        conditions = ext.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    waiting.wait_for(established, timeout=30, interval=0.2, message="CRD established")
+
+
+def track_objects(ns: str, track: str, replicas: int) -> tuple[dict, dict]:
+    revision = f"{NAME}-{track}rev"
+    labels = {"modeldeploy.io/name": NAME, "modeldeploy.io/revision": revision}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": revision, "namespace": ns, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "predictor",
+                            "image": "ghcr.io/modeldeploy/predictor:test",
+                            "command": [sys.executable, str(UPSTREAM_APP)],
+                            "args": [
+                                "--host",
+                                "$(POD_IP)",
+                                "--port",
+                                "8080",
+                                "--name",
+                                f"{track}@$(POD_IP)",
+                            ],
+                            "env": [
+                                {
+                                    "name": "POD_IP",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                                }
+                            ],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/v2/health/ready", "port": 8080},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"{NAME}-{track}", "namespace": ns, "labels": labels},
+        "spec": {
+            "selector": {"modeldeploy.io/revision": revision},
+            "ports": [{"name": "http", "port": 8080, "targetPort": 8080}],
+        },
+    }
+    return deployment, service
+
+
+def set_weight(custom: k8s.client.CustomObjectsApi, ns: str, weight: int) -> None:
+    traffic = {
+        "canaryWeight": weight,
+        "mirrorPercent": 0,
+        "tracks": {
+            "stable": {"service": f"{NAME}-stable", "version": "1.0.0", "revision": "r1"},
+            "canary": {"service": f"{NAME}-canary", "version": "2.0.0", "revision": "r2"},
+        },
+    }
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, ns, PLURAL, NAME, {"status": {"traffic": traffic}}
+    )
+
+
+@pytest.fixture
+def routed(cluster, namespace, procs, port, tmp_path):
+    """Stable (2 pods) and canary (1 pod) behind a router in Kubernetes mode."""
+    ns = getattr(namespace, "name", namespace)
+    api = cluster.api_client()
+    ensure_crd(api)
+    for track, replicas in (("stable", 2), ("canary", 1)):
+        for obj in track_objects(ns, track, replicas):
+            k8s.utils.create_from_dict(api, obj)
+    custom = k8s.client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        ns,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelDeployment",
+            "metadata": {"name": NAME},
+            # No operator runs here: the spec only has to pass the CRD's schema.
+            "spec": {
+                "model": {"name": NAME, "version": "1.0.0", "uri": "file:///nonexistent"},
+                "predictor": {"image": "ghcr.io/modeldeploy/predictor:test"},
+            },
+        },
+    )
+    set_weight(custom, ns, 0)
+    log = open(tmp_path / "router.log", "wb")  # noqa: SIM115 - closed right after Popen
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("modeldeploy-router")),
+            "--port",
+            str(port),
+            "--kube",
+            "--namespace",
+            ns,
+            "--model-deployment",
+            NAME,
+        ],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    procs.procs.append(proc)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        endpoints = httpx.get(f"{base}/metrics").text
+        return (
+            httpx.get(f"{base}/readyz").status_code == 200
+            and 'modeldeploy_router_endpoints{model="iris",track="stable"} 2.0' in endpoints
+            and 'modeldeploy_router_endpoints{model="iris",track="canary"} 1.0' in endpoints
+        )
+
+    waiting.wait_for(ready, timeout=120, interval=0.5, message="router sees 2 stable + 1 canary")
+    return ns, custom, api, base
+
+
+def upstream_of(base: str) -> str:
+    resp = httpx.post(f"{base}/predict", content=BODY, timeout=5)
+    assert resp.status_code == 200, resp.text
+    return resp.headers["x-upstream"]
+
+
+def test_weight_change_applies_within_one_second(routed) -> None:
+    ns, custom, _, base = routed
+    assert {upstream_of(base).split("@")[0] for _ in range(20)} == {"stable"}
+    for weight, track in ((100, "canary"), (0, "stable")):
+        set_weight(custom, ns, weight)
+        changed = time.monotonic()
+        while upstream_of(base).split("@")[0] != track:
+            assert time.monotonic() - changed < 1.0, f"weight {weight} not applied within 1 s"
+            time.sleep(0.02)
+        assert {upstream_of(base).split("@")[0] for _ in range(20)} == {track}
+
+
+def test_deleted_pod_stops_receiving_traffic(routed) -> None:
+    ns, _, api, base = routed
+    core = k8s.client.CoreV1Api(api)
+    pods = core.list_namespaced_pod(ns, label_selector=f"modeldeploy.io/revision={NAME}-stablerev")
+    assert len(pods.items) == 2
+    victim = pods.items[0]
+    victim_name = f"stable@{victim.status.pod_ip}"
+    assert victim_name in {upstream_of(base) for _ in range(20)}  # round robin reaches both
+    core.delete_namespaced_pod(victim.metadata.name, ns)
+
+    def gone() -> bool:
+        return victim_name not in {upstream_of(base) for _ in range(10)}
+
+    waiting.wait_for(gone, timeout=15, interval=0.1, message="deleted pod out of rotation")
+    answered = [upstream_of(base) for _ in range(50)]  # every one is 200 (checked inside)
+    assert victim_name not in answered

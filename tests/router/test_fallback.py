@@ -1,0 +1,78 @@
+"""Fallback rules over real HTTP, with routing tables static mode cannot express
+(a track without ready endpoints): the router runs in-process under uvicorn on
+a free loopback port, the upstream is a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import uvicorn
+from modeldeploy_router import proxy, static
+from modeldeploy_router.routing import EndpointPool, RoutingTable, Track
+
+
+@contextlib.asynccontextmanager
+async def serve(table: RoutingTable, port: int):
+    app = proxy.Router(proxy.Settings(model="iris"), static.StaticSource(table))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def tracks(**pools: tuple[str, ...]) -> dict[str, Track]:
+    return {n: Track(name=n, version=n, pool=EndpointPool(urls)) for n, urls in pools.items()}
+
+
+async def get_metric(client: httpx.AsyncClient, base: str, needle: str) -> float:
+    text = (await client.get(f"{base}/metrics")).text
+    lines = [ln for ln in text.splitlines() if ln.startswith(needle)]
+    return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+
+
+async def test_track_without_endpoints_goes_to_stable_and_is_counted(procs, caplog, port) -> None:
+    stable = procs.upstream("stable")
+    table = RoutingTable(
+        model="iris", canary_weight=100, tracks=tracks(stable=(stable,), canary=())
+    )
+    async with serve(table, port) as base, httpx.AsyncClient() as client:
+        for _ in range(5):
+            resp = await client.post(f"{base}/predict", content=b'{"instances": [[1, 2]]}')
+            assert resp.status_code == 200
+            assert resp.headers["x-upstream"] == "stable"
+        fell = await get_metric(
+            client, base, 'modeldeploy_router_fallback_total{model="iris",track="canary"}'
+        )
+        assert fell == 5
+        assert (
+            await get_metric(
+                client, base, 'modeldeploy_router_endpoints{model="iris",track="canary"}'
+            )
+            == 0
+        )
+        assert (await client.get(f"{base}/readyz")).status_code == 200
+    assert any("canary has no ready endpoints" in r.getMessage() for r in caplog.records)
+
+
+async def test_stable_without_endpoints_is_503_json(port) -> None:
+    for table in (
+        RoutingTable(model="iris", tracks=tracks(stable=(), canary=("http://127.0.0.1:1",))),
+        RoutingTable(model="iris"),
+    ):
+        async with serve(table, port) as base, httpx.AsyncClient() as client:
+            resp = await client.post(f"{base}/predict", content=b"{}")
+            assert resp.status_code == 503
+            assert "stable" in resp.json()["error"]
+            ready = await client.get(f"{base}/readyz")
+            assert ready.status_code == 503
+            assert (await client.get(f"{base}/healthz")).status_code == 200
