@@ -81,7 +81,8 @@ def test_chart_operator_canary_rollback_and_live_queries(
         dp.serve_v1(env, tmp_path, strategy)
         faulty = FailsOnShare(dp.linear_model.LogisticRegression(), threshold=0.8)
         faulty.fit(dp.X, dp.Y)
-        v2 = dp.make_bundle(tmp_path, "2.0.0", faulty, dp.X)
+        # Its bundle's reference predictions must not hit the injected failure.
+        v2 = dp.make_bundle(tmp_path, "2.0.0", faulty, dp.X[dp.X[:, 0] <= 0.8])
         prom = cluster.prometheus_url
         queries = dict(promql.all_queries({"$namespace": namespace, "$model": "fraud"}))
         with dp.router(env) as url, dp.Load(url):
