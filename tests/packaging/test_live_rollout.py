@@ -60,7 +60,6 @@ def test_chart_operator_canary_rollback_and_live_queries(
     # `modeldeploy-predictor bundle` unpickles the faulty model: it needs its module.
     path = os.pathsep.join(p for p in (str(OPERATOR_TESTS), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
-    from faulty_models import FailsOnShare
 
     release = scenario.release_name()
     values = scenario.namespaced_values(
@@ -72,38 +71,68 @@ def test_chart_operator_canary_rollback_and_live_queries(
     )
     scenario.install(cluster_helm, release, namespace, values)
     try:
-        kube.run(
-            "rollout", "status", f"deployment/{release}-modeldeploy", "-n", namespace,
-            "--timeout=180s", timeout=200,
-        )  # fmt: skip
-        env = dp.Env(cluster, namespace, cluster.prometheus_url)  # no operator process of its own
-        strategy = {**dp.CANARY, "analysis": dp.analysis({"name": "error-rate", "max": 0.05})}
-        dp.serve_v1(env, tmp_path, strategy)
-        faulty = FailsOnShare(dp.linear_model.LogisticRegression(), threshold=0.8)
-        faulty.fit(dp.X, dp.Y)
-        # Its bundle's reference predictions must not hit the injected failure.
-        v2 = dp.make_bundle(tmp_path, "2.0.0", faulty, dp.X[dp.X[:, 0] <= 0.8])
-        prom = cluster.prometheus_url
-        queries = dict(promql.all_queries({"$namespace": namespace, "$model": "fraud"}))
-        with dp.router(env) as url, dp.Load(url):
-            env.apply(dp.manifest("2.0.0", v2, strategy))
-            env.wait_status(lambda s: s.get("phase") == "Canary", "canary started", timeout=120)
-            for expr in queries.values():
-                _query(prom, expr)  # every one parses and evaluates on live data
-            missing = set(promql.LIVE_CANARY_NON_EMPTY)
-
-            def all_have_data() -> bool:
-                for where in sorted(missing):
-                    if _query(prom, queries[where]):
-                        missing.discard(where)
-                return not missing
-
-            scenario.wait_for(all_have_data, 120, f"data for {sorted(missing)}", interval=2)
-            dp.rolled_back(env, "error-rate")
-        rolled_back = queries["rule ModelDeploymentRolledBack"]
-        scenario.wait_for(
-            lambda: _query(prom, rolled_back), 60, "the RolledBack alert expression", interval=2
-        )
+        _rollout(cluster, namespace, kube, release, dp, tmp_path)
+    except (AssertionError, TimeoutError) as exc:
+        raise AssertionError(f"{exc}\n{_diagnostics(cluster, kube, namespace, release)}") from exc
     finally:
         kube.run("delete", "md", "--all", "-n", namespace, "--timeout=120s", check=False)
         cluster_helm.run("uninstall", release, "--namespace", namespace, check=False)
+
+
+def _diagnostics(cluster, kube: scenario.Kube, namespace: str, release: str) -> str:
+    """Pods and the operator pod's log, for a failure message that says why."""
+    pods = kube.run("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+    names = kube.run(
+        "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}",
+        "-o", "name", check=False,
+    ).stdout.split()  # fmt: skip
+    logs = []
+    for pod in names:
+        try:
+            logs.append(cluster.logs(pod.split("/")[1], namespace)[-4000:])
+        except Exception as exc:  # diagnostics only: never hide the real failure
+            logs.append(f"(no log for {pod}: {exc})")
+    return f"--- pods\n{pods}\n--- operator pod log\n" + "\n".join(logs)
+
+
+def _rollout(
+    cluster, namespace: str, kube: scenario.Kube, release: str, dp: ModuleType, tmp_path
+) -> None:
+    """v1 served, then a v2 failing ~20% of requests under load: canary, then rollback."""
+    from faulty_models import FailsOnShare
+
+    kube.run(
+        "rollout", "status", f"deployment/{release}-modeldeploy", "-n", namespace,
+        "--timeout=180s", timeout=200,
+    )  # fmt: skip
+    env = dp.Env(cluster, namespace, cluster.prometheus_url)  # no operator process of its own
+    strategy = {**dp.CANARY, "analysis": dp.analysis({"name": "error-rate", "max": 0.05})}
+    dp.serve_v1(env, tmp_path, strategy)
+    faulty = FailsOnShare(dp.linear_model.LogisticRegression(), threshold=0.8)
+    faulty.fit(dp.X, dp.Y)
+    # Its bundle's reference predictions must not hit the injected failure.
+    v2 = dp.make_bundle(tmp_path, "2.0.0", faulty, dp.X[dp.X[:, 0] <= 0.8])
+    prom = cluster.prometheus_url
+    queries = dict(promql.all_queries({"$namespace": namespace, "$model": "fraud"}))
+    with dp.router(env) as url, dp.Load(url):
+        env.apply(dp.manifest("2.0.0", v2, strategy))
+        env.wait_status(lambda s: s.get("phase") == "Canary", "canary started", timeout=120)
+        for expr in queries.values():
+            _query(prom, expr)  # every one parses and evaluates on live data
+        missing = set(promql.LIVE_CANARY_NON_EMPTY)
+
+        def all_have_data() -> bool:
+            for where in sorted(missing):
+                if _query(prom, queries[where]):
+                    missing.discard(where)
+            return not missing
+
+        try:
+            scenario.wait_for(all_have_data, 120, "dashboard data", interval=2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; still empty: {sorted(missing)}") from exc
+        dp.rolled_back(env, "error-rate")
+    rolled_back = queries["rule ModelDeploymentRolledBack"]
+    scenario.wait_for(
+        lambda: _query(prom, rolled_back), 60, "the RolledBack alert expression", interval=2
+    )
