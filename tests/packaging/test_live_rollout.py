@@ -80,19 +80,17 @@ def test_chart_operator_canary_rollback_and_live_queries(
 
 
 def _diagnostics(cluster, kube: scenario.Kube, namespace: str, release: str) -> str:
-    """Pods and the operator pod's log, for a failure message that says why."""
+    """Pods and their logs (the operator's longest), for a failure message that says why."""
     pods = kube.run("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
-    names = kube.run(
-        "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={release}",
-        "-o", "name", check=False,
-    ).stdout.split()  # fmt: skip
+    names = kube.run("get", "pods", "-n", namespace, "-o", "name", check=False).stdout.split()
     logs = []
-    for pod in names:
+    for pod in (n.split("/")[1] for n in names):
+        keep = 4000 if pod.startswith(f"{release}-") else 1500
         try:
-            logs.append(cluster.logs(pod.split("/")[1], namespace)[-4000:])
+            logs.append(f"--- log of {pod}\n{cluster.logs(pod, namespace)[-keep:]}")
         except Exception as exc:  # diagnostics only: never hide the real failure
-            logs.append(f"(no log for {pod}: {exc})")
-    return f"--- pods\n{pods}\n--- operator pod log\n" + "\n".join(logs)
+            logs.append(f"--- no log for {pod}: {exc}")
+    return f"--- pods\n{pods}\n" + "\n".join(logs)
 
 
 def _rollout(
