@@ -75,13 +75,13 @@ def wait_phase(custom, ns: str, name: str, phase: str, timeout: float = 120) -> 
     raise TimeoutError(f"{name} not {phase} within {timeout}s: {st}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--interval", default="5s", help="analysis interval of the ModelDeployment")
     p.add_argument("--tick", type=float, default=0.5, help="operator --tick")
     p.add_argument("--kubeconfig")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     kubeconfig = common.kubeconfig_path(args.kubeconfig)
     api = common.api(kubeconfig)
     common.apply_crd(api)
@@ -128,7 +128,8 @@ def main() -> None:
         f"median {statistics.median(delays):.2f} s, max {max(delays):.2f} s "
         f"(bound without scrape: interval + 2 s = {interval_s + 2:.1f} s)"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

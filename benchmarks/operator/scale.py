@@ -74,13 +74,13 @@ def run(kubeconfig: str, n: int, tick: float, timeout: float) -> dict[str, float
         client.CoreV1Api(api).delete_namespace(ns)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--counts", default="100,300,1000")
     p.add_argument("--kubeconfig")
     p.add_argument("--tick", type=float, default=2.0)
     p.add_argument("--timeout", type=float, default=900)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     kubeconfig = common.kubeconfig_path(args.kubeconfig)
     print(f"{'N':>6} {'create s':>9} {'cpu s':>7} {'rollout s':>10} {'cpu s':>7} "
           f"{'idle cpu%':>9} {'peak RSS MiB':>13}")  # fmt: skip
@@ -89,7 +89,8 @@ def main() -> None:
         print(f"{r['n']:>6} {r['create_s']:>9.1f} {r['create_cpu_s']:>7.1f} "
               f"{r['rollout_s']:>10.1f} {r['rollout_cpu_s']:>7.1f} {r['idle_cpu_pct']:>9.1f} "
               f"{r['peak_rss_mib']:>13.0f}", flush=True)  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

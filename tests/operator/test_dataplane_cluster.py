@@ -9,6 +9,7 @@ comes from a load generator through the router's Service.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -44,10 +45,11 @@ def make_bundle(tmp: Path, version: str, estimator: Any, x: np.ndarray) -> str:
     np.savetxt(reference, x, delimiter=",", header=",".join(FEATURES), comments="")
     out = tmp / f"bundle-{version}"
     exe = str(Path(sys.executable).with_name("modeldeploy-predictor"))
+    env = {**os.environ, "PYTHONPATH": str(HERE)}  # joblib imports faulty_models
     subprocess.run(
         [exe, "bundle", "--model", str(model), "--reference", str(reference),
          "--name", "fraud", "--version", version, "--out", str(out)],
-        check=True, capture_output=True, timeout=120,
+        check=True, capture_output=True, timeout=120, env=env,
     )  # fmt: skip
     return str(out)
 
@@ -151,7 +153,7 @@ def _ready_endpoints(env: Env, service: str) -> int:
 def rolled_back(env: Env, metric: str) -> dict[str, Any]:
     st = env.wait_status(lambda s: s.get("phase") == "RolledBack", "rolled back", timeout=150)
     degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
-    assert degraded["status"] == "True" and degraded["reason"] == "AnalysisFailed"
+    assert degraded["status"] == "True" and degraded["reason"] == "AnalysisFailed", degraded
     assert metric in degraded["message"], degraded["message"]
     assert st["traffic"]["canaryWeight"] == 0 and set(st["traffic"]["tracks"]) == {"stable"}
     return st
