@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +22,6 @@ from typing import Any
 from kubernetes import client
 from modeldeploy_devcluster import binaries, launcher
 from modeldeploy_devcluster.cluster import Cluster, NoSuchPod
-from modeldeploy_devcluster.node import ipalloc
 from modeldeploy_devcluster.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +62,6 @@ class Infra:
             return cls(Cluster.from_kubeconfig(Path(kubeconfig), prometheus), None, namespace)
         # Short path: it ends up in socket paths and process arguments.
         root = Path(tempfile.mkdtemp(prefix="mddemo-")) / "cluster"
-        # Pods on a /24 of their own, away from any other local cluster's 127.0.0.N.
-        os.environ.setdefault(ipalloc.FIRST_ENV, f"127.0.{random.randint(16, 250)}.2")
         try:
             return cls(launcher.up(root, scrape_interval="2s"), root, namespace)
         except BaseException:

@@ -151,6 +151,9 @@ def test_crashing_container_is_restarted_with_a_rising_count(api, cluster, names
 
     status = wait_for(restarted_twice, timeout=60, message="restartCount >= 2")
     assert status.last_state.terminated.exit_code == 3
+    # Exactly one current state, never a merge of the old and the new one.
+    states = [status.state.running, status.state.waiting, status.state.terminated]
+    assert sum(s is not None for s in states) == 1
     assert cluster.logs("crasher", namespace).count("crashing on purpose") >= 2
 
 
@@ -238,3 +241,49 @@ def test_deleting_an_owner_garbage_collects_owned_objects(api, namespace):
         return False
 
     wait_for(collected, timeout=60, message="the owned ConfigMap to be garbage-collected")
+
+
+def test_failing_liveness_probe_restarts_the_container(api, namespace):
+    core = client.CoreV1Api(api)
+    pod = _pod("numb", IMAGE, ["python", "-c", "import time; time.sleep(600)"])
+    # Nothing listens on this port: every liveness check fails.
+    pod["spec"]["containers"][0]["livenessProbe"] = {
+        "tcpSocket": {"port": 9},
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
+    core.create_namespaced_pod(namespace, pod)
+
+    def restarted():
+        statuses = core.read_namespaced_pod("numb", namespace).status.container_statuses or []
+        return statuses and statuses[0].restart_count >= 1 and statuses[0]
+
+    status = wait_for(restarted, timeout=60, message="a restart after failed liveness probes")
+    assert status.last_state.terminated.exit_code == 143  # SIGTERM from the node
+
+
+def test_env_from_config_maps_secrets_and_fields(api, cluster, namespace):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"k": "v1"}})
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "sec"}, "stringData": {"pw": "s3cret"}}
+    )
+    pod = _pod(
+        "envy",
+        IMAGE,
+        ["python", "-c", "import os; print('ENV', os.environ['OUT'], flush=True)"],
+        restartPolicy="Never",
+    )
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "K", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}},
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}},
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "OUT", "value": "$(K)/$(PW)/$(NS)"},
+    ]
+    core.create_namespaced_pod(namespace, pod)
+    wait_for(
+        lambda: core.read_namespaced_pod("envy", namespace).status.phase == "Succeeded",
+        timeout=60,
+        message="the pod to succeed",
+    )
+    assert f"ENV v1/s3cret/{namespace}" in cluster.logs("envy", namespace).splitlines()

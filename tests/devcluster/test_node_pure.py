@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from modeldeploy_devcluster.node import container, envexpand, images, podenv, probes
-from modeldeploy_devcluster.node.ipalloc import AddressesExhausted, IpAllocator
+from modeldeploy_devcluster.node import container, envexpand, images, ipalloc, podenv, probes
+from modeldeploy_devcluster.node.ipalloc import AddressesExhausted, IpAllocator, claim_block
 
 
 class TestImageMap:
@@ -214,3 +214,26 @@ class TestRestartsAndProbes:
         assert state.record(False, 106) is True  # one failure is below the threshold
         assert state.record(False, 107) is False
         assert state.record(True, 108) is True
+
+
+def test_concurrent_nodes_claim_distinct_address_blocks(tmp_path) -> None:
+    first, lock1 = claim_block(tmp_path)
+    second, lock2 = claim_block(tmp_path)
+    assert first.allocate("a") == "127.0.0.2"
+    assert second.allocate("a") == "127.0.1.2"
+    lock1.close()  # the first node went away: its block is free again
+    third, lock3 = claim_block(tmp_path)
+    assert third.allocate("a") == "127.0.0.2"
+    lock2.close()
+    lock3.close()
+
+
+def test_addresses_someone_listens_on_are_skipped() -> None:
+    proc_net_tcp = (
+        "  sl  local_address rem_address   st tx_queue rx_queue\n"
+        "   0: 0200007F:1F90 00000000:0000 0A 00000000:00000000\n"  # 127.0.0.2:8080 LISTEN
+        "   1: 0300007F:1F90 0100007F:D431 01 00000000:00000000\n"  # 127.0.0.3 ESTABLISHED
+    )
+    busy = ipalloc.parse_listeners(proc_net_tcp)
+    assert busy == frozenset({"127.0.0.2"})
+    assert IpAllocator().allocate("a", busy=busy) == "127.0.0.3"

@@ -8,8 +8,9 @@ import sys
 import textwrap
 
 import pytest
-from modeldeploy_devcluster import launcher
-from modeldeploy_devcluster.state import Layout
+from modeldeploy_devcluster import binaries, launcher
+from modeldeploy_devcluster.state import Layout, State, pid_alive
+from modeldeploy_devcluster.waiting import wait_for
 
 
 def _run_cluster_test(tmp_path, ci: bool) -> subprocess.CompletedProcess:
@@ -66,3 +67,31 @@ def test_up_refuses_to_wipe_a_directory_that_is_not_a_cluster(tmp_path, monkeypa
     assert launcher.down(precious) is False
     assert (precious / "thesis.tex").exists()
     assert Layout(precious).state_file.exists() is False
+
+
+@pytest.mark.cluster
+def test_a_cluster_stops_itself_when_its_owner_dies(tmp_path) -> None:
+    """A test run killed before its teardown must not leak a cluster."""
+    try:
+        binaries.find()
+    except binaries.BinariesMissing as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    root = tmp_path / "owned"
+    try:
+        launcher.up(root, owner_pid=owner.pid)
+        state = State.load(Layout(root))
+        pids = [state.supervisor_pid, *state.components.values()]
+        assert all(pid_alive(p) for p in pids)
+        owner.kill()
+        owner.wait()
+        wait_for(
+            lambda: not any(pid_alive(p) for p in pids),
+            timeout=90,
+            message=f"every process of the orphaned cluster ({pids}) to exit",
+        )
+    finally:
+        owner.kill()
+        launcher.down(root)

@@ -79,9 +79,35 @@ def rule_queries(path: Path = ALERTS) -> list[tuple[str, str]]:
     ]
 
 
-def all_queries() -> list[tuple[str, str]]:
+def all_queries(variables: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """(where, expanded expr) for the dashboard and the rules."""
-    return [(w, expand(e)) for w, e in dashboard_queries() + rule_queries()]
+    return [(w, expand(e, variables)) for w, e in dashboard_queries() + rule_queries()]
+
+
+# Queries that must return data while a canary of a v2 that fails some
+# requests runs under load (the live test's scenario). The others are
+# legitimately empty then: shadow series (no shadow), drift alerts (no drift),
+# increases of counters that only just appeared.
+LIVE_CANARY_NON_EMPTY = [
+    "panel 'Rollout phases' A",
+    "panel 'Traffic weights' A",
+    "panel 'Traffic weights' B",
+    "panel 'Track endpoints' A",
+    "panel 'Requests per second' A",
+    "panel 'Error rate' A",
+    "panel 'Latency quantiles' A",
+    "panel 'Latency quantiles' B",
+    "panel 'Latency quantiles' C",
+    "panel 'Model errors and bad input' A",
+    "panel 'Router overhead p99' A",
+    "panel 'Feature drift (PSI)' A",
+    "panel 'Prediction drift (PSI)' A",
+    "panel 'Drift window' A",
+    "panel 'Reconcile duration p99' A",
+    "panel 'Reconcile duration p99' B",
+    "variable 'namespace'",
+    "variable 'model'",
+]
 
 
 def as_rule_file(queries: list[tuple[str, str]]) -> str:

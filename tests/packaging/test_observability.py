@@ -113,3 +113,9 @@ def test_dashboard_layout_is_sound() -> None:
             assert p["description"], p["title"]
     names = {v["name"] for v in dash["templating"]["list"]}
     assert {"datasource", "namespace", "model"} <= names
+
+
+def test_live_required_queries_exist() -> None:
+    wheres = {w for w, _ in promql.all_queries()}
+    assert set(promql.LIVE_CANARY_NON_EMPTY) <= wheres
+    assert "rule ModelDeploymentRolledBack" in wheres

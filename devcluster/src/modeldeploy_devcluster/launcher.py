@@ -59,8 +59,13 @@ def up(
     images_file: Path | None = None,
     timeout: float = 180.0,
     node_name: str = DEFAULT_NODE,
+    owner_pid: int = 0,
 ) -> Cluster:
-    """Start a cluster in ``root`` (or return the one already running there)."""
+    """Start a cluster in ``root`` (or return the one already running there).
+
+    With ``owner_pid`` the cluster stops by itself once that process is gone,
+    so a test run killed before its teardown leaks nothing.
+    """
     layout = Layout(root)
     if running(layout):
         return Cluster.from_dir(root)
@@ -77,6 +82,7 @@ def up(
         f"--dir={root}",
         f"--scrape-interval={scrape_interval}",
         f"--node-name={node_name}",
+        f"--owner-pid={owner_pid}",
     ]
     sup = procs.spawn(argv, log_path)
     deadline = time.monotonic() + timeout

@@ -44,7 +44,9 @@ def cluster() -> Iterator[Cluster]:
     root = Path(tempfile.mkdtemp(prefix="mddc-")) / "cluster"
     try:
         started = launcher.up(
-            root, scrape_interval=os.environ.get("MODELDEPLOY_SCRAPE_INTERVAL", "2s")
+            root,
+            scrape_interval=os.environ.get("MODELDEPLOY_SCRAPE_INTERVAL", "2s"),
+            owner_pid=os.getpid(),
         )
     except binaries.BinariesMissing as exc:
         shutil.rmtree(root.parent, ignore_errors=True)

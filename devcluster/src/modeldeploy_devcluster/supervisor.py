@@ -27,7 +27,7 @@ import yaml
 
 from modeldeploy_devcluster import binaries, components, kubeconfig, pki, procs, prometheus_config
 from modeldeploy_devcluster.node import images
-from modeldeploy_devcluster.state import DEFAULT_NODE, Layout, State
+from modeldeploy_devcluster.state import DEFAULT_NODE, Layout, State, pid_alive
 
 log = logging.getLogger("modeldeploy_devcluster.supervisor")
 
@@ -55,8 +55,11 @@ class StartupError(RuntimeError):
 
 
 class Supervisor:
-    def __init__(self, layout: Layout, scrape_interval: str, node_name: str) -> None:
+    def __init__(
+        self, layout: Layout, scrape_interval: str, node_name: str, owner_pid: int = 0
+    ) -> None:
         self.layout = layout
+        self.owner_pid = owner_pid  # stop when this process is gone (a killed test run)
         self.scrape_interval = scrape_interval
         self.node_name = node_name
         self.procs: dict[str, subprocess.Popen] = {}
@@ -228,6 +231,9 @@ class Supervisor:
         """Report components that die after startup (status shows them)."""
         reported: set[str] = set()
         while not self.stopping.wait(1.0):
+            if self.owner_pid and not pid_alive(self.owner_pid):
+                log.warning("owner process %d is gone: stopping the cluster", self.owner_pid)
+                return
             for name, proc in self.procs.items():
                 if name not in reported and proc.poll() is not None:
                     reported.add(name)
@@ -252,9 +258,11 @@ class Supervisor:
         self.state.save(self.layout)
 
 
-def run(layout: Layout, scrape_interval: str, node_name: str = DEFAULT_NODE) -> int:
-    """Start everything, serve until SIGTERM/SIGINT, stop everything."""
-    sup = Supervisor(layout, scrape_interval, node_name)
+def run(
+    layout: Layout, scrape_interval: str, node_name: str = DEFAULT_NODE, owner_pid: int = 0
+) -> int:
+    """Start everything, serve until SIGTERM/SIGINT (or the owner's exit), stop everything."""
+    sup = Supervisor(layout, scrape_interval, node_name, owner_pid)
 
     def on_signal(signum, frame):
         sup.stopping.set()
@@ -282,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--scrape-interval", default="2s")
     parser.add_argument("--node-name", default=DEFAULT_NODE)
+    parser.add_argument("--owner-pid", type=int, default=0, help="stop when this pid exits")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll otherwise
-    return run(Layout(args.dir), args.scrape_interval, args.node_name)
+    return run(Layout(args.dir), args.scrape_interval, args.node_name, args.owner_pid)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from modeldeploy_devcluster.node.container import rfc3339
-from modeldeploy_devcluster.node.ipalloc import IpAllocator, first_from_env, listening_addresses
+from modeldeploy_devcluster.node.ipalloc import claim_block
 from modeldeploy_devcluster.node.podworker import NodeContext, PodWorker
 from modeldeploy_devcluster.state import Layout
 
@@ -80,9 +80,10 @@ class Agent:
         api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
         self.core = client.CoreV1Api(api)
         cfg = api.configuration
+        allocator, self._block_lock = claim_block()
         self.ctx = NodeContext(
             core=self.core,
-            allocator=IpAllocator(first=first_from_env(), busy=listening_addresses),
+            allocator=allocator,
             pods_dir=layout.pods,
             images_file=layout.images,
             node_name=node_name,
@@ -114,7 +115,11 @@ class Agent:
         self.heartbeat()
 
     def heartbeat(self) -> None:
-        self.core.patch_node_status(self.node_name, {"status": node_status()})
+        self.core.patch_node_status(
+            self.node_name,
+            {"status": node_status()},
+            _content_type="application/merge-patch+json",
+        )
 
     def _heartbeats(self) -> None:
         while not self.stopping.wait(HEARTBEAT):

@@ -1,24 +1,22 @@
 """Loopback addresses for pods: 127.0.0.2, 127.0.0.3, ... lowest free first.
 
 Every pod gets its own address so that two replicas can listen on the same
-port; addresses are reused once their pod is gone. Addresses where something
-already listens (another local cluster on the same machine, say) are skipped
-when a ``busy`` callable is given: otherwise both clusters' pods would fight
-for 127.0.0.2:8080.
+port; addresses are reused once their pod is gone. Several clusters on one
+machine (parallel test sessions) must not hand out the same address, so each
+node first claims a /24 block (127.0.B.0) with a lock file that the kernel
+releases when the node process ends; the first cluster gets 127.0.0.x.
 """
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
-import os
+import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 BASE = ipaddress.IPv4Address("127.0.0.0")
-# Where pod addresses start (default 127.0.0.2): another /24 keeps this cluster's
-# pods away from those of other local clusters on the same machine.
-FIRST_ENV = "MODELDEPLOY_DEVCLUSTER_FIRST_POD_IP"
 
 
 class AddressesExhausted(RuntimeError):
@@ -26,21 +24,21 @@ class AddressesExhausted(RuntimeError):
 
 
 class IpAllocator:
-    def __init__(
-        self, first: int = 2, last: int = 254 * 256, busy: Callable[[], set[str]] | None = None
-    ) -> None:
+    def __init__(self, first: int = 2, last: int = 254 * 256) -> None:
         self._first, self._last = first, last
-        self._busy = busy
         self._by_key: dict[str, int] = {}
         self._used: set[int] = set()
         self._lock = threading.Lock()
 
-    def allocate(self, key: str) -> str:
-        """The address of ``key`` (a pod uid); the same key gets the same address."""
+    def allocate(self, key: str, busy: frozenset[str] = frozenset()) -> str:
+        """The address of ``key`` (a pod uid); the same key gets the same address.
+
+        ``busy`` are addresses something else already listens on (another
+        program, an older cluster): handing them out would fail the pod's bind.
+        """
         with self._lock:
             if key in self._by_key:
                 return str(BASE + self._by_key[key])
-            busy = self._busy() if self._busy else set()
             for n in range(self._first, self._last + 1):
                 # Skip .0 and .255 of every /24: some tools treat them as special.
                 if n % 256 in (0, 255) or n in self._used or str(BASE + n) in busy:
@@ -61,30 +59,34 @@ class IpAllocator:
             return {k: str(BASE + n) for k, n in self._by_key.items()}
 
 
-def listening_addresses(proc_net_tcp: Path = Path("/proc/net/tcp")) -> set[str]:
-    """IPv4 addresses with a listening TCP socket on this machine (Linux), else empty."""
-    try:
-        lines = proc_net_tcp.read_text().splitlines()[1:]
-    except OSError:
-        return set()
+def parse_listeners(proc_net_tcp: str) -> frozenset[str]:
+    """IPv4 addresses with a listening TCP socket, from /proc/net/tcp text."""
     found = set()
-    for line in lines:
+    for line in proc_net_tcp.splitlines()[1:]:
         fields = line.split()
         if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
             hex_ip = fields[1].split(":")[0]
-            found.add(str(ipaddress.IPv4Address(bytes.fromhex(hex_ip)[::-1])))
-    return found
+            found.add(str(ipaddress.IPv4Address(int.from_bytes(bytes.fromhex(hex_ip), "little"))))
+    return frozenset(found)
 
 
-def first_from_env(environ: dict[str, str] | None = None) -> int:
-    """The allocator's first address from FIRST_ENV (offset from 127.0.0.0), default 2."""
-    text = (os.environ if environ is None else environ).get(FIRST_ENV, "")
-    if not text:
-        return 2
+def listening_addresses() -> frozenset[str]:
     try:
-        address = ipaddress.IPv4Address(text)
-    except ValueError as exc:
-        raise ValueError(f"{FIRST_ENV}={text!r} is not an IPv4 address") from exc
-    if not address.is_loopback or int(address) - int(BASE) < 2:
-        raise ValueError(f"{FIRST_ENV}={text!r} must be in 127.0.0.2-127.255.255.254")
-    return int(address) - int(BASE)
+        return parse_listeners(Path("/proc/net/tcp").read_text())
+    except OSError:
+        return frozenset()
+
+
+def claim_block(lock_dir: Path | None = None) -> tuple[IpAllocator, IO]:
+    """An allocator over the lowest free 127.0.B.0/24; keep the returned file open."""
+    lock_dir = lock_dir or Path(tempfile.gettempdir()) / "modeldeploy-devcluster-ipblocks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for block in range(256):
+        handle = open(lock_dir / f"127.0.{block}.lock", "w")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return IpAllocator(first=block * 256 + 2, last=block * 256 + 254), handle
+    raise AddressesExhausted("every 127.0.B.0/24 block is held by another devcluster node")

@@ -17,7 +17,7 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modeldeploy_devcluster.node import credentials, envexpand, images, podenv, probes
+from modeldeploy_devcluster.node import credentials, envexpand, images, ipalloc, podenv, probes
 from modeldeploy_devcluster.node.container import Container, Launch, rfc3339
 from modeldeploy_devcluster.node.ipalloc import IpAllocator
 
@@ -128,7 +128,7 @@ class PodWorker(threading.Thread):
 
     def _setup(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.ip = self.ctx.allocator.allocate(self.uid)
+        self.ip = self.ctx.allocator.allocate(self.uid, busy=ipalloc.listening_addresses())
         status = self.pod.setdefault("status", {})
         status.update({"podIP": self.ip, "podIPs": [{"ip": self.ip}], "hostIP": "127.0.0.1"})
         self.start_time = status.get("startTime") or rfc3339(time.time())
@@ -203,8 +203,13 @@ class PodWorker(threading.Thread):
             return
         meta = self.pod["metadata"]
         try:
+            # A JSON merge patch replaces lists and each container's state
+            # wholesale: this node owns them, nothing may be merged in.
             self.ctx.core.patch_namespaced_pod_status(
-                meta["name"], meta["namespace"], {"status": status}
+                meta["name"],
+                meta["namespace"],
+                {"status": status},
+                _content_type="application/merge-patch+json",
             )
             self.last_status = status
         except ApiException as exc:
