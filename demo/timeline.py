@@ -114,7 +114,7 @@ def _fmt_value(p: Point) -> str:
 
 
 HEADER = (
-    f"{'time':>6}  {'stage':<10} {'phase':<11} {'traffic':<14} {'served':<22} analysis / events"
+    f"{'time':>6}  {'stage':<10} {'phase':<11} {'traffic':<18} {'answers (1 s)':<18} analysis / events"
 )
 
 
@@ -132,7 +132,7 @@ def render_row(s: Sample) -> str:
     metrics = " ".join(_fmt_value(s.metrics[m]) for m in SHOWN if m in s.metrics)
     events = " ".join(f"[{e}]" for e in s.events)
     tail = " ".join(x for x in (metrics, events) if x)
-    return f"{s.t:5.0f}s  {s.stage:<10} {s.phase:<11} {traffic:<14} {served:<22} {tail}".rstrip()
+    return f"{s.t:5.0f}s  {s.stage:<10} {s.phase:<11} {traffic:<18} {served:<18} {tail}".rstrip()
 
 
 def worth_printing(prev: Sample | None, cur: Sample, every: float = 5.0) -> bool:
