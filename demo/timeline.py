@@ -114,7 +114,8 @@ def _fmt_value(p: Point) -> str:
 
 
 HEADER = (
-    f"{'time':>6}  {'stage':<10} {'phase':<11} {'traffic':<18} {'answers (1 s)':<18} analysis / events"
+    f"{'time':>6}  {'stage':<10} {'phase':<11} {'traffic':<18} {'answers (1 s)':<18} "
+    "analysis / events"
 )
 
 
