@@ -9,6 +9,7 @@ against Prometheus is covered with Prometheus unreachable: (f) never promotes.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -167,6 +168,10 @@ def test_prometheus_unreachable_pauses_and_never_promotes(env):
     assert "Prometheus unreachable" in progressing["message"]
     assert st["stable"]["version"] == "1.0.0" and st["canaryWeight"] == 10
     assert all(m["verdict"] == "Inconclusive" for m in st["analysis"]["measurements"])
+    # What the ModelDeploymentPausedInconclusive alert selects.
+    metrics = env.operator.metrics()
+    assert 'modeldeploy_operator_paused_rollouts{reason="InconclusiveAnalysis"} 1.0' in metrics
+    assert 'modeldeploy_operator_paused_rollouts{reason="ManualPause"} 0.0' in metrics
 
 
 def test_operator_health_and_metrics(env):
@@ -174,6 +179,7 @@ def test_operator_health_and_metrics(env):
     stable_deployed(env, [{"weight": 10}])
     metrics = env.operator.metrics()
     assert 'modeldeploy_operator_rollouts{phase="Succeeded"} 1.0' in metrics
+    assert re.search(r'^modeldeploy_operator_info\{version="[^"]+"\} 1\.0$', metrics, re.M)
     assert env.operator.reconciles() >= 1
 
 
