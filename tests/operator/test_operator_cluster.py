@@ -16,29 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import GROUP, VERSION, Env, apply_crd, wait_for
+from cluster_helpers import Env, apply_crd, manifest, wait_for
 from kubernetes import client
 
 pytestmark = pytest.mark.cluster
-
-
-def manifest(version: str, steps: list[dict[str, Any]], **strategy: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "model": {"name": "fraud", "version": version, "uri": f"/models/fraud/{version}"},
-            "predictor": {"image": "ghcr.io/modeldeploy/predictor:0.1.0", "replicas": 0},
-            "strategy": {
-                "type": "Canary",
-                "canary": {"steps": steps},
-                "analysis": {"interval": "1s", "metrics": []},
-                "progressDeadline": "1m",
-                **strategy,
-            },
-        },
-    }
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_helpers import Env, OperatorProcess, apply_crd, wait_for
+from cluster_helpers import Env, OperatorProcess, apply_crd, manifest, wait_for
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
-from test_operator_cluster import manifest
 
 pytestmark = pytest.mark.cluster
 
