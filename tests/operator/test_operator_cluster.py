@@ -158,8 +158,16 @@ def test_prometheus_unreachable_pauses_and_never_promotes(env):
 def test_operator_health_and_metrics(env):
     env.start_operator().wait_healthy()
     stable_deployed(env, [{"weight": 10}])
-    metrics = env.operator.metrics()
-    assert 'modeldeploy_operator_rollouts{phase="Succeeded"} 1.0' in metrics
+
+    # The status write that the test saw comes before the operator updates its
+    # gauges in the same reconcile, so wait for the gauge rather than race it.
+    def metrics_with_succeeded() -> str | None:
+        text = env.operator.metrics()
+        return text if 'modeldeploy_operator_rollouts{phase="Succeeded"} 1.0' in text else None
+
+    metrics = wait_for(
+        metrics_with_succeeded, timeout=10, message="rollouts gauge shows the Succeeded phase"
+    )
     assert re.search(r'^modeldeploy_operator_info\{version="[^"]+"\} 1\.0$', metrics, re.M)
     assert env.operator.reconciles() >= 1
 
