@@ -45,6 +45,26 @@ def apply_crd(api: client.ApiClient) -> None:
     )
 
 
+def manifest(version: str, steps: list[dict[str, Any]], **strategy: Any) -> dict[str, Any]:
+    """ModelDeployment `fraud` with 0 replicas: Ready at once, no data plane needed."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "model": {"name": "fraud", "version": version, "uri": f"/models/fraud/{version}"},
+            "predictor": {"image": "ghcr.io/modeldeploy/predictor:0.1.0", "replicas": 0},
+            "strategy": {
+                "type": "Canary",
+                "canary": {"steps": steps},
+                "analysis": {"interval": "1s", "metrics": []},
+                "progressDeadline": "1m",
+                **strategy,
+            },
+        },
+    }
+
+
 class OperatorProcess:
     """`modeldeploy-operator` as a subprocess in its own process group."""
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import random
+
 import pytest
-from modeldeploy_operator import config
+from modeldeploy_operator import cli, config
 
 
 def test_defaults_watch_all_namespaces(monkeypatch):
@@ -37,3 +40,80 @@ def test_namespace_and_all_namespaces_exclude_each_other(capsys):
     with pytest.raises(SystemExit):
         config.from_args(["--namespace", "a", "--all-namespaces"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+class TestPeeringPriority:
+    def test_peering_without_priority_draws_one(self, monkeypatch):
+        monkeypatch.delenv("MODELDEPLOY_PRIORITY", raising=False)
+        c = config.from_args(["--peering", "modeldeploy"])
+        low, high = config.PRIORITY_RANGE
+        assert c.priority_random and low <= c.priority <= high
+
+    def test_replicas_with_the_same_arguments_get_different_priorities(self):
+        rng = random.Random(7)
+        drawn = {config.peering_priority("modeldeploy", None, rng)[0] for _ in range(20)}
+        assert len(drawn) == 20
+
+    def test_explicit_priority_is_kept(self, monkeypatch):
+        assert config.from_args(["--peering", "p", "--priority", "0"]).priority == 0
+        monkeypatch.setenv("MODELDEPLOY_PRIORITY", "42")
+        c = config.from_args(["--peering", "p"])
+        assert c.priority == 42 and not c.priority_random
+
+    def test_standalone_has_priority_zero(self, monkeypatch):
+        monkeypatch.delenv("MODELDEPLOY_PRIORITY", raising=False)
+        monkeypatch.delenv("MODELDEPLOY_PEERING", raising=False)
+        c = config.from_args([])
+        assert c.peering is None and c.priority == 0 and not c.priority_random
+
+
+class TestLogLevel:
+    def test_default_info_flag_and_environment(self, monkeypatch):
+        monkeypatch.delenv("MODELDEPLOY_LOG_LEVEL", raising=False)
+        assert config.from_args([]).log_level == "info"
+        assert config.from_args(["--log-level", "DEBUG"]).log_level == "debug"
+        monkeypatch.setenv("MODELDEPLOY_LOG_LEVEL", "warning")
+        assert config.from_args([]).log_level == "warning"
+        assert config.from_args(["--log-level", "error"]).log_level == "error"
+
+    def test_bad_level_is_refused_with_the_choices(self, monkeypatch, capsys):
+        with pytest.raises(SystemExit):
+            config.from_args(["--log-level", "verbose"])
+        assert "invalid choice: 'verbose'" in capsys.readouterr().err
+        monkeypatch.setenv("MODELDEPLOY_LOG_LEVEL", "loud")
+        with pytest.raises(SystemExit):
+            config.from_args([])
+        err = capsys.readouterr().err
+        assert "MODELDEPLOY_LOG_LEVEL" in err and "'loud'" in err and "debug, info" in err
+
+    @pytest.mark.parametrize(
+        ("level", "ours", "kopf_objects", "root"),
+        [
+            ("debug", logging.DEBUG, logging.DEBUG, logging.INFO),
+            ("info", logging.INFO, logging.WARNING, logging.INFO),
+            ("warning", logging.WARNING, logging.WARNING, logging.WARNING),
+            ("error", logging.ERROR, logging.ERROR, logging.ERROR),
+        ],
+    )
+    def test_levels_of_the_operator_and_kopf_loggers(self, level, ours, kopf_objects, root):
+        levels = cli.logger_levels(level)
+        assert levels["modeldeploy_operator"] == ours and levels["kopf"] == ours
+        assert levels["kopf.objects"] == kopf_objects and levels[""] == root
+
+    def test_configure_logging_applies_the_levels(self):
+        names = list(cli.logger_levels("info"))
+        saved = {
+            n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in names
+        }
+        try:
+            cli.configure_logging("plain", "error")
+            assert logging.getLogger("modeldeploy_operator.reconcile").getEffectiveLevel() == (
+                logging.ERROR
+            )
+            assert logging.getLogger("kopf._core.engines.peering").getEffectiveLevel() == (
+                logging.ERROR
+            )
+        finally:
+            for n, (level, handlers) in saved.items():
+                logging.getLogger(n).setLevel(level)
+                logging.getLogger(n).handlers[:] = handlers

@@ -9,35 +9,17 @@ against Prometheus is covered with Prometheus unreachable: (f) never promotes.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import GROUP, VERSION, Env, apply_crd, wait_for
+from cluster_helpers import Env, apply_crd, manifest, wait_for
 from kubernetes import client
 
 pytestmark = pytest.mark.cluster
-
-
-def manifest(version: str, steps: list[dict[str, Any]], **strategy: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "model": {"name": "fraud", "version": version, "uri": f"/models/fraud/{version}"},
-            "predictor": {"image": "ghcr.io/modeldeploy/predictor:0.1.0", "replicas": 0},
-            "strategy": {
-                "type": "Canary",
-                "canary": {"steps": steps},
-                "analysis": {"interval": "1s", "metrics": []},
-                "progressDeadline": "1m",
-                **strategy,
-            },
-        },
-    }
 
 
 @pytest.fixture
@@ -167,13 +149,26 @@ def test_prometheus_unreachable_pauses_and_never_promotes(env):
     assert "Prometheus unreachable" in progressing["message"]
     assert st["stable"]["version"] == "1.0.0" and st["canaryWeight"] == 10
     assert all(m["verdict"] == "Inconclusive" for m in st["analysis"]["measurements"])
+    # What the ModelDeploymentPausedInconclusive alert selects.
+    metrics = env.operator.metrics()
+    assert 'modeldeploy_operator_paused_rollouts{reason="InconclusiveAnalysis"} 1.0' in metrics
+    assert 'modeldeploy_operator_paused_rollouts{reason="ManualPause"} 0.0' in metrics
 
 
 def test_operator_health_and_metrics(env):
     env.start_operator().wait_healthy()
     stable_deployed(env, [{"weight": 10}])
-    metrics = env.operator.metrics()
-    assert 'modeldeploy_operator_rollouts{phase="Succeeded"} 1.0' in metrics
+
+    # The status write that the test saw comes before the operator updates its
+    # gauges in the same reconcile, so wait for the gauge rather than race it.
+    def metrics_with_succeeded() -> str | None:
+        text = env.operator.metrics()
+        return text if 'modeldeploy_operator_rollouts{phase="Succeeded"} 1.0' in text else None
+
+    metrics = wait_for(
+        metrics_with_succeeded, timeout=10, message="rollouts gauge shows the Succeeded phase"
+    )
+    assert re.search(r'^modeldeploy_operator_info\{version="[^"]+"\} 1\.0$', metrics, re.M)
     assert env.operator.reconciles() >= 1
 
 

@@ -134,6 +134,7 @@ class TestCanary:
             d.analyse(UNSURE)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "InconclusiveAnalysis"
+        assert rollout.pause_reason(d.status) == "InconclusiveAnalysis"
         assert d.condition("Degraded")["status"] == "True"
         for _ in range(10):  # time passes, nothing moves while paused
             d.tick(60, candidate_ready=True, stable_ready=True)
@@ -172,8 +173,10 @@ class TestCanary:
         d.analyse(PASS)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "AwaitingPromotion"
+        assert rollout.pause_reason(d.status) == "AwaitingPromotion"
         d.tick(1, candidate_ready=True, command=rollout.Command("promote", "n1"))
         assert d.phase == "Succeeded" and d.status["stable"]["version"] == "2.0.0"
+        assert rollout.pause_reason(d.status) is None
 
     def test_candidate_never_ready_is_rolled_back_at_deadline(self):
         d = Driver()
@@ -298,11 +301,13 @@ class TestCommands:
         d = started()
         self.cmd(d, "pause", "a")
         assert d.phase == "Paused" and d.condition("Progressing")["reason"] == "ManualPause"
+        assert rollout.pause_reason(d.status) == "ManualPause"
         assert d.condition("Degraded")["status"] == "False"
         d.tick(300, candidate_ready=True)
         assert d.phase == "Paused"
         self.cmd(d, "resume", "b")
         assert d.phase == "Canary"
+        assert rollout.pause_reason(d.status) is None
 
     def test_promote_skips_remaining_steps(self):
         d = started()

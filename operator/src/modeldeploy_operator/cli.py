@@ -12,19 +12,48 @@ import kopf
 from modeldeploy_operator import config as configmod
 from modeldeploy_operator import main as handlers
 
+log = logging.getLogger(__name__)
+
+
+def logger_levels(level: str) -> dict[str, int]:
+    """Logger name -> level for `--log-level`.
+
+    The operator's and Kopf's loggers follow the flag. Kopf's per-object logger
+    reports every handler run at INFO, so it stays at warnings unless debugging.
+    Other libraries (the Kubernetes client dumps bodies at DEBUG) never go below
+    INFO through the root logger.
+    """
+    wanted = logging.getLevelNamesMapping()[level.upper()]
+    return {
+        "": max(wanted, logging.INFO),
+        "kopf": wanted,
+        "kopf.objects": wanted if wanted == logging.DEBUG else max(wanted, logging.WARNING),
+        "modeldeploy_operator": wanted,
+    }
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    kopf.configure(
+        debug=level == "debug",
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    for name, value in logger_levels(level).items():
+        logging.getLogger(name).setLevel(value)
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     config = configmod.from_args(argv)
     if config.kubeconfig:
         # Kopf's own login reads KUBECONFIG; keep it and our client on one cluster.
         os.environ["KUBECONFIG"] = config.kubeconfig
-    kopf.configure(
-        verbose=False,
-        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
-    )
-    # Kopf reports every handler run at INFO; keep its per-object log to warnings
-    # and leave INFO to our own transition logs.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    configure_logging(config.log_format, config.log_level)
+    if config.peering is not None:
+        log.info(
+            "peering %r with priority %d%s",
+            config.peering,
+            config.priority,
+            " (random: no --priority given)" if config.priority_random else "",
+        )
     registry = handlers.build_registry(config)
     asyncio.run(
         kopf.operator(

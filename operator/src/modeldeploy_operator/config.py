@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,10 +25,19 @@ class Config:
     router_image: str | None = None
     peering: str | None = None
     priority: int = 0
+    # True when --peering came without --priority and `priority` was drawn at random.
+    priority_random: bool = False
     prometheus_timeout: float = 5.0
     watch_timeout: int = 300
     log_format: str = "plain"
+    log_level: str = "info"
     api_workers: int = 32
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Random priorities are drawn from here: wide enough that two replicas of one
+# Deployment practically never tie (a tie pauses both, see Kopf's peering).
+PRIORITY_RANGE = (1, 2**31 - 1)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -87,7 +97,14 @@ def parser() -> argparse.ArgumentParser:
         default=_env("MODELDEPLOY_PEERING"),
         help="Kopf peering name for HA (one active replica); unset = standalone",
     )
-    p.add_argument("--priority", type=int, default=int(_env("MODELDEPLOY_PRIORITY", "0") or 0))
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=_env("MODELDEPLOY_PRIORITY") or None,  # argparse applies `type` to it
+        help="Kopf peering priority: the highest live peer works, the others stand by "
+        "(env MODELDEPLOY_PRIORITY; default with --peering: random, so replicas sharing "
+        "their arguments never tie)",
+    )
     p.add_argument(
         "--api-workers",
         type=int,
@@ -99,11 +116,38 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-format", choices=["plain", "json"], default=_env("MODELDEPLOY_LOG_FORMAT", "plain")
     )
+    p.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=_env("MODELDEPLOY_LOG_LEVEL", Config.log_level),
+        help="level of the operator's and Kopf's logs (env MODELDEPLOY_LOG_LEVEL)",
+    )
     return p
 
 
+def peering_priority(
+    peering: str | None, priority: int | None, rng: random.Random | None = None
+) -> tuple[int, bool]:
+    """The priority to peer with, and whether it was drawn at random.
+
+    Replicas of one Deployment share their arguments; with equal priorities Kopf
+    pauses every peer, so without an explicit priority each replica draws its own."""
+    if priority is not None:
+        return priority, False
+    if peering is None:
+        return 0, False
+    return (rng or random.SystemRandom()).randint(*PRIORITY_RANGE), True
+
+
 def from_args(argv: Sequence[str] | None = None) -> Config:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # a bad MODELDEPLOY_LOG_LEVEL skips argparse's check
+        p.error(
+            f"MODELDEPLOY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {args.log_level!r}"
+        )
+    priority, priority_random = peering_priority(args.peering, args.priority)
     namespaces = tuple(args.namespace or ())
     if not namespaces and not args.all_namespaces:
         from_env = _env("MODELDEPLOY_NAMESPACES", "") or ""
@@ -119,9 +163,11 @@ def from_args(argv: Sequence[str] | None = None) -> Config:
         kubeconfig=args.kubeconfig,
         router_image=args.router_image,
         peering=args.peering,
-        priority=args.priority,
+        priority=priority,
+        priority_random=priority_random,
         prometheus_timeout=args.prometheus_timeout,
         watch_timeout=args.watch_timeout,
         log_format=args.log_format,
+        log_level=args.log_level,
         api_workers=args.api_workers,
     )

@@ -79,6 +79,7 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
             post_event=_post_event,
             router_image=config.router_image,
         )
+        opmetrics.export_info()
         if config.metrics_port:
             memo["health"] = await health.start(config.metrics_host, config.metrics_port)
 

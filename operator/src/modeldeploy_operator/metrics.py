@@ -6,12 +6,26 @@ rules agree on names; callers only increment them.
 
 from __future__ import annotations
 
+from collections import Counter as _Tally
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+
 from prometheus_client import Counter, Gauge, Histogram
 
+INFO = Gauge(
+    "modeldeploy_operator_info",
+    "Always 1 while an operator replica runs (active or standing by), by version",
+    ["version"],
+)
 ROLLOUTS = Gauge(
     "modeldeploy_operator_rollouts",
     "ModelDeployments by phase, as last seen by this operator",
     ["phase"],
+)
+PAUSED_ROLLOUTS = Gauge(
+    "modeldeploy_operator_paused_rollouts",
+    "ModelDeployments in phase Paused, by status.paused.reason",
+    ["reason"],
 )
 TRANSITIONS = Counter(
     "modeldeploy_operator_transitions_total",
@@ -42,3 +56,32 @@ PROMETHEUS_QUERIES = Counter(
 RECONCILE_ERRORS = Counter(
     "modeldeploy_operator_reconcile_errors_total", "Reconciles that raised", ["kind"]
 )
+
+
+def version() -> str:
+    try:
+        return metadata.version("modeldeploy-operator")
+    except metadata.PackageNotFoundError:  # run from a source tree without install
+        return "unknown"
+
+
+def export_info() -> None:
+    """Called once at start-up, before the operator knows whether it is the active peer,
+    so that `absent(modeldeploy_operator_info)` means no replica runs at all."""
+    INFO.labels(version=version()).set(1)
+
+
+def tally(values: Iterable[str], known: Iterable[str]) -> dict[str, int]:
+    """Count values by label; every known label is present (0 when unseen) so that
+    its series falls to 0 instead of keeping the last count or never appearing."""
+    counts = dict.fromkeys(known, 0)
+    counts.update(_Tally(values))
+    return counts
+
+
+def set_counts(gauge: Gauge, label: str, counts: Mapping[str, int]) -> None:
+    # Clear first: a label that is gone (an unknown reason) must not keep its last
+    # count. Scrapes run on the same event loop, so they never see the gap.
+    gauge.clear()
+    for value, count in counts.items():
+        gauge.labels(**{label: value}).set(count)

@@ -39,7 +39,8 @@ class Reconciler:
     # Last status this process wrote, by uid, with its resourceVersion: the body a
     # timer sees can lag behind our own write by one watch event.
     _written: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    _phases: dict[str, str] = field(default_factory=dict)
+    # Phase and pause reason (or None) by uid, for the process-wide gauges.
+    _phases: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
@@ -105,7 +106,7 @@ class Reconciler:
                 event.message,
                 extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
             )
-        self._phases[md.uid] = decision.phase
+        self._phases[md.uid] = (decision.phase, rollout.pause_reason(decision.status))
         self._export_phases()
         return decision
 
@@ -195,8 +196,8 @@ class Reconciler:
                 await self.kube.scale(md.namespace, name, 0)
 
     def _export_phases(self) -> None:
-        counts: dict[str, int] = dict.fromkeys((str(p) for p in spec.Phase), 0)
-        for phase in self._phases.values():
-            counts[phase] = counts.get(phase, 0) + 1
-        for phase, count in counts.items():
-            opmetrics.ROLLOUTS.labels(phase=phase).set(count)
+        states = self._phases.values()
+        phases = opmetrics.tally((p for p, _ in states), (str(p) for p in spec.Phase))
+        opmetrics.set_counts(opmetrics.ROLLOUTS, "phase", phases)
+        paused = opmetrics.tally((r for _, r in states if r), rollout.PAUSE_REASONS)
+        opmetrics.set_counts(opmetrics.PAUSED_ROLLOUTS, "reason", paused)

@@ -27,6 +27,12 @@ from modeldeploy_operator.spec import (
 
 COMMAND_ANNOTATION = "modeldeploy.io/command"
 COMMANDS = ("promote", "abort", "pause", "resume", "retry")
+# Every `status.paused.reason` the machine writes (the paused-rollouts gauge
+# exports each, 0 when unused, so alerts on one see a series).
+PAUSE_INCONCLUSIVE = "InconclusiveAnalysis"
+PAUSE_AWAITING_PROMOTION = "AwaitingPromotion"
+PAUSE_MANUAL = "ManualPause"
+PAUSE_REASONS = (PAUSE_INCONCLUSIVE, PAUSE_AWAITING_PROMOTION, PAUSE_MANUAL)
 MAX_MEASUREMENTS = 20
 MAX_HISTORY = 20
 # Timer ticks jitter; an analysis a quarter second early is still on time.
@@ -324,7 +330,7 @@ class _Machine:
             text = unsure.message if unsure else "no metrics"
             limit = self.md.strategy.analysis.inconclusive_limit
             if a["inconclusive"] >= limit:
-                self.pause("InconclusiveAnalysis", f"{a['inconclusive']} inconclusive runs: {text}")
+                self.pause(PAUSE_INCONCLUSIVE, f"{a['inconclusive']} inconclusive runs: {text}")
                 return False
             self.emit("Normal", "AnalysisInconclusive", text)
             return True
@@ -362,7 +368,9 @@ class _Machine:
         elif self.md.strategy.auto_promote:
             self.promote("analysis passed")
         else:
-            self.pause("AwaitingPromotion", f"{self.cand_text()} passed; run `promote` to finish")
+            self.pause(
+                PAUSE_AWAITING_PROMOTION, f"{self.cand_text()} passed; run `promote` to finish"
+            )
 
     # -- transitions --------------------------------------------------------
     def promote(self, why: str) -> None:
@@ -386,7 +394,7 @@ class _Machine:
 
     def pause(self, reason: str, message: str) -> None:
         self.s["paused"] = {"reason": reason, "message": message, "since": timestamp(self.now)}
-        self.emit("Warning" if reason == "InconclusiveAnalysis" else "Normal", "Paused", message)
+        self.emit("Warning" if reason == PAUSE_INCONCLUSIVE else "Normal", "Paused", message)
 
     def command(self, cmd: Command, obs: Observations) -> None:
         stage = self.stage
@@ -396,7 +404,7 @@ class _Machine:
         elif cmd.action == "abort" and active:
             self.rollback("Aborted", "aborted by user")
         elif cmd.action == "pause" and active and not self.s.get("paused"):
-            self.pause("ManualPause", "paused by user")
+            self.pause(PAUSE_MANUAL, "paused by user")
         elif cmd.action == "resume" and active and self.s.get("paused"):
             self.s["paused"] = None
             self.s.setdefault("analysis", {})["inconclusive"] = 0
@@ -418,6 +426,14 @@ class _Machine:
                 else (f"unknown command (use one of {', '.join(COMMANDS)})")
             )
             self.emit("Warning", "CommandIgnored", f"{cmd.action}: {why}")
+
+
+def pause_reason(status: dict[str, Any]) -> str | None:
+    """Why a rollout waits for a person, or None: the reason counts only while the
+    phase is Paused (a pause left in a finished stage is not waiting)."""
+    if status.get("phase") != str(Phase.PAUSED):
+        return None
+    return str((status.get("paused") or {}).get("reason") or "Unknown")
 
 
 def _ref_text(ref: dict[str, Any] | None) -> str:
@@ -451,8 +467,8 @@ def _derive(md: ModelDeployment, s: dict[str, Any], now: dt.datetime) -> None:
         progressing = ("False", str(phase), f"no rollout in progress ({phase})")
     if degraded and stage in (Stage.ROLLED_BACK, Stage.FAILED):
         deg = ("True", degraded["reason"], degraded["message"])
-    elif paused and paused["reason"] == "InconclusiveAnalysis" and stage in ACTIVE_STAGES:
-        deg = ("True", "InconclusiveAnalysis", paused["message"])
+    elif paused and paused["reason"] == PAUSE_INCONCLUSIVE and stage in ACTIVE_STAGES:
+        deg = ("True", PAUSE_INCONCLUSIVE, paused["message"])
     else:
         deg = ("False", "AsExpected", "no problem detected")
     for type_, (state, reason, message) in (
