@@ -48,3 +48,12 @@ def test_every_action_has_a_subcommand():
     for action in rollout.COMMANDS:
         assert p.parse_args([action, "x"]).action == action
     assert p.parse_args(["status", "x", "--watch"]).watch
+
+
+def test_namespace_flag_before_or_after_the_subcommand():
+    parser = plugin.parser
+    before = parser().parse_args(["-n", "team", "status", "iris"])
+    after = parser().parse_args(["status", "iris", "-n", "team"])
+    neither = parser().parse_args(["promote", "iris"])
+    assert before.namespace == after.namespace == "team"
+    assert neither.namespace is None and neither.kubeconfig is None

@@ -94,19 +94,29 @@ def command_value(action: str, nonce: str | None = None) -> str:
     return f"{action}:{nonce or uuid.uuid4().hex[:12]}"
 
 
+def _add_connection_flags(p: argparse.ArgumentParser, default: object) -> None:
+    p.add_argument("-n", "--namespace", default=default, help="namespace (default: kubeconfig's)")
+    p.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: KUBECONFIG)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kubectl modeldeploy",
         description="Inspect and steer ModelDeployment rollouts (modeldeploy.io).",
     )
-    p.add_argument("-n", "--namespace", default=None, help="namespace (default: from kubeconfig)")
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG)")
+    _add_connection_flags(p, default=None)
+    # The same flags after the subcommand (`status NAME -n NS`, as with kubectl);
+    # SUPPRESS keeps a subcommand that omits them from resetting the global ones.
+    common = argparse.ArgumentParser(add_help=False)
+    _add_connection_flags(common, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="action", required=True)
-    st = sub.add_parser("status", help="phase, weights, step, conditions and measurements")
+    st = sub.add_parser(
+        "status", parents=[common], help="phase, weights, step, conditions and measurements"
+    )
     st.add_argument("name")
     st.add_argument("-w", "--watch", action="store_true", help="refresh until interrupted")
     st.add_argument("--interval", type=float, default=2.0, help="refresh period with --watch")
-    sub.add_parser("history", help="past rollouts").add_argument("name")
+    sub.add_parser("history", parents=[common], help="past rollouts").add_argument("name")
     helps = {
         "promote": "promote the candidate now (skips remaining steps)",
         "abort": "roll the candidate back now",
@@ -115,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
         "retry": "retry a rolled-back revision",
     }
     for action in ACTIONS:
-        c = sub.add_parser(action, help=helps[action])
+        c = sub.add_parser(action, parents=[common], help=helps[action])
         c.add_argument("name")
         c.add_argument("--no-wait", action="store_true", help="do not wait for the operator")
         c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
