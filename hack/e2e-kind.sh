@@ -2,7 +2,7 @@
 # kind e2e, for machines with Docker and network access: build both images
 # from the Dockerfiles (their default pinned base), create a throwaway kind
 # cluster, load the images, install the chart and run the cluster scenarios
-# of tests/packaging against it: the very tests that run on the local
+# of tests/shipping against it: the very tests that run on the local
 # cluster, pointed at kind through MODELDEPLOY_E2E_KUBECONFIG.
 # Where Docker or kind is missing it says so and exits 0 (a skip, not a pass).
 set -euo pipefail
@@ -48,6 +48,6 @@ KUBECONFIG=$kubeconfig "$helm" install modeldeploy helm/modeldeploy \
   --namespace modeldeploy-system --create-namespace \
   --set image.pullPolicy=Never --wait --timeout 5m
 
-log "running the cluster scenarios (tests/packaging -m cluster)"
+log "running the cluster scenarios (tests/shipping -m cluster)"
 MODELDEPLOY_E2E_KUBECONFIG=$kubeconfig HELM=$helm \
-  "$root/.venv/bin/python" -m pytest -m cluster tests/packaging -p no:cacheprovider "$@"
+  "$root/.venv/bin/python" -m pytest -m cluster tests/shipping -p no:cacheprovider "$@"

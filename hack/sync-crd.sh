@@ -2,7 +2,7 @@
 # Copy the single-source files into the Helm chart, which can only package
 # files below its own directory: the ModelDeployment CRD (crds/), the Grafana
 # dashboard, the alert rules and the Argo CD health check (docs/).
-# tests/packaging/test_chart_sync.py fails when a copy is stale.
+# tests/shipping/test_chart_sync.py fails when a copy is stale.
 #   hack/sync-crd.sh          copy
 #   hack/sync-crd.sh --check  only report stale copies (exit 1 if any)
 set -euo pipefail

@@ -68,7 +68,7 @@ app.kubernetes.io/part-of: modeldeploy
 {{/*
 Rules the operator needs inside every namespace it watches. Each rule is
 here because the operator uses it; see docs/contracts.md and the
-RBAC table in tests/packaging/test_chart_rbac.py.
+RBAC table in tests/shipping/test_chart_rbac.py.
 */}}
 {{- define "modeldeploy.rules.workloads" -}}
 # The resource it reconciles: Kopf patches finalizers and its progress
