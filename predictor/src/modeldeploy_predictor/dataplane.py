@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from typing import Any
@@ -86,6 +87,10 @@ class DataPlane:
         if self.batcher is not None:
             await self.batcher.start()
         self._drift_task = asyncio.get_running_loop().create_task(self._drift_timer())
+        # The loaded estimator and libraries are long-lived: moving them out of the
+        # collector's reach keeps full collections (tens of ms with a large model)
+        # off the request path's tail latency.
+        gc.freeze()
         self.ready = True
         log.info(
             "model %s version %s ready (digest %s)",
