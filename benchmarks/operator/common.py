@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
+from modeldeploy_devcluster import procs as process_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
@@ -100,11 +100,5 @@ class Operator:
         return 0.0
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        process_groups.stop(self.proc, grace=20.0)
         self.log.close()

@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import joblib
 import numpy as np
+from modeldeploy_devcluster import procs as process_groups
 from modeldeploy_predictor.bundle import build_bundle
 from sklearn.datasets import load_breast_cancer, make_regression
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
@@ -147,13 +148,7 @@ def started(
             time.sleep(0.2)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        process_groups.stop(proc, grace=20.0)
 
 
 def predictor_server(model: Model, workdir: Path, *flags: str):

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+from modeldeploy_devcluster import procs as process_groups
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -71,13 +71,7 @@ class Fleet:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            process_groups.stop(proc, grace=10.0)
 
 
 @dataclass

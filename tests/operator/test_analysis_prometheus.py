@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 import yaml
 from md_factories import md
+from modeldeploy_devcluster import procs
 from modeldeploy_operator.analysis import prometheus, runner
 from modeldeploy_operator.analysis.verdicts import Verdict
 
@@ -75,14 +75,7 @@ class Processes:
 
     def stop(self) -> None:
         for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            procs.stop(p, grace=15.0)
 
 
 def bundle(tmp: Path, version: str, estimator, x: np.ndarray) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modeldeploy_devcluster import procs
 from modeldeploy_predictor.bundle import build_bundle
 from sklearn.datasets import load_breast_cancer, make_regression
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
@@ -86,19 +86,7 @@ def run_server(
         wait_for(ready, 60, what="predictor readiness")
         yield server
     finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        procs.stop(proc, grace=15.0)
 
 
 @pytest.fixture(scope="session")
@@ -180,6 +168,6 @@ def helpers():
     class _Helpers:
         free_port = staticmethod(free_port)
         wait_for = staticmethod(wait_for)
-        stop = staticmethod(stop)
+        stop = staticmethod(procs.stop)
 
     return _Helpers

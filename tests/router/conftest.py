@@ -4,8 +4,6 @@ on loopback, each in its own process group and stopped after the test."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modeldeploy_devcluster import procs as process_groups
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM_APP = HERE / "upstream_app.py"
@@ -37,18 +36,6 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 class Processes:
@@ -87,7 +74,7 @@ class Processes:
 
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
-            stop(proc)
+            process_groups.stop(proc, grace=10.0)
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modeldeploy_devcluster import procs
 
 
 def free_port() -> int:
@@ -57,11 +56,5 @@ def loopback(workdir: Path, timeout: float = 60) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        procs.stop(proc, grace=15.0)
         log.close()

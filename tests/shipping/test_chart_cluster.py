@@ -8,14 +8,13 @@ server for, and what the API server then allows the operator to do.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from modeldeploy_devcluster import procs
 
 from . import chart, scenario
 
@@ -225,10 +224,5 @@ def test_operator_process_with_the_charts_service_account(
     try:
         scenario.reconcile_example(kube, team, lambda: log.read_text(errors="replace"))
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        procs.stop(proc, grace=20.0)
         cluster_helm.run("uninstall", release, "--namespace", system, check=False)
