@@ -16,7 +16,6 @@ pairs=(
   "crds/modeldeploy.io_modeldeployments.yaml helm/modeldeploy/crds/modeldeploy.io_modeldeployments.yaml"
   "docs/grafana/modeldeploy.json helm/modeldeploy/files/dashboards/modeldeploy.json"
   "docs/prometheus/alerts.yaml helm/modeldeploy/files/alerts.yaml"
-  "docs/argocd/health.lua helm/modeldeploy/files/argocd-health.lua"
 )
 stale=0
 for pair in "${pairs[@]}"; do

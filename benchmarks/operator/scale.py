@@ -1,5 +1,10 @@
 """Scale: N ModelDeployments (0 replicas, no pods) handled by one operator.
 
+The namespace gets a ResourceQuota of zero pods, so neither the predictor
+(0 replicas) nor the per-model router (1 replica) starts a process on the
+dev cluster's node: the figure is the operator's and the API server's cost,
+not 1000 router processes competing for the same 2 cores.
+
 For each N: create N objects, time until all are Succeeded; then change the
 model version of all N (N rollouts at once), time until all are promoted;
 report the operator's CPU seconds and peak resident memory.
@@ -36,10 +41,24 @@ def wait_all(custom: client.CustomObjectsApi, ns: str, n: int, version: str, op,
     return False
 
 
+def forbid_pods(api: client.ApiClient, ns: str) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_resource_quota(
+        ns, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # admission enforces it once the controller has counted
+        if (core.read_namespaced_resource_quota("no-pods", ns).status.hard or {}).get("pods"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the no-pods ResourceQuota was never counted")
+
+
 def run(kubeconfig: str, n: int, tick: float, timeout: float) -> dict[str, float]:
     api = common.api(kubeconfig)
     common.apply_crd(api)
     ns = common.new_namespace(api, f"bench-scale-{n}")
+    forbid_pods(api, ns)
     custom = client.CustomObjectsApi(api)
     op = common.Operator(kubeconfig, ns, "http://127.0.0.1:9", tick)
     try:

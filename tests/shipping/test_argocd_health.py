@@ -1,6 +1,6 @@
 """The Argo CD health check (Lua) maps ModelDeployment statuses correctly.
 
-Runs docs/argocd/health.lua in a real Lua 5.1 interpreter (lupa embeds the
+Runs the chart's files/argocd-health.lua in a real Lua 5.1 interpreter (lupa embeds the
 same language version as Argo CD's gopher-lua) against sample objects.
 """
 
@@ -14,7 +14,7 @@ from . import chart
 
 lupa = pytest.importorskip("lupa.lua51", reason="lupa (requirements/dev.txt) is not installed")
 
-SCRIPT = (chart.REPO / "docs" / "argocd" / "health.lua").read_text()
+SCRIPT = (chart.CHART / "files" / "argocd-health.lua").read_text()
 
 
 def health(obj: dict[str, Any]) -> dict[str, str]:

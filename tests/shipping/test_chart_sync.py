@@ -16,7 +16,6 @@ PAIRS = [
     ("crds/modeldeploy.io_modeldeployments.yaml", "crds/modeldeploy.io_modeldeployments.yaml"),
     ("docs/grafana/modeldeploy.json", "files/dashboards/modeldeploy.json"),
     ("docs/prometheus/alerts.yaml", "files/alerts.yaml"),
-    ("docs/argocd/health.lua", "files/argocd-health.lua"),
 ]
 
 

@@ -13,12 +13,26 @@ import re
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from . import chart, images, prometheus, scenario
+
+
+def answers_200(url: str) -> Callable[[], bool]:
+    """A wait_for condition: the URL answers 200 (a refused connection is just "not yet")."""
+
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
 
 DOCKERFILES = {
     "operator": chart.REPO / "Dockerfile.operator",
@@ -194,14 +208,11 @@ def test_predictor_image_serves_a_read_only_bundle(
         options=("-v", f"{work / 'bundle'}:/models/demo:ro"),
     ) as name:  # fmt: skip
         base = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        scenario.wait_for(ready, 120, f"predictor container to be ready:\n{images.logs(name)}")
+        scenario.wait_for(
+            answers_200(f"{base}/v2/health/ready"),
+            120,
+            f"predictor container to be ready:\n{images.logs(name)}",
+        )
         rsp = httpx.post(
             f"{base}/v1/models/demo:predict",
             json={"instances": [[2.0, 1.0, 0.0], [-2.0, -1.0, 0.0]]},
@@ -255,14 +266,9 @@ def test_operator_image_runs_as_the_charts_service_account(
             options=("-v", f"{config}:/kube/config:ro", "-e", "KUBECONFIG=/kube/config"),
         ) as name:  # fmt: skip
             base = f"http://127.0.0.1:{port}"
-
-            def healthy() -> bool:
-                try:
-                    return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            scenario.wait_for(healthy, 120, f"operator /healthz:\n{images.logs(name)}")
+            scenario.wait_for(
+                answers_200(f"{base}/healthz"), 120, f"operator /healthz:\n{images.logs(name)}"
+            )
             assert "modeldeploy_operator_" in httpx.get(f"{base}/metrics", timeout=5).text
             if reason := scenario.example_ready(kube):
                 pytest.skip(f"healthy as the ServiceAccount; reconcile not checked: {reason}")

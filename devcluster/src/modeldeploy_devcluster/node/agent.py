@@ -93,6 +93,7 @@ class Agent:
         self.node_name = node_name
         self.workers: dict[str, PodWorker] = {}
         self.stopping = threading.Event()
+        self.workers_lock = threading.Lock()
 
     def register(self) -> None:
         body = {
@@ -143,9 +144,14 @@ class Agent:
                 if pod["metadata"].get("deletionTimestamp"):
                     self._finalise(pod)  # never started here (e.g. before a restart)
                 return
-            worker = PodWorker(self.ctx, pod)
-            self.workers[uid] = worker
-            worker.start()
+            with self.workers_lock:
+                # A worker started after shutdown() took its snapshot would be
+                # told nothing and could leave a process behind.
+                if self.stopping.is_set():
+                    return
+                worker = PodWorker(self.ctx, pod)
+                self.workers[uid] = worker
+                worker.start()
         else:
             worker.update(pod)
         # Forget finished workers.
@@ -199,8 +205,9 @@ class Agent:
 
     def shutdown(self) -> None:
         """Stop every pod's processes (the pods stay: the cluster is going down)."""
-        self.stopping.set()
-        workers = list(self.workers.values())
+        with self.workers_lock:
+            self.stopping.set()
+            workers = list(self.workers.values())
         for w in workers:
             w.shutdown()
         for w in workers:
