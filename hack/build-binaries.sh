@@ -18,10 +18,10 @@ export CGO_ENABLED=0
 
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# build_into MODULE_DIR OUTPUT PACKAGE [LDFLAGS]
+# build_into MODULE_DIR OUTPUT PACKAGE [LDFLAGS]   (REBUILD=1: even when cached)
 build_into() {
   local dir=$1 out=$2 pkg=$3 ldflags=${4:-}
-  if [[ -x "$bin_dir/$out" ]]; then
+  if [[ -x "$bin_dir/$out" && -z ${REBUILD:-} ]]; then
     log "$out: cached"
     return
   fi
@@ -167,11 +167,24 @@ build_prometheus() {
 
 build_helm() {
   local dir="$work_root/helm-$HELM_VERSION"
-  [[ -x "$bin_dir/helm" ]] && { log "helm: cached"; return; }
+  # The marker says the binary carries the Kubernetes version below; a helm
+  # built before it reported v1.20 to `helm template/lint` and is rebuilt once.
+  local marker="$bin_dir/.helm-capabilities"
+  [[ -x "$bin_dir/helm" && -f "$marker" ]] && { log "helm: cached"; return; }
   wrapper_module "$dir" modeldeploy.local/helm-build helm.sh/helm/v3/cmd/helm
   (cd "$dir" && go get "helm.sh/helm/v3@$HELM_VERSION" && go mod tidy)
-  build_into "$dir" helm helm.sh/helm/v3/cmd/helm \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  # As helm's own Makefile does: the default .Capabilities.KubeVersion (and the
+  # deprecation lint's) is the minor of the client-go it was built with
+  # (v0.N.x -> 1.N); without it a module build claims Kubernetes v1.20.
+  local client_go minor
+  client_go=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/client-go)
+  minor=$(cut -d. -f2 <<<"$client_go")
+  local x="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in pkg/chartutil pkg/lint/rules; do
+    x+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$minor"
+  done
+  REBUILD=1 build_into "$dir" helm helm.sh/helm/v3/cmd/helm "$x"
+  echo "kubernetes v1.$minor (client-go $client_go)" >"$marker"
 }
 
 case "${1:-all}" in

@@ -26,8 +26,8 @@ RELEASE = "md"
 def _kube_version() -> str:
     """The pinned Kubernetes version (hack/versions.env), for offline rendering.
 
-    `helm template` cannot ask a cluster, and a helm built from its Go module
-    reports a default Kubernetes version too old for the chart's kubeVersion.
+    `helm template` cannot ask a cluster; pinning the version makes renders
+    independent of the helm build's default (tested on its own below).
     """
     text = (REPO / "hack" / "versions.env").read_text()
     return re.search(r"^KUBERNETES_VERSION=(\S+)$", text, re.M).group(1)

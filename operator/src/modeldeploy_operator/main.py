@@ -104,7 +104,12 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
     async def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await _run(memo, body, full=True)
 
-    @kopf.timer(*RESOURCE, interval=config.tick, registry=registry)
+    @kopf.timer(
+        *RESOURCE,
+        interval=config.tick,
+        when=lambda body, **_: reconcile.needs_ticks(body),
+        registry=registry,
+    )
     async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await _run(memo, body, full=False)
 

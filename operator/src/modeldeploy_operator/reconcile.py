@@ -28,6 +28,28 @@ EventSink = Callable[[dict[str, Any], str, str, str], None]
 _STEADY = {spec.Stage.DONE, spec.Stage.ROLLED_BACK}
 
 
+def is_steady(status: dict[str, Any], generation: int, command: rollout.Command | None) -> bool:
+    """Nothing to do until the object changes: rollout over, spec seen, no new command."""
+    new_command = command is not None and command.nonce != status.get("lastCommandNonce")
+    return (
+        status.get("stage") in _STEADY
+        and status.get("observedGeneration") == generation
+        and not new_command
+    )
+
+
+def needs_ticks(body: dict[str, Any]) -> bool:
+    """Whether the periodic tick should run for this object (Kopf's timer filter).
+
+    Kopf re-evaluates the filter on every watch event and stops the timer when
+    it turns false, so a thousand settled objects cost no timer wake-ups.
+    """
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    command = rollout.parse_command(annotations.get(rollout.COMMAND_ANNOTATION))
+    generation = (body.get("metadata") or {}).get("generation")
+    return not is_steady(body.get("status") or {}, generation, command)
+
+
 @dataclass
 class Reconciler:
     kube: kubemod.Kube
@@ -74,13 +96,7 @@ class Reconciler:
         md = spec.parse(body)
         status = self._current_status(body)
         command = rollout.parse_command(md.annotations.get(rollout.COMMAND_ANNOTATION))
-        new_command = command is not None and command.nonce != status.get("lastCommandNonce")
-        if (
-            not full
-            and status.get("stage") in _STEADY
-            and status.get("observedGeneration") == md.generation
-            and not new_command
-        ):
+        if not full and is_steady(status, md.generation, command):
             return None
         now = self.clock()
         obs = await self._observe(md, status, command, now)
