@@ -3,7 +3,8 @@
 The local cluster, the operator installed from the Helm chart, a stable iris
 model and a canary that fails on "poisoned" rows (`poison.py`); users' load
 goes through the router Service. Once the canary has passed one analysis
-run, the load generator starts sending a share of poisoned rows. Three
+run, and after a random part of the interval, the load generator starts
+sending a share of poisoned rows. Three
 moments are timed per run:
 
 - visible: the first time the operator's own error-rate query (the same
@@ -20,6 +21,7 @@ interval + one scrape interval + 2 s of the breach becoming visible.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import time
@@ -110,12 +112,16 @@ def prometheus_value(url: str, query: str) -> float | None:
 
 
 def one_run(infra: Infra, load: Load, rows: Rows, version: str, uri: Path, interval: str) -> Timing:
+    interval_s = spec.parse_duration(interval)
     rows.poisoned = False
     infra.apply(manifest(version, uri, interval))
     wait_for(lambda: passed_once(infra.status(models.NAME), version), 120,
              message=f"{version}: one passing analysis on 50% canary")  # fmt: skip
     query = breach_query(infra)
     prom = infra.cluster.prometheus_url
+    # Right after a passing run the next one is a whole interval away: start the
+    # failures at a random point of the interval, as a real breach would.
+    time.sleep(random.uniform(0, interval_s))
     rows.poisoned = True
     poisoned_at = time.monotonic() - load.t0
 
