@@ -141,6 +141,52 @@ def test_monitoring_objects_render_only_when_enabled(helm: chart.Helm) -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
 
 
+def _alerts(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    rule = chart.one(docs, "PrometheusRule")
+    return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+
+
+def test_alerts_can_be_tuned_per_alert(helm: chart.Helm) -> None:
+    default = _alerts(helm.render({"metrics.prometheusRule.enabled": True}))
+    tuned = _alerts(
+        helm.render(
+            {
+                "metrics.prometheusRule.enabled": True,
+                "metrics.prometheusRule.additionalRuleLabels": {"team": "ml-platform"},
+                "metrics.prometheusRule.rules": {
+                    "ModelDeploymentFailed": {"for": "10m", "labels": {"severity": "warning"}},
+                    "ModelDeploymentAnalysisFailing": {"enabled": False},
+                },
+            }
+        )
+    )
+    assert default["ModelDeploymentFailed"]["for"] == "5m"
+    assert default["ModelDeploymentFailed"]["labels"] == {"severity": "critical"}
+    assert tuned["ModelDeploymentFailed"]["for"] == "10m"
+    assert tuned["ModelDeploymentFailed"]["labels"] == {
+        "severity": "warning",
+        "team": "ml-platform",
+    }
+    assert "ModelDeploymentAnalysisFailing" not in tuned
+    assert set(tuned) == set(default) - {"ModelDeploymentAnalysisFailing"}
+    untouched = tuned["ModelDeploymentRolledBack"]
+    assert untouched["expr"] == default["ModelDeploymentRolledBack"]["expr"]
+    assert untouched["labels"] == {"severity": "warning", "team": "ml-platform"}
+
+
+def test_a_misspelt_alert_name_is_refused(helm: chart.Helm) -> None:
+    proc = helm.template(
+        {
+            "metrics.prometheusRule.enabled": True,
+            "metrics.prometheusRule.rules": {"ModelDeploymentFaild": {"enabled": False}},
+        },
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "ModelDeploymentFaild: no such alert" in proc.stderr
+    assert "ModelDeploymentFailed" in proc.stderr  # the known names are listed
+
+
 def test_dashboard_configmap_carries_the_dashboard(helm: chart.Helm) -> None:
     docs = helm.render({"grafana.dashboard.labelKey": "grafana_dashboard"})
     (cm,) = [
