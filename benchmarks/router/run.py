@@ -136,6 +136,7 @@ class Result:
     errors: int
     requests: int = 0
     proxy_cpu_us: float = 0.0  # CPU of the proxy process(es) per request; 0 for direct
+    main_cpu_us: float = 0.0  # the same without child processes (router: its event loop)
     p50_c1_ms: float = 0.0  # p50 with one connection: latency without queueing
     # Router mirror copies over both wrk runs of the target (from its /metrics).
     mirror: dict[str, float] = field(default_factory=dict)
@@ -162,13 +163,18 @@ def parse_wrk(name: str, out: str) -> Result:
     return Result(name, rps, p50, p99, errors, requests=requests)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its children (nginx's workers)."""
+def children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def cpu_seconds(pid: int, with_children: bool = True) -> float:
+    """utime + stime of a process and its children (nginx's workers, the
+    router's shadow process)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    pids = [pid, *children(pid)] if with_children else [pid]
     for p in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
@@ -205,27 +211,32 @@ def run_wrk(cmd: list[str], placement: Placement) -> str:
 def wrk(name: str, base: str, proxy_pid: int | None, args: argparse.Namespace) -> Result:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
     cmd += ["--latency", "-s", str(HERE / "post.lua"), base + PATH]
-    mirrored = name == "router mirror"
+    mirrored = name.startswith("router mirror")
     before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
+    main_before = cpu_seconds(proxy_pid, with_children=False) if proxy_pid else 0.0
     counts_before = mirror_counts(base) if mirrored else {}
     out = run_wrk(cmd, args.placement)
     cpu = cpu_seconds(proxy_pid) - before if proxy_pid else 0.0
+    main_cpu = cpu_seconds(proxy_pid, with_children=False) - main_before if proxy_pid else 0.0
     result = parse_wrk(name, out)
     result.proxy_cpu_us = cpu * 1e6 / max(result.requests, 1)
+    result.main_cpu_us = main_cpu * 1e6 / max(result.requests, 1)
     single = ["wrk", "-t1", "-c1", f"-d{args.duration}s", *cmd[4:]]
     c1 = parse_wrk(name, run_wrk(single, args.placement))
     result.p50_c1_ms = c1.p50_ms
     line = (
-        f"  {name:<14} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+        f"  {name:<20} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
         f"p99 {result.p99_ms:6.2f} ms  proxy CPU {result.proxy_cpu_us:5.0f} us/req  "
         f"p50 at c1 {result.p50_c1_ms:5.2f} ms  errors {result.errors}"
     )
+    if name.startswith("router"):
+        line += f"  (main process {result.main_cpu_us:.0f} us/req)"
     if mirrored:
         # Copies still in the queue are counted by the next scrape's delta.
         after = mirror_counts(base)
         result.mirror = {k: after[k] - counts_before[k] for k in MIRROR_RESULTS}
         result.mirror["requests"] = result.requests + c1.requests
-        line += "\n" + " " * 17 + _mirror_line(result.mirror)
+        line += "\n" + " " * 23 + _mirror_line(result.mirror)
     print(line, flush=True)
     return result
 
@@ -255,6 +266,7 @@ def median_result(name: str, runs: list[Result]) -> Result:
         sum(r.errors for r in runs),
         sum(r.requests for r in runs),
         statistics.median(r.proxy_cpu_us for r in runs),
+        statistics.median(r.main_cpu_us for r in runs),
         statistics.median(r.p50_c1_ms for r in runs),
         mirror,
     )
@@ -326,7 +338,11 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, tuple[str, int]
         "router w0": ["--backend", f"canary={up['canary']}", "--weight", "0"],
         "router w50": ["--backend", f"canary={up['canary']}", "--weight", "50"],
         "router mirror": ["--shadow", up["shadow"], "--mirror-percent", "100"],
-    }
+        # The shadow path on the router's own event loop (before the shadow process).
+        "router mirror inline": [
+            "--shadow", up["shadow"], "--mirror-percent", "100", "--mirror-in-process",
+        ],
+    }  # fmt: skip
     bases = {}
     for name, extra in setups.items():
         port = free_port()
@@ -344,6 +360,10 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, tuple[str, int]
             *extra,
         ]
         proc = fleet.start(name.replace(" ", "-"), cmd, f"{url}/healthz")
+        if fleet.placement.shadow is not None:
+            # The router's shadow process only serves the shadow: it goes with it.
+            for child in children(proc.pid):
+                os.sched_setaffinity(child, fleet.placement.shadow)
         bases[name] = (url, proc.pid)
     return bases
 
@@ -388,6 +408,10 @@ def report(results: dict[str, Result]) -> dict[str, float]:
         else float("nan"),  # nginx's addition is below the noise: no ratio
         "router mirror p50 / router w0 p50": results["router mirror"].p50_ms / w0.p50_ms,
         "router mirror p50 / router w0 p50 (c1)": results["router mirror"].p50_c1_ms / w0.p50_c1_ms,
+        "inline mirror p50 / router w0 p50": results["router mirror inline"].p50_ms / w0.p50_ms,
+        "inline mirror p50 / router w0 p50 (c1)": (
+            results["router mirror inline"].p50_c1_ms / w0.p50_c1_ms
+        ),
         "router w0 CPU / nginx w0 CPU per request": w0.proxy_cpu_us / max(ngx.proxy_cpu_us, 1e-9),
         "nginx mirror p50 / nginx w0 p50": results["nginx mirror"].p50_ms / ngx.p50_ms,
     }
@@ -488,11 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nmedians")
     for r in results.values():
         print(
-            f"  {r.name:<14} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
+            f"  {r.name:<20} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
             f"  proxy CPU {r.proxy_cpu_us:5.0f} us/req  p50 at c1 {r.p50_c1_ms:5.2f} ms"
         )
         if r.mirror:
-            print(" " * 17 + _mirror_line(r.mirror) + " (all rounds)")
+            print(" " * 23 + _mirror_line(r.mirror) + " (all rounds)")
     ratios = report(results)
     if args.json:
         args.json.write_text(

@@ -60,7 +60,7 @@ class Mirror:
         self.queue: asyncio.Queue[Copy] = asyncio.Queue(maxsize=queue_size)
         self._workers: list[asyncio.Task] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
         self._workers = [
             asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self.concurrency)
         ]
@@ -72,6 +72,13 @@ class Mirror:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers = []
+
+    def set_table(self, table: routing.RoutingTable) -> None:
+        """Nothing to do: `current_shadow` reads the router's table."""
+
+    async def exposition(self) -> bytes:
+        """Nothing to add: the metrics are in the router's registry."""
+        return b""
 
     def submit(self, copy: Copy) -> bool:
         """Queue a copy without waiting; False (and counted) when full."""
