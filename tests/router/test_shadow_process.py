@@ -130,7 +130,7 @@ async def test_shadow_endpoint_changes_reach_the_process(procs) -> None:
         assert shadow_count(first) == 5 and shadow_count(second) == 5
         text = (await channel.exposition()).decode()
         assert 'modeldeploy_router_mirror_total{model="iris",result="sent"} 10.0' in text
-        assert 'shadow_version="2.0.0",shadow_revision="r2"' in text
+        assert 'shadow_revision="r2",shadow_version="2.0.0"' in text
     finally:
         await channel.stop()
     assert channel._proc is not None and channel._proc.returncode == 0

@@ -118,7 +118,9 @@ class ShadowProcess(asyncio.Protocol):
         self._pending, self._pending_bytes = [], 0
         self._buffer.clear()
         while self._scrapes:
-            self._scrapes.popleft().cancel()
+            future = self._scrapes.popleft()
+            if not future.done():
+                future.set_exception(ConnectionError("shadow process gone"))
         if not self._stopping:
             log.error("shadow process exited (%s); restarting", self._returncode())
             asyncio.get_running_loop().call_later(RESTART_SECONDS, self._restart)
@@ -199,8 +201,8 @@ class ShadowProcess(asyncio.Protocol):
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT):
                 return await future
-        except (TimeoutError, asyncio.CancelledError):
-            log.warning("shadow process did not answer a metrics scrape")
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("shadow process did not answer a metrics scrape: %r", exc)
             return b""
 
 
@@ -262,6 +264,10 @@ class _Child:
             while True:
                 size = int.from_bytes(await reader.readexactly(_LEN), "big")
                 self.handle(pickle.loads(await reader.readexactly(size)), writer)
+                # Let idle workers take the copy before the next one (readexactly
+                # does not yield while frames are buffered): the queue bound then
+                # means what it says, as in the in-process mode.
+                await asyncio.sleep(0)
         except asyncio.IncompleteReadError:
             pass  # the router closed its end: shut down
         finally:
