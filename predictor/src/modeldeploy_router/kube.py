@@ -8,10 +8,11 @@ rebuilds the routing table from the cached objects (`discovery.py`, pure) and
 swaps it into the proxy, which takes effect for the next request: in-flight
 requests finish on the endpoint they already have.
 
-`resume_from` is a test seam: the first watch of each loop resumes from that
-resourceVersion instead of the list's, so a test can give the real API server
-a version older than its watch cache and see it answer 410 Gone
-(tests/router/test_cluster.py). `gone` counts those answers.
+`resume_from` is a test seam: {"md" or "slices": resourceVersion}; the first
+watch of that loop resumes from the given version instead of the list's, so a
+test can give the real API server a version older than its watch cache holds
+and see it answer 410 Gone (tests/router/test_cluster.py). `gone` counts those
+answers per watch.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -55,7 +56,11 @@ async def load_credentials() -> client.ApiClient:
 
 class KubeSource(TableSource):
     def __init__(
-        self, namespace: str, name: str, model_fallback: str, resume_from: str | None = None
+        self,
+        namespace: str,
+        name: str,
+        model_fallback: str,
+        resume_from: Mapping[str, str] | None = None,
     ) -> None:
         self.namespace = namespace
         self.name = name
@@ -67,7 +72,7 @@ class KubeSource(TableSource):
         self._api: client.ApiClient | None = None
         self._tasks: list[asyncio.Task] = []
         self._synced = {"md": asyncio.Event(), "slices": asyncio.Event()}
-        self._resume_from = dict.fromkeys(self._synced, resume_from) if resume_from else {}
+        self._resume_from = dict(resume_from or {})
         self.gone = dict.fromkeys(self._synced, 0)  # 410 answers per watch
 
     async def start(self, apply: Callable[[routing.RoutingTable], None]) -> None:
