@@ -120,13 +120,10 @@ class Router:
         self.upstream = Upstream(settings.connect_timeout, settings.timeout)
         self.mirror: shadow.Mirror | shadow_process.ShadowProcess
         if inline:
-            self.mirror = shadow.Mirror(
+            self.mirror = shadow.Mirror.configured(
                 self.upstream,
                 self.metrics,
-                queue_size=settings.mirror_queue,
-                concurrency=settings.mirror_concurrency,
-                timeout=settings.shadow_timeout,
-                rel_tolerance=settings.rel_tolerance,
+                settings,
                 current_shadow=lambda: self.table.tracks.get(routing.SHADOW),
             )
         else:

@@ -60,6 +60,26 @@ class Mirror:
         self.queue: asyncio.Queue[Copy] = asyncio.Queue(maxsize=queue_size)
         self._workers: list[asyncio.Task] = []
 
+    @classmethod
+    def configured(
+        cls,
+        upstream: Upstream,
+        metrics: RouterMetrics,
+        settings,
+        current_shadow: Callable[[], routing.Track | None],
+    ) -> Mirror:
+        """From anything with the router's settings names (proxy.Settings, the
+        shadow process's flags)."""
+        return cls(
+            upstream,
+            metrics,
+            queue_size=settings.mirror_queue,
+            concurrency=settings.mirror_concurrency,
+            timeout=settings.shadow_timeout,
+            rel_tolerance=settings.rel_tolerance,
+            current_shadow=current_shadow,
+        )
+
     async def start(self) -> None:
         self._workers = [
             asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self.concurrency)

@@ -216,14 +216,8 @@ class _Child:
         self.track: routing.Track | None = None
         self.model = ""
         self.dropped_by_router = 0
-        self.mirror = shadow.Mirror(
-            self.upstream,
-            self.metrics,
-            queue_size=args.mirror_queue,
-            concurrency=args.mirror_concurrency,
-            timeout=args.shadow_timeout,
-            rel_tolerance=args.rel_tolerance,
-            current_shadow=lambda: self.track,
+        self.mirror = shadow.Mirror.configured(
+            self.upstream, self.metrics, args, current_shadow=lambda: self.track
         )
 
     def handle(self, message: tuple, writer: asyncio.StreamWriter) -> None:
