@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -95,6 +96,12 @@ class Fleet:
         self.workdir = workdir
         self.placement = placement
         self.procs: list[subprocess.Popen] = []
+        # (pid, count its children): what runs on the primary path's CPUs. A
+        # router's child is its shadow process, which goes with the shadow.
+        self.primary: list[tuple[int, bool]] = []
+
+    def primary_cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid, with_children) for pid, with_children in self.primary)
 
     def start(
         self, name: str, cmd: list[str], ready_url: str | None, shadow_only: bool = False
@@ -109,6 +116,8 @@ class Fleet:
                 preexec_fn=Placement.preexec(cpus),
             )
         self.procs.append(proc)
+        if not shadow_only:
+            self.primary.append((proc.pid, not name.startswith("router")))
         if ready_url is None:
             return proc
         deadline = time.monotonic() + 30
@@ -137,6 +146,9 @@ class Result:
     requests: int = 0
     proxy_cpu_us: float = 0.0  # CPU of the proxy process(es) per request; 0 for direct
     main_cpu_us: float = 0.0  # the same without child processes (router: its event loop)
+    # CPU of everything on the primary path (wrk, proxy main process, stable/canary
+    # predictors) per request: what p50 at c32 follows when nothing else runs there.
+    primary_cpu_us: float = 0.0
     p50_c1_ms: float = 0.0  # p50 with one connection: latency without queueing
     # Router mirror copies over both wrk runs of the target (from its /metrics).
     mirror: dict[str, float] = field(default_factory=dict)
@@ -208,26 +220,37 @@ def run_wrk(cmd: list[str], placement: Placement) -> str:
     ).stdout
 
 
-def wrk(name: str, base: str, proxy_pid: int | None, args: argparse.Namespace) -> Result:
+def wrk_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished wrk runs
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk(
+    name: str, base: str, proxy_pid: int | None, args: argparse.Namespace, fleet: Fleet
+) -> Result:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
     cmd += ["--latency", "-s", str(HERE / "post.lua"), base + PATH]
     mirrored = name.startswith("router mirror")
     before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
     main_before = cpu_seconds(proxy_pid, with_children=False) if proxy_pid else 0.0
+    primary_before = fleet.primary_cpu_seconds() + wrk_cpu_seconds()
     counts_before = mirror_counts(base) if mirrored else {}
     out = run_wrk(cmd, args.placement)
     cpu = cpu_seconds(proxy_pid) - before if proxy_pid else 0.0
     main_cpu = cpu_seconds(proxy_pid, with_children=False) - main_before if proxy_pid else 0.0
+    primary_cpu = fleet.primary_cpu_seconds() + wrk_cpu_seconds() - primary_before
     result = parse_wrk(name, out)
     result.proxy_cpu_us = cpu * 1e6 / max(result.requests, 1)
     result.main_cpu_us = main_cpu * 1e6 / max(result.requests, 1)
+    result.primary_cpu_us = primary_cpu * 1e6 / max(result.requests, 1)
     single = ["wrk", "-t1", "-c1", f"-d{args.duration}s", *cmd[4:]]
     c1 = parse_wrk(name, run_wrk(single, args.placement))
     result.p50_c1_ms = c1.p50_ms
     line = (
         f"  {name:<20} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
         f"p99 {result.p99_ms:6.2f} ms  proxy CPU {result.proxy_cpu_us:5.0f} us/req  "
-        f"p50 at c1 {result.p50_c1_ms:5.2f} ms  errors {result.errors}"
+        f"p50 at c1 {result.p50_c1_ms:5.2f} ms  errors {result.errors}  "
+        f"primary path CPU {result.primary_cpu_us:4.0f} us/req"
     )
     if name.startswith("router"):
         line += f"  (main process {result.main_cpu_us:.0f} us/req)"
@@ -267,6 +290,7 @@ def median_result(name: str, runs: list[Result]) -> Result:
         sum(r.requests for r in runs),
         statistics.median(r.proxy_cpu_us for r in runs),
         statistics.median(r.main_cpu_us for r in runs),
+        statistics.median(r.primary_cpu_us for r in runs),
         statistics.median(r.p50_c1_ms for r in runs),
         mirror,
     )
@@ -413,6 +437,17 @@ def report(results: dict[str, Result]) -> dict[str, float]:
             results["router mirror inline"].p50_c1_ms / w0.p50_c1_ms
         ),
         "router w0 CPU / nginx w0 CPU per request": w0.proxy_cpu_us / max(ngx.proxy_cpu_us, 1e-9),
+        # Load-independent form of the mirroring ratio: at c32 the primary CPU is
+        # saturated, so p50 follows its CPU per request unless other load shares it.
+        "router mirror / w0 primary-path CPU per request": (
+            results["router mirror"].primary_cpu_us / max(w0.primary_cpu_us, 1e-9)
+        ),
+        "inline mirror / w0 primary-path CPU per request": (
+            results["router mirror inline"].primary_cpu_us / max(w0.primary_cpu_us, 1e-9)
+        ),
+        "nginx mirror / w0 primary-path CPU per request": (
+            results["nginx mirror"].primary_cpu_us / max(ngx.primary_cpu_us, 1e-9)
+        ),
         "nginx mirror p50 / nginx w0 p50": results["nginx mirror"].p50_ms / ngx.p50_ms,
     }
     targets = {
@@ -429,7 +464,7 @@ def report(results: dict[str, Result]) -> dict[str, float]:
         elif target:
             ok = value >= target[1] if target[0] == ">=" else value <= target[1]
             verdict = f"  (target {target[0]} {target[1]}: {'met' if ok else 'MISSED'})"
-        print(f"  {key:<38} {value:7.3f}{verdict}")
+        print(f"  {key:<48} {value:7.3f}{verdict}")
     return ratios
 
 
@@ -505,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
             for round_ in range(1, args.rounds + 1):
                 print(f"round {round_}")
                 for name, (base, pid) in targets.items():
-                    runs[name].append(wrk(name, base, pid, args))
+                    runs[name].append(wrk(name, base, pid, args, fleet))
         finally:
             fleet.stop()
     results = {name: median_result(name, r) for name, r in runs.items()}
@@ -514,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {r.name:<20} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
             f"  proxy CPU {r.proxy_cpu_us:5.0f} us/req  p50 at c1 {r.p50_c1_ms:5.2f} ms"
+            f"  primary path CPU {r.primary_cpu_us:4.0f} us/req"
         )
         if r.mirror:
             print(" " * 23 + _mirror_line(r.mirror) + " (all rounds)")
