@@ -1,6 +1,21 @@
 """Shadow mirroring in a child process: the primary event loop only writes frames.
 
-Why a process: FIGURES_PLACEHOLDER
+Why a process: the issue's target is that 100% mirroring raises primary p50
+by at most 10%. With the shadow path on the router's own event loop, the
+pinned benchmark (benchmarks/README.md, Router; shadow predictor on its own
+CPU) measured the router's main process at 130-158 us of CPU per request with
+100% mirroring against 83-95 us without: about +55 us per mirrored request
+on the primary path, some 20% of that CPU's whole per-request work (wrk,
+router, predictor: ~270 us). py-spy on that router (2026-11-27) put about 14%
+of its samples in the shadow worker: two thirds in the shadow HTTP exchange
+(upstream.call, the write, the timeout), about a fifth in the comparison and
+its JSON parsing (orjson already), the rest in prometheus-client observes.
+The cheap fixes (skip the JSON when bodies are byte-identical, batch the
+metric updates) could remove at most a third of that; the exchange itself,
+plus the event-loop I/O it causes, cannot leave the loop while it runs in the
+process. Here the primary loop only pickles the copy and writes one frame
+batch per loop turn: +9-16 us of main-process CPU per mirrored request in the
+same benchmark, the child spending ~60 us per copy on the shadow's side.
 
 The router and its child share a socketpair. Each frame is a 4-byte
 big-endian length and a pickled tuple; both ends are this module in the same
