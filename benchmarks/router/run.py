@@ -20,6 +20,7 @@ Needs `wrk` and `nginx` (Debian: apt-get install wrk nginx-light).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import importlib.util
 import json
@@ -413,7 +414,17 @@ def start_nginx(fleet: Fleet, up: dict[str, str], workdir: Path) -> dict[str, tu
     return {names[k]: (url, pid) for k, url in base.items()}
 
 
-def report(results: dict[str, Result]) -> dict[str, float]:
+TARGETS = (
+    "direct", "router w0", "router w50", "router mirror", "router mirror inline",
+    "nginx w0", "nginx w50", "nginx mirror",
+)  # fmt: skip
+NAN = float("nan")
+NOT_RUN = Result("not run", NAN, NAN, NAN, 0, 0, NAN, NAN, NAN, NAN)
+
+
+def report(measured: dict[str, Result]) -> dict[str, float]:
+    # Ratios of targets left out with --only come out NaN and are skipped.
+    results = collections.defaultdict(lambda: NOT_RUN, measured)
     direct, w0 = results["direct"], results["router w0"]
     ngx = results["nginx w0"]
     # Added latency from the one-connection runs: at concurrency 32 queueing
@@ -456,6 +467,15 @@ def report(results: dict[str, Result]) -> dict[str, float]:
         "router mirror p50 / router w0 p50": ("<=", 1.10),
     }
     print("\nratios")
+    ratios = {
+        key: value
+        for key, value in ratios.items()
+        if value == value
+        or (
+            key == "router added p50 / nginx added p50"
+            and {"direct", "router w0", "nginx w0"} <= measured.keys()
+        )
+    }
     for key, value in ratios.items():
         target = targets.get(key)
         verdict = ""
@@ -509,9 +529,17 @@ def main(argv: list[str] | None = None) -> int:
         "(wrk, routers, nginx, stable/canary predictors) to the others, so the\n"
         "mirroring ratio measures the proxy's own cost (default: on)",
     )
+    p.add_argument(
+        "--only",
+        type=lambda v: [n.strip() for n in v.split(",") if n.strip()],
+        help="comma-separated targets to run (e.g. 'router w0,router mirror');\n"
+        "ratios that need a target left out are not printed",
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
     args.placement = Placement.plan(args.pin)
+    if args.only and (unknown := set(args.only) - set(TARGETS)):
+        p.error(f"--only: unknown targets {sorted(unknown)}; known: {', '.join(TARGETS)}")
     if args.quick:
         args.duration, args.rounds = 3, 1
     if args.upstream == "auto":
@@ -528,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             targets: dict[str, tuple[str, int | None]] = {"direct": (up["stable"], None)}
             targets.update(start_routers(fleet, up))
             targets.update(start_nginx(fleet, up, Path(tmp)))
+            if args.only:
+                targets = {name: targets[name] for name in args.only}
             print(
                 f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
                 f"POST {PATH} (4 rows), upstream: {args.upstream}, {args.rounds} rounds\n"
