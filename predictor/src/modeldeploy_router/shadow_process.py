@@ -14,8 +14,9 @@ The cheap fixes (skip the JSON when bodies are byte-identical, batch the
 metric updates) could remove at most a third of that; the exchange itself,
 plus the event-loop I/O it causes, cannot leave the loop while it runs in the
 process. Here the primary loop only pickles the copy and writes one frame
-batch per loop turn: +9-16 us of main-process CPU per mirrored request in the
-same benchmark, the child spending ~60 us per copy on the shadow's side.
+batch per loop turn: +10-28 us of main-process CPU per mirrored request in
+three runs of the same benchmark (a busy shared machine), the child spending
+60-70 us per copy on the shadow's side.
 
 The router and its child share a socketpair. Each frame is a 4-byte
 big-endian length and a pickled tuple; both ends are this module in the same
