@@ -4,7 +4,15 @@ One run, same upstream, same load (wrk, POST of a 4-row OIP v2 request), side
 by side on this machine. Prints throughput, p50, p99 and the ratios the issue
 sets targets for. Run from the repository root:
 
-    .venv/bin/python -m benchmarks router [--duration 8] [--rounds 3] [--quick]
+    .venv/bin/python -m benchmarks router [--duration 8] [--rounds 3] [--quick] [--no-pin]
+
+By default the processes are pinned: the shadow predictor (which in a cluster
+runs in pods of its own, on other nodes) gets a CPU to itself and everything
+on the primary path (wrk, routers, nginx, stable and canary predictors) the
+other CPUs, identically for every target. The mirroring ratio then measures
+what mirroring costs the proxy itself on the primary path, not the shadow
+model's inference competing for the same cores. `--no-pin` leaves placement
+to the kernel (the shadow's work then competes with the primary's).
 
 Needs `wrk` and `nginx` (Debian: apt-get install wrk nginx-light).
 """
@@ -12,11 +20,13 @@ Needs `wrk` and `nginx` (Debian: apt-get install wrk nginx-light).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import importlib.util
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -24,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -43,19 +53,72 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """CPU sets for the primary path and for what only serves the shadow
+    (None: no pinning, the kernel places everything)."""
+
+    primary: frozenset[int] | None = None
+    shadow: frozenset[int] | None = None
+
+    @classmethod
+    def plan(cls, pin: bool) -> Placement:
+        if not pin:
+            return cls()
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit(f"pinning needs 2 CPUs, this process may use {cpus}: use --no-pin")
+        return cls(primary=frozenset(cpus[:-1]), shadow=frozenset(cpus[-1:]))
+
+    def describe(self) -> str:
+        if self.primary is None:
+            return "no CPU pinning (--no-pin): shadow predictor competes with the primary path"
+        return (
+            f"pinned: shadow predictor on CPU {_cpus(self.shadow)}; wrk, routers, nginx, "
+            f"stable and canary predictors on CPU {_cpus(self.primary)}"
+        )
+
+    @staticmethod
+    def preexec(cpus: frozenset[int] | None):
+        """A Popen preexec_fn that pins the child (and what it forks) to `cpus`."""
+        if cpus is None:
+            return None
+        return lambda: os.sched_setaffinity(0, cpus)
+
+
+def _cpus(cpus: frozenset[int] | None) -> str:
+    return ",".join(str(c) for c in sorted(cpus or ()))
+
+
 class Fleet:
     """Processes of the run, each in its own group, all stopped at exit."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, placement: Placement) -> None:
         self.workdir = workdir
+        self.placement = placement
         self.procs: list[subprocess.Popen] = []
+        # (pid, count its children): what runs on the primary path's CPUs. A
+        # router's child is its shadow process, which goes with the shadow.
+        self.primary: list[tuple[int, bool]] = []
 
-    def start(self, name: str, cmd: list[str], ready_url: str | None) -> subprocess.Popen:
+    def primary_cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid, with_children) for pid, with_children in self.primary)
+
+    def start(
+        self, name: str, cmd: list[str], ready_url: str | None, shadow_only: bool = False
+    ) -> subprocess.Popen:
+        cpus = self.placement.shadow if shadow_only else self.placement.primary
         with open(self.workdir / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=Placement.preexec(cpus),
             )
         self.procs.append(proc)
+        if not shadow_only:
+            self.primary.append((proc.pid, not name.startswith("router")))
         if ready_url is None:
             return proc
         deadline = time.monotonic() + 30
@@ -81,8 +144,15 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
     proxy_cpu_us: float = 0.0  # CPU of the proxy process(es) per request; 0 for direct
+    main_cpu_us: float = 0.0  # the same without child processes (router: its event loop)
+    # CPU of everything on the primary path (wrk, proxy main process, stable/canary
+    # predictors) per request: what p50 at c32 follows when nothing else runs there.
+    primary_cpu_us: float = 0.0
     p50_c1_ms: float = 0.0  # p50 with one connection: latency without queueing
+    # Router mirror copies over both wrk runs of the target (from its /metrics).
+    mirror: dict[str, float] = field(default_factory=dict)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -103,16 +173,21 @@ def parse_wrk(name: str, out: str) -> Result:
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in m.groups())
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return Result(name, rps, p50, p99, errors, proxy_cpu_us=float(requests))
+    return Result(name, rps, p50, p99, errors, requests=requests)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its children (nginx's workers)."""
+def children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def cpu_seconds(pid: int, with_children: bool = True) -> float:
+    """utime + stime of a process and its children (nginx's workers, the
+    router's shadow process)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    pids = [pid, *children(pid)] if with_children else [pid]
     for p in pids:
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
@@ -120,42 +195,105 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def wrk(name: str, base: str, proxy_pid: int | None, args: argparse.Namespace) -> Result:
+MIRROR_RESULTS = ("sent", "dropped", "error")
+
+
+def mirror_counts(base: str) -> dict[str, float]:
+    """The router's modeldeploy_router_mirror_total by result."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts = dict.fromkeys(MIRROR_RESULTS, 0.0)
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "modeldeploy_router_mirror_total":
+                counts[sample.labels["result"]] = sample.value
+    return counts
+
+
+def run_wrk(cmd: list[str], placement: Placement) -> str:
+    return subprocess.run(
+        cmd,
+        check=True,
+        capture_output=True,
+        text=True,
+        preexec_fn=Placement.preexec(placement.primary),
+    ).stdout
+
+
+def wrk_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished wrk runs
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk(
+    name: str, base: str, proxy_pid: int | None, args: argparse.Namespace, fleet: Fleet
+) -> Result:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
     cmd += ["--latency", "-s", str(HERE / "post.lua"), base + PATH]
+    mirrored = name.startswith("router mirror")
     before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    main_before = cpu_seconds(proxy_pid, with_children=False) if proxy_pid else 0.0
+    primary_before = fleet.primary_cpu_seconds() + wrk_cpu_seconds()
+    counts_before = mirror_counts(base) if mirrored else {}
+    out = run_wrk(cmd, args.placement)
     cpu = cpu_seconds(proxy_pid) - before if proxy_pid else 0.0
+    main_cpu = cpu_seconds(proxy_pid, with_children=False) - main_before if proxy_pid else 0.0
+    primary_cpu = fleet.primary_cpu_seconds() + wrk_cpu_seconds() - primary_before
     result = parse_wrk(name, out)
-    result.proxy_cpu_us = cpu * 1e6 / max(result.proxy_cpu_us, 1)
+    result.proxy_cpu_us = cpu * 1e6 / max(result.requests, 1)
+    result.main_cpu_us = main_cpu * 1e6 / max(result.requests, 1)
+    result.primary_cpu_us = primary_cpu * 1e6 / max(result.requests, 1)
     single = ["wrk", "-t1", "-c1", f"-d{args.duration}s", *cmd[4:]]
-    out = subprocess.run(single, check=True, capture_output=True, text=True).stdout
-    result.p50_c1_ms = parse_wrk(name, out).p50_ms
-    print(
-        f"  {name:<14} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+    c1 = parse_wrk(name, run_wrk(single, args.placement))
+    result.p50_c1_ms = c1.p50_ms
+    line = (
+        f"  {name:<20} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
         f"p99 {result.p99_ms:6.2f} ms  proxy CPU {result.proxy_cpu_us:5.0f} us/req  "
-        f"p50 at c1 {result.p50_c1_ms:5.2f} ms  errors {result.errors}",
-        flush=True,
+        f"p50 at c1 {result.p50_c1_ms:5.2f} ms  errors {result.errors}  "
+        f"primary path CPU {result.primary_cpu_us:4.0f} us/req"
     )
+    if name.startswith("router"):
+        line += f"  (main process {result.main_cpu_us:.0f} us/req)"
+    if mirrored:
+        # Copies still in the queue are counted by the next scrape's delta.
+        after = mirror_counts(base)
+        result.mirror = {k: after[k] - counts_before[k] for k in MIRROR_RESULTS}
+        result.mirror["requests"] = result.requests + c1.requests
+        line += "\n" + " " * 23 + _mirror_line(result.mirror)
+    print(line, flush=True)
     return result
+
+
+def _mirror_line(counts: dict[str, float]) -> str:
+    return (
+        f"mirror: {counts['sent']:.0f} sent, {counts['dropped']:.0f} dropped, "
+        f"{counts['error']:.0f} errors for {counts['requests']:.0f} requests"
+    )
 
 
 def warm_up(base: str, args: argparse.Namespace) -> None:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "-d2s"]
-    subprocess.run(
-        [*cmd, "-s", str(HERE / "post.lua"), base + PATH], check=True, capture_output=True
-    )
+    run_wrk([*cmd, "-s", str(HERE / "post.lua"), base + PATH], args.placement)
 
 
 def median_result(name: str, runs: list[Result]) -> Result:
+    mirror: dict[str, float] = {}
+    for r in runs:
+        for key, value in r.mirror.items():
+            mirror[key] = mirror.get(key, 0.0) + value
     return Result(
         name,
         statistics.median(r.rps for r in runs),
         statistics.median(r.p50_ms for r in runs),
         statistics.median(r.p99_ms for r in runs),
         sum(r.errors for r in runs),
+        sum(r.requests for r in runs),
         statistics.median(r.proxy_cpu_us for r in runs),
+        statistics.median(r.main_cpu_us for r in runs),
+        statistics.median(r.primary_cpu_us for r in runs),
         statistics.median(r.p50_c1_ms for r in runs),
+        mirror,
     )
 
 
@@ -180,7 +318,7 @@ def start_upstreams(fleet: Fleet, args: argparse.Namespace) -> dict[str, str]:
                 "10" if track == "shadow" else "0",
             ]
             ready = f"{urls[track]}/v2/health/live"
-        fleet.start(f"upstream-{track}", cmd, ready)
+        fleet.start(f"upstream-{track}", cmd, ready, shadow_only=track == "shadow")
     return urls
 
 
@@ -225,7 +363,11 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, tuple[str, int]
         "router w0": ["--backend", f"canary={up['canary']}", "--weight", "0"],
         "router w50": ["--backend", f"canary={up['canary']}", "--weight", "50"],
         "router mirror": ["--shadow", up["shadow"], "--mirror-percent", "100"],
-    }
+        # The shadow path on the router's own event loop (before the shadow process).
+        "router mirror inline": [
+            "--shadow", up["shadow"], "--mirror-percent", "100", "--mirror-in-process",
+        ],
+    }  # fmt: skip
     bases = {}
     for name, extra in setups.items():
         port = free_port()
@@ -243,6 +385,10 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, tuple[str, int]
             *extra,
         ]
         proc = fleet.start(name.replace(" ", "-"), cmd, f"{url}/healthz")
+        if fleet.placement.shadow is not None:
+            # The router's shadow process only serves the shadow: it goes with it.
+            for child in children(proc.pid):
+                os.sched_setaffinity(child, fleet.placement.shadow)
         bases[name] = (url, proc.pid)
     return bases
 
@@ -268,7 +414,17 @@ def start_nginx(fleet: Fleet, up: dict[str, str], workdir: Path) -> dict[str, tu
     return {names[k]: (url, pid) for k, url in base.items()}
 
 
-def report(results: dict[str, Result]) -> dict[str, float]:
+TARGETS = (
+    "direct", "router w0", "router w50", "router mirror", "router mirror inline",
+    "nginx w0", "nginx w50", "nginx mirror",
+)  # fmt: skip
+NAN = float("nan")
+NOT_RUN = Result("not run", NAN, NAN, NAN, 0, 0, NAN, NAN, NAN, NAN)
+
+
+def report(measured: dict[str, Result]) -> dict[str, float]:
+    # Ratios of targets left out with --only come out NaN and are skipped.
+    results = collections.defaultdict(lambda: NOT_RUN, measured)
     direct, w0 = results["direct"], results["router w0"]
     ngx = results["nginx w0"]
     # Added latency from the one-connection runs: at concurrency 32 queueing
@@ -287,7 +443,22 @@ def report(results: dict[str, Result]) -> dict[str, float]:
         else float("nan"),  # nginx's addition is below the noise: no ratio
         "router mirror p50 / router w0 p50": results["router mirror"].p50_ms / w0.p50_ms,
         "router mirror p50 / router w0 p50 (c1)": results["router mirror"].p50_c1_ms / w0.p50_c1_ms,
+        "inline mirror p50 / router w0 p50": results["router mirror inline"].p50_ms / w0.p50_ms,
+        "inline mirror p50 / router w0 p50 (c1)": (
+            results["router mirror inline"].p50_c1_ms / w0.p50_c1_ms
+        ),
         "router w0 CPU / nginx w0 CPU per request": w0.proxy_cpu_us / max(ngx.proxy_cpu_us, 1e-9),
+        # Load-independent form of the mirroring ratio: at c32 the primary CPU is
+        # saturated, so p50 follows its CPU per request unless other load shares it.
+        "router mirror / w0 primary-path CPU per request": (
+            results["router mirror"].primary_cpu_us / max(w0.primary_cpu_us, 1e-9)
+        ),
+        "inline mirror / w0 primary-path CPU per request": (
+            results["router mirror inline"].primary_cpu_us / max(w0.primary_cpu_us, 1e-9)
+        ),
+        "nginx mirror / w0 primary-path CPU per request": (
+            results["nginx mirror"].primary_cpu_us / max(ngx.primary_cpu_us, 1e-9)
+        ),
         "nginx mirror p50 / nginx w0 p50": results["nginx mirror"].p50_ms / ngx.p50_ms,
     }
     targets = {
@@ -296,6 +467,15 @@ def report(results: dict[str, Result]) -> dict[str, float]:
         "router mirror p50 / router w0 p50": ("<=", 1.10),
     }
     print("\nratios")
+    ratios = {
+        key: value
+        for key, value in ratios.items()
+        if value == value
+        or (
+            key == "router added p50 / nginx added p50"
+            and {"direct", "router w0", "nginx w0"} <= measured.keys()
+        )
+    }
     for key, value in ratios.items():
         target = targets.get(key)
         verdict = ""
@@ -304,7 +484,7 @@ def report(results: dict[str, Result]) -> dict[str, float]:
         elif target:
             ok = value >= target[1] if target[0] == ">=" else value <= target[1]
             verdict = f"  (target {target[0]} {target[1]}: {'met' if ok else 'MISSED'})"
-        print(f"  {key:<38} {value:7.3f}{verdict}")
+        print(f"  {key:<48} {value:7.3f}{verdict}")
     return ratios
 
 
@@ -341,8 +521,25 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="targets are run in turn this many times; medians are reported",
     )
+    p.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pin the shadow predictor to a CPU of its own and the primary path\n"
+        "(wrk, routers, nginx, stable/canary predictors) to the others, so the\n"
+        "mirroring ratio measures the proxy's own cost (default: on)",
+    )
+    p.add_argument(
+        "--only",
+        type=lambda v: [n.strip() for n in v.split(",") if n.strip()],
+        help="comma-separated targets to run (e.g. 'router w0,router mirror');\n"
+        "ratios that need a target left out are not printed",
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
+    args.placement = Placement.plan(args.pin)
+    if args.only and (unknown := set(args.only) - set(TARGETS)):
+        p.error(f"--only: unknown targets {sorted(unknown)}; known: {', '.join(TARGETS)}")
     if args.quick:
         args.duration, args.rounds = 3, 1
     if args.upstream == "auto":
@@ -351,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             p.error(f"{tool} not found: apt-get install wrk nginx-light")
     with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
-        fleet = Fleet(Path(tmp))
+        fleet = Fleet(Path(tmp), args.placement)
         try:
             if args.upstream == "predictor" and args.bundle is None:
                 args.bundle = make_bundle(args.predictor_bin, Path(tmp))
@@ -359,9 +556,12 @@ def main(argv: list[str] | None = None) -> int:
             targets: dict[str, tuple[str, int | None]] = {"direct": (up["stable"], None)}
             targets.update(start_routers(fleet, up))
             targets.update(start_nginx(fleet, up, Path(tmp)))
+            if args.only:
+                targets = {name: targets[name] for name in args.only}
             print(
                 f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
-                f"POST {PATH} (4 rows), upstream: {args.upstream}, {args.rounds} rounds"
+                f"POST {PATH} (4 rows), upstream: {args.upstream}, {args.rounds} rounds\n"
+                f"{args.placement.describe()}"
             )
             for base, _ in targets.values():
                 warm_up(base, args)
@@ -370,16 +570,19 @@ def main(argv: list[str] | None = None) -> int:
             for round_ in range(1, args.rounds + 1):
                 print(f"round {round_}")
                 for name, (base, pid) in targets.items():
-                    runs[name].append(wrk(name, base, pid, args))
+                    runs[name].append(wrk(name, base, pid, args, fleet))
         finally:
             fleet.stop()
     results = {name: median_result(name, r) for name, r in runs.items()}
     print("\nmedians")
     for r in results.values():
         print(
-            f"  {r.name:<14} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
-            f"  proxy CPU {r.proxy_cpu_us:5.0f} us/req"
+            f"  {r.name:<20} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
+            f"  proxy CPU {r.proxy_cpu_us:5.0f} us/req  p50 at c1 {r.p50_c1_ms:5.2f} ms"
+            f"  primary path CPU {r.primary_cpu_us:4.0f} us/req"
         )
+        if r.mirror:
+            print(" " * 23 + _mirror_line(r.mirror) + " (all rounds)")
     ratios = report(results)
     if args.json:
         args.json.write_text(

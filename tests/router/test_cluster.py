@@ -5,6 +5,7 @@ app, run by the process-backed node on their own 127.0.0.N)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -153,8 +154,9 @@ def set_weight(custom: k8s.client.CustomObjectsApi, ns: str, weight: int) -> Non
 
 
 @pytest.fixture
-def routed(cluster, namespace, procs, port, tmp_path):
-    """Stable (2 pods) and canary (1 pod) behind a router in Kubernetes mode."""
+def tracked(cluster, namespace):
+    """Stable (2 pods) and canary (1 pod) Deployments and Services, and the
+    ModelDeployment routing all traffic to stable."""
     ns = getattr(namespace, "name", namespace)
     api = cluster.api_client()
     ensure_crd(api)
@@ -179,6 +181,13 @@ def routed(cluster, namespace, procs, port, tmp_path):
         },
     )
     set_weight(custom, ns, 0)
+    return ns, custom, api
+
+
+@pytest.fixture
+def routed(cluster, tracked, procs, port, tmp_path):
+    """The objects of `tracked` behind a router process in Kubernetes mode."""
+    ns, custom, api = tracked
     log = open(tmp_path / "router.log", "wb")  # noqa: SIM115 - closed right after Popen
     proc = subprocess.Popen(
         [
@@ -246,3 +255,69 @@ def test_deleted_pod_stops_receiving_traffic(routed) -> None:
     waiting.wait_for(gone, timeout=15, interval=0.1, message="deleted pod out of rotation")
     answered = [upstream_of(base) for _ in range(50)]  # every one is 200 (checked inside)
     assert victim_name not in answered
+
+
+def ready_urls(core: k8s.client.CoreV1Api, ns: str, track: str) -> tuple[str, ...]:
+    """Base URLs of a track's ready, not terminating pods, as the API reports them."""
+    selector = f"modeldeploy.io/revision={NAME}-{track}rev"
+    urls = set()
+    for pod in core.list_namespaced_pod(ns, label_selector=selector).items:
+        conditions = pod.status.conditions or []
+        ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+        if ready and pod.metadata.deletion_timestamp is None:
+            urls.add(f"http://{pod.status.pod_ip}:8080")
+    return tuple(sorted(urls))
+
+
+async def test_relists_after_410_gone_then_follows_changes(cluster, tracked, monkeypatch) -> None:
+    """The ModelDeployment watch resumes from resourceVersion 1. The API server's
+    watch cache for a custom resource starts when its CRD is established, so
+    it holds nothing that old and the real server answers 410 Gone ("too old
+    resource version"); the source must relist and then follow changes made
+    afterwards: weights, and endpoints. Each kind of change is made twice in
+    sequence: whatever a relist's own list picked up, the second change can
+    only arrive through the watch that follows it."""
+    from modeldeploy_router import kube
+
+    ns, custom, api = tracked
+    core, apps = k8s.client.CoreV1Api(api), k8s.client.AppsV1Api(api)
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    source = kube.KubeSource(ns, NAME, "", resume_from={"md": "1"})
+
+    def track_urls(track: str) -> tuple[str, ...] | None:
+        table = source.table
+        return table.tracks[track].pool.urls if table and track in table.tracks else None
+
+    async def until(check, what: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(check):  # checks may call the (blocking) API
+            assert time.monotonic() < deadline, f"{what}: not seen in {timeout}s ({source.table})"
+            await asyncio.sleep(0.1)
+
+    def endpoints_match(track: str, count: int):
+        def check() -> bool:
+            urls = ready_urls(core, ns, track)
+            return len(urls) == count and track_urls(track) == urls
+
+        return check
+
+    def scale_canary(replicas: int) -> None:
+        apps.patch_namespaced_deployment_scale(
+            f"{NAME}-canaryrev", ns, {"spec": {"replicas": replicas}}
+        )
+
+    await source.start(lambda table: None)
+    try:
+        await until(lambda: source.gone["md"] >= 1, "410 Gone on the ModelDeployment watch")
+        await until(endpoints_match("stable", 2), "2 stable endpoints")
+        await until(endpoints_match("canary", 1), "1 canary endpoint")
+        for weight in (100, 35):
+            await asyncio.to_thread(set_weight, custom, ns, weight)
+            await until(lambda w=weight: source.table.canary_weight == w, f"weight {weight}", 10)
+        for replicas in (2, 1):
+            await asyncio.to_thread(scale_canary, replicas)
+            await until(endpoints_match("canary", replicas), f"{replicas} canary endpoints")
+        assert track_urls("stable") == await asyncio.to_thread(ready_urls, core, ns, "stable")
+        assert source.gone == {"md": 1, "slices": 0}  # one relist, then plain watching
+    finally:
+        await source.stop()

@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--mirror-concurrency", type=int, default=32, help="shadow requests in flight at most"
     )
     tuning.add_argument(
+        "--mirror-in-process",
+        action="store_true",
+        help="run the shadow path (shadow call, comparison, its metrics) on the "
+        "router's own event loop instead of a child process; costs the primary path CPU",
+    )
+    tuning.add_argument(
         "--regression-tolerance",
         type=float,
         default=0.01,
@@ -203,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         mirror_queue=args.mirror_queue,
         mirror_concurrency=args.mirror_concurrency,
         rel_tolerance=args.regression_tolerance,
+        mirror_in_process=args.mirror_in_process,
         max_body_bytes=args.max_body_bytes,
         seed=args.seed,
     )

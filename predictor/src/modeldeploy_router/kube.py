@@ -7,6 +7,12 @@ relists at once on 410 Gone and backs off on other errors. Every event
 rebuilds the routing table from the cached objects (`discovery.py`, pure) and
 swaps it into the proxy, which takes effect for the next request: in-flight
 requests finish on the endpoint they already have.
+
+`resume_from` is a test seam: {"md" or "slices": resourceVersion}; the first
+watch of that loop resumes from the given version instead of the list's, so a
+test can give the real API server a version older than its watch cache holds
+and see it answer 410 Gone (tests/router/test_cluster.py). `gone` counts those
+answers per watch.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -41,13 +48,20 @@ async def load_credentials() -> client.ApiClient:
         config.load_incluster_config()
         log.info("using the in-cluster service account")
     except ConfigException:
-        await config.load_kube_config()
+        # The library reads KUBECONFIG once, at import; read it now.
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         log.info("using the kubeconfig")
     return client.ApiClient()
 
 
 class KubeSource(TableSource):
-    def __init__(self, namespace: str, name: str, model_fallback: str) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        model_fallback: str,
+        resume_from: Mapping[str, str] | None = None,
+    ) -> None:
         self.namespace = namespace
         self.name = name
         self.model_fallback = model_fallback or name
@@ -58,6 +72,8 @@ class KubeSource(TableSource):
         self._api: client.ApiClient | None = None
         self._tasks: list[asyncio.Task] = []
         self._synced = {"md": asyncio.Event(), "slices": asyncio.Event()}
+        self._resume_from = dict(resume_from or {})
+        self.gone = dict.fromkeys(self._synced, 0)  # 410 answers per watch
 
     async def start(self, apply: Callable[[routing.RoutingTable], None]) -> None:
         self._apply = apply
@@ -143,12 +159,14 @@ class KubeSource(TableSource):
                 self._replace(what, doc.get("items") or [], update)
                 self._synced[what].set()
                 backoff = 0.2
+                rv = self._resume_from.pop(what, None) or rv
                 while True:
                     rv = await self._watch_once(what, list_fn, rv, update)
             except asyncio.CancelledError:
                 raise
             except ApiException as exc:
                 if exc.status == 410:
+                    self.gone[what] += 1
                     log.info("%s watch: resourceVersion expired, relisting", what)
                     continue
                 log.warning("%s watch: API error %s %s; retrying", what, exc.status, exc.reason)

@@ -61,12 +61,27 @@ SPECS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple | None], ...] = (
 )  # fmt: skip
 
 
-class RouterMetrics:
-    """The metrics in SPECS as attributes (e.g. `self.requests`)."""
+# The series the shadow path writes (in the shadow process when it runs apart).
+SHADOW_ATTRS = frozenset(
+    {"mirror", "comparisons", "agreements", "abs_diff", "rel_diff", "shadow_errors",
+     "shadow_duration"}
+)  # fmt: skip
 
-    def __init__(self) -> None:
+
+class RouterMetrics:
+    """The metrics in SPECS as attributes (e.g. `self.requests`).
+
+    `part` picks a subset: ALL, PRIMARY (everything but SHADOW_ATTRS: the
+    router when its shadow path runs in a child process) or SHADOW (the child).
+    """
+
+    ALL, PRIMARY, SHADOW = "all", "primary", "shadow"
+
+    def __init__(self, part: str = ALL) -> None:
         self.registry = CollectorRegistry()
         for attr, kind, name, doc, labels, buckets in SPECS:
+            if part != self.ALL and (attr in SHADOW_ATTRS) != (part == self.SHADOW):
+                continue
             extra = {"buckets": buckets} if buckets else {}
             setattr(self, attr, kind(name, doc, list(labels), registry=self.registry, **extra))
         self._cache: dict[tuple, object] = {}

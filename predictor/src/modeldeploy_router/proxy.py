@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import orjson
 
 from modeldeploy_router import metrics as metrics_mod
-from modeldeploy_router import routing, shadow
+from modeldeploy_router import routing, shadow, shadow_process
 from modeldeploy_router.upstream import (
     Response,
     Upstream,
@@ -46,6 +46,7 @@ class Settings:
     mirror_queue: int = 1000
     mirror_concurrency: int = 32
     rel_tolerance: float = 0.01
+    mirror_in_process: bool = False  # else a child process (shadow_process.py)
     max_body_bytes: int = 64 * 1024 * 1024
     seed: int | None = None
 
@@ -112,18 +113,21 @@ class Router:
     def __init__(self, settings: Settings, source: TableSource) -> None:
         self.settings = settings
         self.source = source
-        self.metrics = metrics_mod.RouterMetrics()
+        inline = settings.mirror_in_process
+        metrics_cls = metrics_mod.RouterMetrics
+        self.metrics = metrics_cls(metrics_cls.ALL if inline else metrics_cls.PRIMARY)
         self.table = routing.RoutingTable(model=settings.model)
         self.upstream = Upstream(settings.connect_timeout, settings.timeout)
-        self.mirror = shadow.Mirror(
-            self.upstream,
-            self.metrics,
-            queue_size=settings.mirror_queue,
-            concurrency=settings.mirror_concurrency,
-            timeout=settings.shadow_timeout,
-            rel_tolerance=settings.rel_tolerance,
-            current_shadow=lambda: self.table.tracks.get(routing.SHADOW),
-        )
+        self.mirror: shadow.Mirror | shadow_process.ShadowProcess
+        if inline:
+            self.mirror = shadow.Mirror.configured(
+                self.upstream,
+                self.metrics,
+                settings,
+                current_shadow=lambda: self.table.tracks.get(routing.SHADOW),
+            )
+        else:
+            self.mirror = shadow_process.ShadowProcess(shadow_process.child_args(settings))
         self._rand = random.Random(settings.seed).random
         self._sticky = settings.sticky_header.lower().encode("latin-1")
         self._fallback_logged: set[str] = set()
@@ -134,6 +138,7 @@ class Router:
         self.table = table
         self._fallback_logged.clear()
         self.metrics.set_table(table)
+        self.mirror.set_table(table)
         self.upstream.retain({url for t in table.tracks.values() for url in t.pool.urls})
         if _summary(old) != _summary(table):
             log.info("routing: %s", _summary(table))
@@ -152,7 +157,7 @@ class Router:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.upstream.start()
-                    self.mirror.start()
+                    await self.mirror.start()
                     await self.source.start(self.apply)
                 except Exception as exc:
                     log.exception("router failed to start")
@@ -177,7 +182,7 @@ class Router:
             else:
                 await _send_json(send, 503, {"status": "not ready", "error": _no_stable(table)})
         elif path == "/metrics":
-            body = self.metrics.exposition()
+            body = self.metrics.exposition() + await self.mirror.exposition()
             await send(
                 {
                     "type": "http.response.start",
