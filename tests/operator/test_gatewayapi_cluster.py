@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cluster_helpers
 import pytest
 import yaml
 from cluster_helpers import ROOT, Env, apply_crd, manifest, wait_for
@@ -57,7 +58,8 @@ def gateway_api(cluster) -> Path:
         )
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI=true and {reason}", pytrace=False)
-        pytest.skip(f"!!! SKIPPED: {reason}")
+        cluster_helpers.SKIPPED.append(reason)
+        pytest.skip(reason)
     for path in paths:
         apply_crd(cluster.api_client(), path)
     return directory
