@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, apply_crd, manifest, wait_for
+from cluster_helpers import GROUP, PLURAL, VERSION, Env, apply_crd, manifest, wait_for
 from kubernetes import client
 
 pytestmark = pytest.mark.cluster
@@ -170,3 +170,33 @@ def test_operator_health_and_metrics(env):
     )
     assert re.search(r'^modeldeploy_operator_info\{version="[^"]+"\} 1\.0$', metrics, re.M)
     assert env.operator.reconciles() >= 1
+
+
+def test_settled_objects_have_no_timer_nor_finalizer_and_deletion_is_forgotten(env):
+    """A finished rollout needs no periodic reconcile: Kopf's timer (and with it
+    the finalizer) exists only while a rollout is unsettled."""
+    env.start_operator().wait_healthy()
+    steps = [{"weight": 10, "pause": "1h"}]
+    stable_deployed(env, steps)
+    wait_for(
+        lambda: not env.get()["metadata"].get("finalizers"), timeout=30, message="no finalizer"
+    )
+    before = env.operator.reconciles()
+    env.apply(manifest("2.0.0", steps))
+    env.wait_status(lambda s: s.get("phase") == "Canary", "canary")
+    assert env.get()["metadata"].get("finalizers") == ["modeldeploy.io/finalizer"]
+    wait_for(
+        lambda: env.operator.reconciles() >= before + 4, timeout=30, message="timer reconciles"
+    )
+    assert env.plugin("abort", "fraud").returncode == 0
+    env.wait_status(lambda s: s.get("phase") == "RolledBack", "rolled back")
+    wait_for(
+        lambda: not env.get()["metadata"].get("finalizers"), timeout=30, message="timer stopped"
+    )
+    # Kopf drops the finalizer only once no timer matches the object any more.
+    env.custom.delete_namespaced_custom_object(GROUP, VERSION, env.namespace, PLURAL, "fraud")
+
+    def forgotten() -> bool:
+        return 'modeldeploy_operator_rollouts{phase="RolledBack"} 0.0' in env.operator.metrics()
+
+    wait_for(forgotten, timeout=30, message="the deleted object gone from the phase gauge")

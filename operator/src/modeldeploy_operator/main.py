@@ -113,9 +113,12 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
     async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await _run(memo, body, full=False)
 
-    @kopf.on.delete(*RESOURCE, optional=True, registry=registry)
-    async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        # Children go with their ownerReferences; only the in-memory state stays.
-        memo["reconciler"].forget(body["metadata"]["uid"])
+    # Deletion is seen on the watch stream, not by a delete handler: a settled
+    # object has no finalizer, so a handler would miss it, and the per-object
+    # state behind /metrics would outlive it. Children go by ownerReferences.
+    @kopf.on.event(*RESOURCE, registry=registry)
+    async def deleted(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if event["type"] == "DELETED":
+            memo["reconciler"].forget(body["metadata"]["uid"])
 
     return registry
