@@ -23,11 +23,13 @@ $(VENV)/.installed: predictor/pyproject.toml operator/pyproject.toml devcluster/
 system-deps: ## Debian packages the local cluster and benchmarks need (Prometheus, ...)
 	bash hack/install-system-deps.sh
 
-binaries: ## build the pinned etcd / kube-* / prometheus / helm binaries into the cache (no-op when warm)
+binaries: ## build the pinned etcd / kube-* / prometheus / helm binaries, fetch the Gateway API CRDs (cached)
 	bash hack/build-binaries.sh
+	bash hack/fetch-gateway-api-crds.sh
 
 test: install ## the whole suite (what .ci/run calls); builds the cluster binaries when Go exists
 	@if command -v go >/dev/null; then bash hack/build-binaries.sh >/dev/null; \
+	bash hack/fetch-gateway-api-crds.sh >/dev/null; \
 	else echo "!!! no Go toolchain: the local-cluster tests will be SKIPPED (a failure under CI=true)" >&2; fi
 	@# pytest exit code 5 (nothing collected) must never pass for a green run.
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

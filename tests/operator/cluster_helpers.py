@@ -28,20 +28,25 @@ wait_for = pytest.importorskip(
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"
 GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
+# Reasons cluster tests were skipped for a missing prerequisite other than the
+# cluster itself (e.g. the Gateway API CRDs); conftest.py prints them in red.
+SKIPPED: list[str] = []
 
 
-def apply_crd(api: client.ApiClient) -> None:
-    """Server-side apply the CRD from crds/ and wait until its API is served."""
-    body = yaml.safe_load(CRD.read_text())
+def apply_crd(api: client.ApiClient, path: Path = CRD) -> None:
+    """Server-side apply a CRD (default: ours from crds/) and wait until its API is served."""
+    body = yaml.safe_load(path.read_text())
     crds = DynamicClient(api).resources.get(
         api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
     )
     crds.server_side_apply(body=body, field_manager="modeldeploy-tests", force_conflicts=True)
+    group, plural = body["spec"]["group"], body["spec"]["names"]["plural"]
+    version = next(v["name"] for v in body["spec"]["versions"] if v.get("storage"))
     custom = client.CustomObjectsApi(api)
     wait_for(
-        lambda: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL) is not None,
+        lambda: custom.list_cluster_custom_object(group, version, plural) is not None,
         timeout=30,
-        message="the ModelDeployment API to be served",
+        message=f"the {plural}.{group} API to be served",
     )
 
 

@@ -216,6 +216,24 @@ class TestRunner:
         )
         assert result.requests == 400 and result.verdict is Verdict.FAIL
 
+    async def test_shadow_behind_a_gateway_counts_its_own_requests(self):
+        provider = FakeProvider(
+            {
+                'code=~"5.."': [({}, 0.0)],
+                "comparisons_total": [({}, 0.0)],  # nothing compares behind a Gateway
+                'modeldeploy_requests_total{namespace="ns",revision="fraud-aaaa"': [({}, 80.0)],
+            }
+        )
+        m = md(
+            strategy={
+                "type": "Shadow",
+                "analysis": {"minRequests": 50, "metrics": [{"name": "error-rate", "max": 0.01}]},
+            },
+            traffic={"provider": "gatewayapi", "httpRoute": {"name": "web"}},
+        )
+        result = await runner.run(m, canary_status() | {"stage": "Shadow"}, provider)
+        assert result.requests == 80 and result.verdict is Verdict.PASS
+
     async def test_shadow_agreement_not_measured_outside_shadow(self):
         provider = FakeProvider({"modeldeploy_requests_total": [({}, 100.0)]})
         m = model([{"name": "shadow-agreement", "min": 0.95}, {"name": "error-rate", "max": 1}])

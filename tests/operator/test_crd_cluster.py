@@ -98,6 +98,31 @@ BAD = {
         with_change("spec.traffic", {"provider": "gatewayapi"}),
         ["traffic.provider gatewayapi needs traffic.httpRoute"],
     ),
+    "gatewayapi-with-shadow-agreement": (
+        with_change(
+            "spec",
+            {
+                **good()["spec"],
+                "strategy": {
+                    "type": "Shadow",
+                    "analysis": {"metrics": [{"name": "shadow-agreement", "min": 0.9}]},
+                },
+                "traffic": {"provider": "gatewayapi", "httpRoute": {"name": "web"}},
+            },
+        ),
+        ["shadow-agreement needs traffic.provider builtin"],
+    ),
+    "route-rule-index-too-high": (
+        with_change(
+            "spec.traffic",
+            {"provider": "gatewayapi", "httpRoute": {"name": "web", "ruleIndex": 16}},
+        ),
+        ["spec.traffic.httpRoute.ruleIndex", "less than or equal to 15"],
+    ),
+    "zero-crash-loop-restarts": (
+        with_change("spec.strategy.crashLoopRestarts", 0),
+        ["spec.strategy.crashLoopRestarts", "greater than or equal to 1"],
+    ),
     "negative-replicas": (
         with_change("spec.predictor.replicas", -1),
         ["spec.predictor.replicas", "greater than or equal to 0"],

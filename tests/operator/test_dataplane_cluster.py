@@ -3,13 +3,16 @@
 (a) a good v2 goes through every canary step and is promoted; (b) a v2 that
 fails a share of requests is rolled back on error rate; (c) a v2 trained on
 shifted data is rolled back on feature drift; (d) a shadow v2 that disagrees
-with stable is rolled back on agreement and never answers a client. Traffic
-comes from a load generator through the router's Service.
+with stable is rolled back on agreement and never answers a client; (h) a
+v2 whose predictor cannot start is rolled back as crash-looping once a pod
+has restarted `crashLoopRestarts` times. Traffic comes from a load generator
+through the router's Service.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -221,3 +224,18 @@ def test_d_disagreeing_shadow_is_rolled_back_and_never_answers(env, tmp_path):
         env.apply(manifest("2.0.0", v2, strategy))
         rolled_back(env, "shadow-agreement")
     assert load.versions["2.0.0"] == 0 and load.versions["1.0.0"] > 0
+
+
+def test_h_crash_looping_candidate_is_rolled_back_at_the_restart_threshold(env, tmp_path):
+    strategy = {**CANARY, "analysis": analysis({"name": "error-rate", "max": 0.05})}
+    serve_v1(env, tmp_path, strategy)
+    assert env.get()["spec"]["strategy"]["crashLoopRestarts"] == 3  # the CRD default
+    # No bundle at the URI: the predictor exits at start, again and again.
+    env.apply(manifest("2.0.0", str(tmp_path / "no-such-bundle"), strategy))
+    st = env.wait_status(lambda s: s.get("phase") == "RolledBack", "rolled back", timeout=150)
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "CandidateFailing", degraded
+    found = re.search(r"CrashLoopBackOff after (\d+) restarts", degraded["message"])
+    assert found and int(found.group(1)) >= 3, degraded["message"]
+    assert st["traffic"]["tracks"].keys() == {"stable"}
+    assert st["stable"]["version"] == "1.0.0"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from md_factories import md
 from modeldeploy_operator import manifests
 
@@ -70,45 +69,3 @@ def test_router_objects():
         "modeldeploy.io/name": "fraud",
         "app.kubernetes.io/component": "router",
     }
-
-
-ROUTE = {
-    "metadata": {"name": "web"},
-    "spec": {
-        "rules": [
-            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": []},
-        ]
-    },
-}
-
-
-def test_httproute_canary_weights():
-    traffic = {"canaryWeight": 30, "mirrorPercent": 0, "tracks": {"stable": {}, "canary": {}}}
-    (rule,) = manifests.httproute_rules(ROUTE, md(), traffic, 0)
-    assert rule["backendRefs"] == [
-        {"name": "fraud-stable", "port": 8080, "weight": 70},
-        {"name": "fraud-canary", "port": 8080, "weight": 30},
-    ]
-    assert rule["matches"] == ROUTE["spec"]["rules"][0]["matches"]
-    assert "filters" not in rule
-
-
-def test_httproute_shadow_mirror_then_removed():
-    traffic = {"canaryWeight": 0, "mirrorPercent": 50, "tracks": {"stable": {}, "shadow": {}}}
-    (rule,) = manifests.httproute_rules(ROUTE, md(), traffic, 0)
-    assert rule["filters"] == [
-        {
-            "type": "RequestMirror",
-            "requestMirror": {"backendRef": {"name": "fraud-shadow", "port": 8080}, "percent": 50},
-        }
-    ]
-    route = {"metadata": {"name": "web"}, "spec": {"rules": [rule]}}
-    stable_only = {"canaryWeight": 0, "mirrorPercent": 0, "tracks": {"stable": {}}}
-    (after,) = manifests.httproute_rules(route, md(), stable_only, 0)
-    assert "filters" not in after
-    assert after["backendRefs"] == [{"name": "fraud-stable", "port": 8080, "weight": 100}]
-
-
-def test_httproute_missing_rule_is_a_clear_error():
-    with pytest.raises(ValueError, match="ruleIndex 3 does not exist"):
-        manifests.httproute_rules(ROUTE, md(), {"tracks": {}}, 3)

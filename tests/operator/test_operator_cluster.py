@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, apply_crd, manifest, wait_for
+from cluster_helpers import GROUP, PLURAL, VERSION, Env, apply_crd, manifest, wait_for
 from kubernetes import client
 
 pytestmark = pytest.mark.cluster
@@ -172,83 +172,31 @@ def test_operator_health_and_metrics(env):
     assert env.operator.reconciles() >= 1
 
 
-# A stand-in HTTPRoute CRD (schema left open) for clusters without Gateway API:
-# the provider only reads and merge-patches spec.rules.
-HTTPROUTE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "httproutes.gateway.networking.k8s.io",
-        # *.k8s.io groups need this; "unapproved" is the honest value for a stand-in.
-        "annotations": {"api-approved.kubernetes.io": "unapproved, modeldeploy test stand-in"},
-    },
-    "spec": {
-        "group": "gateway.networking.k8s.io",
-        "scope": "Namespaced",
-        "names": {"kind": "HTTPRoute", "plural": "httproutes", "singular": "httproute"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
-
-def test_gatewayapi_provider_sets_httproute_weights(env):
-    ext = client.ApiextensionsV1Api(env.api)
-    try:
-        ext.read_custom_resource_definition(HTTPROUTE_CRD["metadata"]["name"])
-    except client.ApiException:
-        ext.create_custom_resource_definition(HTTPROUTE_CRD)
-    routes = client.CustomObjectsApi(env.api)
-    route = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "web"},
-        "spec": {
-            "parentRefs": [{"name": "gw"}],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}],
-        },
-    }
+def test_settled_objects_have_no_timer_nor_finalizer_and_deletion_is_forgotten(env):
+    """A finished rollout needs no periodic reconcile: Kopf's timer (and with it
+    the finalizer) exists only while a rollout is unsettled."""
+    env.start_operator().wait_healthy()
+    steps = [{"weight": 10, "pause": "1h"}]
+    stable_deployed(env, steps)
     wait_for(
-        lambda: routes.create_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", env.namespace, "httproutes", route
-        ),
-        timeout=30,
-        message="HTTPRoute created",
+        lambda: not env.get()["metadata"].get("finalizers"), timeout=30, message="no finalizer"
     )
-    steps = [{"weight": 30, "pause": "1h"}]
-    traffic = {"provider": "gatewayapi", "httpRoute": {"name": "web"}}
-    env.start_operator()
-    v1 = manifest("1.0.0", steps)
-    v1["spec"]["traffic"] = traffic
-    env.apply(v1)
-    env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 Succeeded")
-    v2 = manifest("2.0.0", steps)
-    v2["spec"]["traffic"] = traffic
-    env.apply(v2)
+    before = env.operator.reconciles()
+    env.apply(manifest("2.0.0", steps))
     env.wait_status(lambda s: s.get("phase") == "Canary", "canary")
-
-    def backends() -> list[dict[str, Any]]:
-        got = routes.get_namespaced_custom_object(
-            "gateway.networking.k8s.io", "v1", env.namespace, "httproutes", "web"
-        )
-        return got["spec"]["rules"][0].get("backendRefs") or []
-
-    wait_for(lambda: len(backends()) == 2, timeout=30, message="canary backend in the route")
-    assert backends() == [
-        {"name": "fraud-stable", "port": 8080, "weight": 70},
-        {"name": "fraud-canary", "port": 8080, "weight": 30},
-    ]
+    assert env.get()["metadata"].get("finalizers") == ["modeldeploy.io/finalizer"]
+    wait_for(
+        lambda: env.operator.reconciles() >= before + 4, timeout=30, message="timer reconciles"
+    )
     assert env.plugin("abort", "fraud").returncode == 0
-    wait_for(lambda: len(backends()) == 1, timeout=30, message="route back to stable")
-    assert backends() == [{"name": "fraud-stable", "port": 8080, "weight": 100}]
+    env.wait_status(lambda s: s.get("phase") == "RolledBack", "rolled back")
+    wait_for(
+        lambda: not env.get()["metadata"].get("finalizers"), timeout=30, message="timer stopped"
+    )
+    # Kopf drops the finalizer only once no timer matches the object any more.
+    env.custom.delete_namespaced_custom_object(GROUP, VERSION, env.namespace, PLURAL, "fraud")
+
+    def forgotten() -> bool:
+        return 'modeldeploy_operator_rollouts{phase="RolledBack"} 0.0' in env.operator.metrics()
+
+    wait_for(forgotten, timeout=30, message="the deleted object gone from the phase gauge")

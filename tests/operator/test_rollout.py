@@ -189,6 +189,16 @@ class TestCanary:
         assert d.phase == "RolledBack"
         assert d.condition("Degraded")["reason"] == "ProgressDeadlineExceeded"
 
+    def test_deadline_message_names_why_the_candidate_waits(self):
+        d = Driver()
+        d.deploy_stable()
+        d.change("2.0.0")
+        waiting = "pod fraud-x container predictor ImagePullBackOff"
+        d.tick(1, stable_ready=True, candidate_waiting=waiting)
+        d.tick(601, stable_ready=True, candidate_waiting=waiting)
+        assert d.phase == "RolledBack"
+        assert d.condition("Degraded")["message"].endswith(f"within 600s ({waiting})")
+
     def test_crash_looping_candidate_is_rolled_back(self):
         d = started()
         d.tick(1, candidate_failure="pod fraud-x: CrashLoopBackOff")

@@ -23,9 +23,6 @@ from kubernetes.dynamic.exceptions import NotFoundError
 from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "modeldeploy-operator"
-# Reasons a container is failing for good, not merely starting.
-_FAILING = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError"}
-_CRASH_RESTARTS = 3
 # Re-apply an unchanged manifest after this long anyway, to repair edits or deletions.
 _REAPPLY_SECONDS = 300.0
 
@@ -128,21 +125,14 @@ class Kube:
         await asyncio.to_thread(call)
         self.forget("Deployment", namespace, name)
 
-    async def pod_failure(self, namespace: str, revision: str) -> str | None:
-        """A message when a pod of the revision is crash-looping or cannot start."""
+    async def list_pods(self, namespace: str, revision: str) -> list[dict[str, Any]]:
+        """The revision's pods as the API server returns them (camelCase dicts)."""
 
-        def call() -> str | None:
+        def call() -> list[dict[str, Any]]:
             pods = self.core.list_namespaced_pod(
                 namespace, label_selector=f"modeldeploy.io/revision={revision}"
-            ).items
-            for pod in pods:
-                for cs in (pod.status and pod.status.container_statuses) or []:
-                    waiting = cs.state and cs.state.waiting
-                    if waiting and waiting.reason in _FAILING:
-                        return f"pod {pod.metadata.name}: {waiting.reason} {waiting.message or ''}"
-                    if (cs.restart_count or 0) >= _CRASH_RESTARTS:
-                        return f"pod {pod.metadata.name}: restarted {cs.restart_count} times"
-            return None
+            )
+            return self.api_client.sanitize_for_serialization(pods).get("items") or []
 
         return await asyncio.to_thread(call)
 

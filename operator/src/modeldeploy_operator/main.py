@@ -20,7 +20,7 @@ from modeldeploy_operator import health, kube, reconcile, spec
 from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis.prometheus import Prometheus
 from modeldeploy_operator.config import Config
-from modeldeploy_operator.traffic.gatewayapi import RouteMissing
+from modeldeploy_operator.traffic.gatewayapi import RouteError
 
 RESOURCE = (spec.GROUP, spec.VERSION, spec.PLURAL)
 PREFIX = "modeldeploy.io"
@@ -41,9 +41,9 @@ async def _run(memo: kopf.Memo, body: kopf.Body, *, full: bool) -> None:
                 f"API server answered {exc.status}; retrying", delay=1
             ) from exc
         raise
-    except RouteMissing as exc:
-        opmetrics.RECONCILE_ERRORS.labels(kind="route-missing").inc()
-        kopf.warn(body, reason="HTTPRouteMissing", message=str(exc))
+    except RouteError as exc:
+        opmetrics.RECONCILE_ERRORS.labels(kind="route-error").inc()
+        kopf.warn(body, reason=exc.reason, message=str(exc))
         raise kopf.TemporaryError(str(exc), delay=10) from exc
 
 
@@ -113,9 +113,12 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
     async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await _run(memo, body, full=False)
 
-    @kopf.on.delete(*RESOURCE, optional=True, registry=registry)
-    async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        # Children go with their ownerReferences; only the in-memory state stays.
-        memo["reconciler"].forget(body["metadata"]["uid"])
+    # Deletion is seen on the watch stream, not by a delete handler: a settled
+    # object has no finalizer, so a handler would miss it, and the per-object
+    # state behind /metrics would outlive it. Children go by ownerReferences.
+    @kopf.on.event(*RESOURCE, registry=registry)
+    async def deleted(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        if event["type"] == "DELETED":
+            memo["reconciler"].forget(body["metadata"]["uid"])
 
     return registry

@@ -207,8 +207,12 @@ def httproute_rules(
 ) -> list[dict[str, Any]]:
     """The route's rules with the managed rule's backends and mirror set from traffic.
 
-    Other rules and the rule's matches are kept; only `backendRefs` and the
-    RequestMirror filter of the managed rule are the operator's.
+    Other rules and the rest of the managed rule (matches, name, timeouts, the
+    user's filters, mirrors to other backends included) are kept; only
+    `backendRefs` and the RequestMirror filter to this ModelDeployment's shadow
+    Service are the operator's. References are written with the defaults the
+    Gateway API schema would add (group "", kind Service), so the route read
+    back from the API server compares equal and a steady reconcile sends nothing.
     """
     rules = [dict(r) for r in (route.get("spec") or {}).get("rules") or [{}]]
     if rule_index >= len(rules):
@@ -218,19 +222,17 @@ def httproute_rules(
         )
     tracks = traffic.get("tracks") or {}
     weight = int(traffic.get("canaryWeight", 0)) if "canary" in tracks else 0
-    backends = [{"name": service_name(md, "stable"), "port": PORT, "weight": 100 - weight}]
+    backends = [{**_service_ref(md, "stable"), "weight": 100 - weight}]
     if "canary" in tracks:
-        backends.append({"name": service_name(md, "canary"), "port": PORT, "weight": weight})
+        backends.append({**_service_ref(md, "canary"), "weight": weight})
     rule = rules[rule_index]
-    filters = [f for f in rule.get("filters") or [] if f.get("type") != "RequestMirror"]
+    shadow = _service_ref(md, "shadow")
+    filters = [f for f in rule.get("filters") or [] if not _mirrors_to(f, shadow)]
     if "shadow" in tracks and traffic.get("mirrorPercent", 0) > 0:
         filters.append(
             {
                 "type": "RequestMirror",
-                "requestMirror": {
-                    "backendRef": {"name": service_name(md, "shadow"), "port": PORT},
-                    "percent": int(traffic["mirrorPercent"]),
-                },
+                "requestMirror": {"backendRef": shadow, "percent": int(traffic["mirrorPercent"])},
             }
         )
     rule["backendRefs"] = backends
@@ -240,3 +242,20 @@ def httproute_rules(
         rule.pop("filters", None)
     rules[rule_index] = rule
     return rules
+
+
+def _service_ref(md: ModelDeployment, track: str) -> dict[str, Any]:
+    return {"group": "", "kind": "Service", "name": service_name(md, track), "port": PORT}
+
+
+def _mirrors_to(route_filter: dict[str, Any], ref: dict[str, Any]) -> bool:
+    """Whether a filter is a RequestMirror to the Service `ref` (in the route's namespace)."""
+    if route_filter.get("type") != "RequestMirror":
+        return False
+    target = (route_filter.get("requestMirror") or {}).get("backendRef") or {}
+    return (
+        target.get("name") == ref["name"]
+        and target.get("group", "") == ""
+        and target.get("kind", "Service") == "Service"
+        and "namespace" not in target
+    )

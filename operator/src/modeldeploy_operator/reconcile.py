@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeldeploy_operator import kube as kubemod
-from modeldeploy_operator import manifests, rollout, spec, traffic
+from modeldeploy_operator import manifests, podhealth, rollout, spec, traffic
 from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis import runner
 from modeldeploy_operator.analysis.prometheus import MetricProvider
@@ -138,11 +138,13 @@ class Reconciler:
         cand = (status.get("candidate") or {}).get("revision")
         active = status.get("stage") in spec.ACTIVE_STAGES
         stable_dep = await self.kube.get_deployment(md.namespace, stable) if stable else None
-        cand_ready, failure = False, None
+        cand_ready, failure, waiting = False, None, None
         if active and cand:
             cand_dep = await self.kube.get_deployment(md.namespace, cand)
             cand_ready = kubemod.deployment_ready(cand_dep, replicas)
-            failure = await self.kube.pod_failure(md.namespace, cand)
+            pods = await self.kube.list_pods(md.namespace, cand)
+            failure = podhealth.crash_loop(pods, md.strategy.crash_loop_restarts)
+            waiting = None if cand_ready else podhealth.waiting_reason(pods)
         analysis = None
         if rollout.analysis_due(md, status, now):
             analysis = await runner.run(md, status, self.provider)
@@ -151,6 +153,7 @@ class Reconciler:
             stable_ready=kubemod.deployment_ready(stable_dep, replicas),
             candidate_ready=cand_ready,
             candidate_failure=failure,
+            candidate_waiting=waiting,
             analysis=analysis,
             command=command,
         )

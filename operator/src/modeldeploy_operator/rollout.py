@@ -71,7 +71,10 @@ class Observations:
 
     stable_ready: bool = False
     candidate_ready: bool = False
-    candidate_failure: str | None = None  # e.g. a crash-looping pod, with its reason
+    # A crash-looping candidate pod past strategy.crashLoopRestarts (podhealth.crash_loop).
+    candidate_failure: str | None = None
+    # Why a candidate container is still waiting (named when progressDeadline passes).
+    candidate_waiting: str | None = None
     analysis: AnalysisResult | None = None
     command: Command | None = None
 
@@ -278,9 +281,10 @@ class _Machine:
             if obs.candidate_ready:
                 self.enter_first_stage()
             elif self.elapsed("rolloutStartedAt") > strategy.progress_deadline:
+                why = f" ({obs.candidate_waiting})" if obs.candidate_waiting else ""
                 self.rollback(
                     "ProgressDeadlineExceeded",
-                    f"candidate not Ready within {strategy.progress_deadline:g}s",
+                    f"candidate not Ready within {strategy.progress_deadline:g}s{why}",
                 )
             return
         if obs.analysis is not None and not self.record(obs.analysis):

@@ -145,6 +145,7 @@ class Strategy:
     auto_promote: bool = True
     progress_deadline: float = 600.0
     bake_duration: float = 300.0
+    crash_loop_restarts: int = 3
 
 
 @dataclass(frozen=True)
@@ -264,4 +265,5 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
         auto_promote=bool(s.get("autoPromote", True)),
         progress_deadline=parse_duration(s.get("progressDeadline", "10m")),
         bake_duration=parse_duration(s.get("bakeDuration", "5m")),
+        crash_loop_restarts=int(s.get("crashLoopRestarts", 3)),
     )

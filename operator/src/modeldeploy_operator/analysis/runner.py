@@ -41,7 +41,10 @@ async def run(
         for metric in md.strategy.analysis.metrics
         if applicable(metric, t)
     ]
-    count_query = queries.shadow_comparisons(t) if t.track == "shadow" else queries.requests(t)
+    # In shadow the builtin router counts the requests it compared; behind a
+    # Gateway nothing compares, so the shadow's own (mirrored) requests count.
+    compared = t.track == "shadow" and md.traffic.provider == "builtin"
+    count_query = queries.shadow_comparisons(t) if compared else queries.requests(t)
     try:
         requests = await _scalar(provider, count_query)
     except ProviderError:

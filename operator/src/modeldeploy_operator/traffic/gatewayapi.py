@@ -2,12 +2,23 @@
 
 The HTTPRoute belongs to the user (it names the Gateway and the matches);
 the operator only rewrites the managed rule's `backendRefs` and its
-RequestMirror filter, with a merge patch, and only when they differ.
+RequestMirror filter to the shadow Service, with a merge patch, and only when
+they differ. The patch carries the resourceVersion it was computed from, so a
+concurrent edit by the user is never overwritten: the API server answers 409
+and the next reconcile starts from the user's version.
+
+No data plane is involved here: whichever Gateway controller serves the route
+makes the weights effective (or does not); the operator writes what the
+Gateway API schema accepts, and reports a route it cannot use as an Event.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from modeldeploy_operator import manifests
 from modeldeploy_operator.kube import Kube
@@ -16,8 +27,22 @@ from modeldeploy_operator.spec import ModelDeployment
 API_VERSION = "gateway.networking.k8s.io/v1"
 
 
-class RouteMissing(Exception):
-    """The referenced HTTPRoute does not exist (a user error, reported in an Event)."""
+class RouteError(Exception):
+    """The referenced HTTPRoute cannot carry the weights (a user error, reported as an Event)."""
+
+    reason = "HTTPRouteInvalid"
+
+
+class RouteMissing(RouteError):
+    """The referenced HTTPRoute does not exist."""
+
+    reason = "HTTPRouteMissing"
+
+
+class RouteRejected(RouteError):
+    """The API server refused the rules (the route's schema or CEL rules)."""
+
+    reason = "HTTPRouteRejected"
 
 
 class GatewayAPI:
@@ -29,11 +54,36 @@ class GatewayAPI:
 
     async def set_routes(self, md: ModelDeployment, traffic: dict[str, Any]) -> None:
         name = md.traffic.http_route or ""
-        route = await self.kube.get_object(API_VERSION, "HTTPRoute", md.namespace, name)
+        where = f"HTTPRoute {md.namespace}/{name}"
+        try:
+            route = await self.kube.get_object(API_VERSION, "HTTPRoute", md.namespace, name)
+        except ResourceNotFoundError as exc:
+            raise RouteMissing(
+                f"the API server serves no {API_VERSION} HTTPRoute: install the Gateway API CRDs"
+            ) from exc
         if route is None:
-            raise RouteMissing(f"HTTPRoute {md.namespace}/{name} not found (traffic.httpRoute)")
-        rules = manifests.httproute_rules(route, md, traffic, md.traffic.rule_index)
-        if rules != (route.get("spec") or {}).get("rules"):
-            await self.kube.merge_patch_object(
-                API_VERSION, "HTTPRoute", md.namespace, name, {"spec": {"rules": rules}}
-            )
+            raise RouteMissing(f"{where} not found (traffic.httpRoute)")
+        try:
+            rules = manifests.httproute_rules(route, md, traffic, md.traffic.rule_index)
+        except ValueError as exc:
+            raise RouteError(str(exc)) from exc
+        if rules == (route.get("spec") or {}).get("rules"):
+            return
+        patch = {
+            "metadata": {"resourceVersion": route["metadata"]["resourceVersion"]},
+            "spec": {"rules": rules},
+        }
+        try:
+            await self.kube.merge_patch_object(API_VERSION, "HTTPRoute", md.namespace, name, patch)
+        except ApiException as exc:
+            if exc.status != 422:
+                raise  # 409 (the user edited the route meanwhile) is retried by the caller
+            raise RouteRejected(f"{where} refused the managed rule: {_message(exc)}") from exc
+
+
+def _message(exc: ApiException) -> str:
+    """The API server's own explanation (it names the field and the CEL message)."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.body or exc.reason)

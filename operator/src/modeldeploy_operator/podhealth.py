@@ -1,0 +1,56 @@
+"""Whether a candidate's pods fail for good: the crash-loop rule, pure.
+
+A container that exits once is not necessarily broken: a liveness probe that
+times out on a loaded node, or an OOM kill under a burst, restarts it, and the
+kubelet shows `CrashLoopBackOff` during the back-off before even the first
+restart. Rolling back on that first back-off once rolled a good candidate back
+for the wrong reason. So the rule is explicit: a candidate is crash-looping
+when one of its containers is in `CrashLoopBackOff` **and** has restarted at
+least `strategy.crashLoopRestarts` times. Pods that never start (image pulls,
+missing config) are left to `progressDeadline`, whose message then names the
+reason they were waiting for.
+
+The functions take pods as the API server returns them (camelCase dicts), so
+they are tested without a cluster; `kube.py` lists the pods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+CRASH_LOOP = "CrashLoopBackOff"
+
+
+def crash_loop(pods: list[dict[str, Any]], restarts: int) -> str | None:
+    """A message naming the first container crash-looping past `restarts`, else None."""
+    for pod, status in _containers(pods):
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        count = int(status.get("restartCount") or 0)
+        if waiting.get("reason") == CRASH_LOOP and count >= restarts:
+            last = ((status.get("lastState") or {}).get("terminated") or {}).get("exitCode")
+            exit_text = f", last exit code {last}" if last is not None else ""
+            return (
+                f"pod {pod} container {status.get('name')}: {CRASH_LOOP} after "
+                f"{count} restarts{exit_text} (crashLoopRestarts {restarts})"
+            )
+    return None
+
+
+def waiting_reason(pods: list[dict[str, Any]]) -> str | None:
+    """Why a container is not running yet (e.g. ImagePullBackOff), for the deadline message."""
+    for pod, status in _containers(pods):
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            return f"pod {pod} container {status.get('name')} {waiting['reason']}{detail}"
+    return None
+
+
+def _containers(pods: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for pod in pods:
+        name = (pod.get("metadata") or {}).get("name", "?")
+        status = pod.get("status") or {}
+        for key in ("initContainerStatuses", "containerStatuses"):
+            for container in status.get(key) or []:
+                yield name, container
