@@ -22,6 +22,17 @@ import pytest
 from . import chart, images, prometheus, scenario
 
 
+def hardened_help(image: str, *options: str) -> subprocess.CompletedProcess:
+    """`--help` of an image run as the chart runs it: read-only, non-root, no capabilities."""
+    proc = images.podman(
+        "run", "--rm", "--read-only", "--user", "65532:65532", "--cap-drop", "ALL",
+        *options, image, "--help",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
 def answers_200(url: str) -> Callable[[], bool]:
     """A wait_for condition: the URL answers 200 (a refused connection is just "not yet")."""
 
@@ -159,12 +170,7 @@ def predictor_cli() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_operator_image_entrypoint_help(operator_cli: None, built: None) -> None:
-    proc = images.podman(
-        "run", "--rm", "--read-only", "--user", "65532:65532", "--cap-drop", "ALL",
-        images.OPERATOR, "--help",
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = hardened_help(images.OPERATOR)
     for flag in ("--prometheus-url", "--namespace", "--all-namespaces", "--metrics-port"):
         assert flag in proc.stdout, flag
 
@@ -229,12 +235,7 @@ def test_predictor_image_serves_a_read_only_bundle(
 @pytest.mark.timeout(1800)
 def test_predictor_image_also_runs_the_router(router_cli: None, built: None) -> None:
     """Pods run the router from the predictor image with `command: [modeldeploy-router]`."""
-    proc = images.podman(
-        "run", "--rm", "--read-only", "--user", "65532:65532", "--cap-drop", "ALL",
-        "--entrypoint", "modeldeploy-router", images.PREDICTOR, "--help",
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = hardened_help(images.PREDICTOR, "--entrypoint", "modeldeploy-router")
     assert "--backend" in proc.stdout
 
 
