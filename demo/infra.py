@@ -51,6 +51,7 @@ class Infra:
     installed: bool = False
     release: str = "demo"
     operator_ns: str = "modeldeploy-system"
+    _api: client.ApiClient | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, namespace: str, current: bool) -> Infra:
@@ -70,7 +71,12 @@ class Infra:
             raise
 
     def api(self) -> client.ApiClient:
-        return self.cluster.api_client()
+        # One client for the run: status is polled often (every 50 ms in the
+        # rollback benchmark), and a new client reads the kubeconfig and opens
+        # a new TLS connection each time.
+        if self._api is None:
+            self._api = self.cluster.api_client()
+        return self._api
 
     def helm(self, *args: str, timeout: float = 300) -> str:
         env = {
