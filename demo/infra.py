@@ -200,10 +200,12 @@ class Infra:
                 launcher.down(self.own_root)
                 shutil.rmtree(self.own_root.parent, ignore_errors=True)
                 return "local cluster stopped (no process left)"
-                if self.installed:
-                    self.helm("uninstall", self.release, "--namespace", self.operator_ns, "--wait")
-                with contextlib.suppress(client.ApiException):
-                    client.CoreV1Api(self.api()).delete_namespace(self.namespace)
+            if self.installed:
+                self.helm("uninstall", self.release, "--namespace", self.operator_ns, "--wait")
+            with contextlib.suppress(client.ApiException):
+                client.CoreV1Api(self.api()).delete_namespace(self.namespace)
         finally:
+            if self._api is not None:
+                self._api.close()
             shutil.rmtree(self.helm_home, ignore_errors=True)
         return f"removed the demo's release {self.release} and namespace {self.namespace}"
