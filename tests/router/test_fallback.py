@@ -1,33 +1,27 @@
 """Fallback rules over real HTTP, with routing tables static mode cannot express
-(a track without ready endpoints): the router runs in-process under uvicorn on
-a free loopback port, the upstream is a real process."""
+(a track without ready endpoints): the router runs in-process on its own HTTP
+server on a free loopback port, the upstream is a real process."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import httpx
-import uvicorn
-from modeldeploy_router import proxy, static
+from modeldeploy_router import frontend, proxy, static
 from modeldeploy_router.routing import EndpointPool, RoutingTable, Track
 
 
 @contextlib.asynccontextmanager
 async def serve(table: RoutingTable, port: int):
-    app = proxy.Router(proxy.Settings(model="iris"), static.StaticSource(table))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    router = proxy.Router(proxy.Settings(model="iris"), static.StaticSource(table))
+    await router.start()
+    server = frontend.HttpServer(router.handle, max_body_bytes=router.settings.max_body_bytes)
+    await server.listen("127.0.0.1", port)
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
-        await task
+        await server.drain(grace=5)
+        await router.stop()
 
 
 def tracks(**pools: tuple[str, ...]) -> dict[str, Track]:

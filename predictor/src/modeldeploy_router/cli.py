@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
 
-import uvicorn
+import uvloop
 
-from modeldeploy_router import proxy, routing, static
+from modeldeploy_router import frontend, proxy, routing, static
+
+log = logging.getLogger("modeldeploy_router")
 
 DESCRIPTION = """\
 Split traffic between the stable and canary tracks of a model and mirror a
@@ -154,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request body accepted (413 above)",
     )
     tuning.add_argument(
+        "--keep-alive",
+        type=_positive,
+        default=frontend.KEEP_ALIVE_SECONDS,
+        help="seconds an idle client connection is kept open (default %(default)s)",
+    )
+    tuning.add_argument(
+        "--drain-seconds",
+        type=_positive,
+        default=10.0,
+        help="on SIGTERM, how long requests in flight may take to finish (default %(default)s)",
+    )
+    tuning.add_argument(
         "--seed", type=int, default=None, help="seed the split's random draws (tests, benchmarks)"
     )
     tuning.add_argument(
@@ -213,19 +229,39 @@ def main(argv: list[str] | None = None) -> int:
         max_body_bytes=args.max_body_bytes,
         seed=args.seed,
     )
-    app = proxy.Router(settings, source)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,  # the router forwards X-Forwarded-* untouched; skip the rewrite
-        log_level=args.log_level,
-        timeout_graceful_shutdown=10,
+    router = proxy.Router(settings, source)
+    return uvloop.run(serve(router, args.host, args.port, args.keep_alive, args.drain_seconds))
+
+
+async def serve(router: proxy.Router, host: str, port: int, keep_alive: float, grace: float) -> int:
+    """Start the router, serve until SIGTERM or SIGINT, then drain. Exit status 0
+    after a clean drain, 1 when the port cannot be bound, 3 when start-up fails."""
+    try:
+        await router.start()
+    except Exception:
+        log.exception("router failed to start")
+        await router.stop()
+        return 3
+    server = frontend.HttpServer(
+        router.handle, max_body_bytes=router.settings.max_body_bytes, keep_alive=keep_alive
     )
+    try:
+        await server.listen(host, port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc)
+        await router.stop()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("listening on http://%s:%d", host, port)
+    await stop.wait()
+    log.info("shutting down: finishing requests in flight (at most %gs)", grace)
+    router.draining = True
+    await server.drain(grace)
+    await router.stop()
+    log.info("stopped")
     return 0
 
 

@@ -85,6 +85,7 @@ class RouterMetrics:
             extra = {"buckets": buckets} if buckets else {}
             setattr(self, attr, kind(name, doc, list(labels), registry=self.registry, **extra))
         self._cache: dict[tuple, object] = {}
+        self._answer_cache: dict[tuple, tuple] = {}
 
     def _child(self, metric, *values: str):
         key = (id(metric), values)
@@ -104,8 +105,24 @@ class RouterMetrics:
         if upstream_s is not None:
             self._child(self.upstream_duration, model, name, version, revision).observe(upstream_s)
 
-    def observe_overhead(self, model: str, seconds: float) -> None:
-        self._child(self.overhead, model).observe(max(seconds, 0.0))
+    def observe_answer(
+        self, model: str, track: routing.Track, code: int, upstream_s: float, overhead_s: float
+    ) -> None:
+        """One forwarded request: the hot path, so its three children are cached
+        together under one key."""
+        key = (model, track.name, track.version, track.revision, code)
+        children = self._answer_cache.get(key)
+        if children is None:
+            labels = (model, track.name, track.version, track.revision)
+            children = self._answer_cache[key] = (
+                self.requests.labels(*labels, str(code)),
+                self.upstream_duration.labels(*labels),
+                self.overhead.labels(model),
+            )
+        requests, upstream, overhead = children
+        requests.inc()
+        upstream.observe(upstream_s)
+        overhead.observe(max(overhead_s, 0.0))
 
     def mirror_result(self, model: str, result: str) -> None:
         self._child(self.mirror, model, result).inc()

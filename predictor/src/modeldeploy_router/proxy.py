@@ -1,8 +1,7 @@
-"""The router's ASGI application: choose a track, forward, mirror.
+"""The router's request handler: choose a track, forward, mirror.
 
-A raw ASGI callable rather than a framework: the router has three local paths
-and forwards everything else, so routing tables and request objects would only
-add per-request cost. Bodies are buffered (predictor requests and answers are
+`Router.handle` takes a parsed request from the front end (frontend.py) and
+returns the reply. Bodies are buffered (predictor requests and answers are
 bounded JSON): that lets a request be retried on another endpoint and the
 primary answer be compared with the shadow's.
 """
@@ -13,14 +12,14 @@ import logging
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import orjson
 
 from modeldeploy_router import metrics as metrics_mod
 from modeldeploy_router import routing, shadow, shadow_process
+from modeldeploy_router.frontend import Reply, Request
 from modeldeploy_router.upstream import (
+    HOP_BY_HOP,
     Response,
     Upstream,
     UpstreamConnectionError,
@@ -61,54 +60,14 @@ class TableSource:
         return None
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request body was complete."""
-
-
 class UpstreamFailed(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-Send = Callable[[dict], Awaitable[None]]
-
-
-async def _read_body(receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone  # never forward a truncated body
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _send_json(send: Send, status: int, doc: dict, extra: list | None = None) -> None:
-    body = orjson.dumps(doc)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class Router:
-    """ASGI app. `table` is swapped whole by the source; requests read it once."""
+    """`table` is swapped whole by the source; each request reads it once."""
 
     def __init__(self, settings: Settings, source: TableSource) -> None:
         self.settings = settings
@@ -131,6 +90,7 @@ class Router:
         self._rand = random.Random(settings.seed).random
         self._sticky = settings.sticky_header.lower().encode("latin-1")
         self._fallback_logged: set[str] = set()
+        self.draining = False  # /readyz answers 503 while the server drains
 
     # -- routing table ---------------------------------------------------
     def apply(self, table: routing.RoutingTable) -> None:
@@ -143,139 +103,108 @@ class Router:
         if _summary(old) != _summary(table):
             log.info("routing: %s", _summary(table))
 
-    # -- ASGI ------------------------------------------------------------
-    async def __call__(self, scope, receive, send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+    # -- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        await self.upstream.start()
+        await self.mirror.start()
+        await self.source.start(self.apply)
 
-    async def _lifespan(self, receive, send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.upstream.start()
-                    await self.mirror.start()
-                    await self.source.start(self.apply)
-                except Exception as exc:
-                    log.exception("router failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.source.stop()
-                await self.mirror.stop()
-                await self.upstream.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def stop(self) -> None:
+        await self.source.stop()
+        await self.mirror.stop()
+        await self.upstream.close()
 
-    async def _local(self, path: str, send: Send) -> bool:
-        """The router's own endpoints; False when `path` is not one of them."""
-        if path == "/healthz":
-            await _send_json(send, 200, {"status": "ok"})
-        elif path == "/readyz":
+    # -- requests --------------------------------------------------------
+    async def _local(self, path: bytes) -> Reply | None:
+        """The router's own endpoints; None when `path` is not one of them."""
+        if path == b"/healthz":
+            return Reply.json(200, {"status": "ok"})
+        if path == b"/readyz":
             table = self.table
+            if self.draining:
+                return Reply.json(503, {"status": "not ready", "error": "shutting down"})
             if table.ready:
-                await _send_json(send, 200, {"status": "ready"})
-            else:
-                await _send_json(send, 503, {"status": "not ready", "error": _no_stable(table)})
-        elif path == "/metrics":
+                return Reply.json(200, {"status": "ready"})
+            return Reply.json(503, {"status": "not ready", "error": _no_stable(table)})
+        if path == b"/metrics":
             body = self.metrics.exposition() + await self.mirror.exposition()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", metrics_mod.CONTENT_TYPE.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-        else:
-            return False
-        return True
+            return Reply(200, [(b"content-type", METRICS_CONTENT_TYPE)], body)
+        return None
 
-    async def _http(self, scope, receive, send: Send) -> None:
-        path = scope["path"]
-        if path in ("/healthz", "/readyz", "/metrics") and await self._local(path, send):
-            return
+    async def handle(self, req: Request) -> Reply:
+        if req.path in LOCAL_PATHS:
+            local = await self._local(req.path)
+            if local is not None:
+                return local
         started = time.perf_counter()
         table = self.table
         model = table.model
         request_id = None
         sticky_key = None
         override = None
-        for name, value in scope["headers"]:
+        headers = []  # what goes upstream: all but the hop-by-hop headers
+        for name, value in req.headers:
+            if name in HOP_BY_HOP:
+                if name == b"connection":  # it may name more headers to drop: rare
+                    headers = forwardable(req.headers)
+                    break
+                continue
+            headers.append((name, value))
+        for name, value in req.headers:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == self._sticky:
                 sticky_key = value.decode("latin-1")
             elif name == b"x-modeldeploy-track":
                 override = value.decode("latin-1").strip().lower()
+        incoming_id = request_id
         request_id = request_id or os.urandom(16).hex()  # as unique as uuid4, cheaper
         rid_header = (b"x-request-id", request_id.encode("latin-1"))
-        try:
-            body = await _read_body(receive, self.settings.max_body_bytes)
-        except ClientGone:
-            return
-        except BodyTooLarge:
+        if req.body_too_large:
             limit = self.settings.max_body_bytes
-            await _send_json(
-                send, 413, {"error": f"request body exceeds {limit} bytes"}, [rid_header]
-            )
-            return
+            return Reply.json(413, {"error": f"request body exceeds {limit} bytes"}, [rid_header])
 
         if override is not None and self.settings.allow_track_override:
             if override not in routing.TRACKS:
                 msg = f"{TRACK_HEADER} must be one of {', '.join(routing.TRACKS)}, got {override!r}"
-                await _send_json(send, 400, {"error": msg}, [rid_header])
-                return
+                return Reply.json(400, {"error": msg}, [rid_header])
             wanted = override
         else:
             wanted = routing.choose_primary(table.canary_weight, sticky_key, self._rand)
-        decision = routing.resolve(table, wanted)
-        if decision.fell_back_from is not None:
-            self._note_fallback(model, decision.fell_back_from, decision.track)
-        if decision.track is None:
-            self.metrics.observe_request(model, None, 503, None)
-            await _send_json(send, 503, {"error": _no_stable(table)}, [rid_header])
-            return
-        track = table.tracks[decision.track]
+        track = table.tracks.get(wanted)
+        if track is None or not track.pool:
+            decision = routing.resolve(table, wanted)
+            if decision.fell_back_from is not None:
+                self._note_fallback(model, decision.fell_back_from, decision.track)
+            if decision.track is None:
+                self.metrics.observe_request(model, None, 503, None)
+                return Reply.json(503, {"error": _no_stable(table)}, [rid_header])
+            track = table.tracks[decision.track]
 
-        method = scope["method"]
-        qs = scope.get("query_string") or b""
-        raw_path = scope.get("raw_path") or path.encode()
-        path_qs = (raw_path + (b"?" + qs if qs else b"")).decode("latin-1")
-        headers = forwardable(scope["headers"])
-        if not any(k == b"x-request-id" for k, _ in headers):
+        method = req.method
+        path_qs = req.target.decode("latin-1")
+        if incoming_id is None:
             headers.append(rid_header)
-
+        body = req.body
         try:
             resp = await self._forward(track, method, path_qs, headers, body)
         except UpstreamFailed as exc:
             self.metrics.observe_request(model, track, exc.status, None)
-            await _send_json(
-                send,
+            return Reply.json(
                 exc.status,
                 {"error": str(exc), "track": track.name},
                 [rid_header, (b"x-modeldeploy-track", track.name.encode())],
             )
-            return
-        out = [
-            (k, v)
-            for k, v in resp.headers
-            if k.lower() not in _DROP_RESPONSE and k.lower() != b"x-request-id"
-        ]
-        out.append((b"content-length", str(len(resp.body)).encode()))
+        drop = _DROP_RESPONSE if method != "HEAD" else _DROP_RESPONSE_TO_HEAD
+        out = [(k, v) for k, v in resp.headers if k.lower() not in drop]
         out.append(rid_header)
         out.append((b"x-modeldeploy-track", track.name.encode()))
-        await send({"type": "http.response.start", "status": resp.status, "headers": out})
-        await send({"type": "http.response.body", "body": resp.body})
-        self.metrics.observe_request(model, track, resp.status, resp.seconds)
-        self.metrics.observe_overhead(model, time.perf_counter() - started - resp.seconds)
+        overhead = time.perf_counter() - started - resp.seconds
+        self.metrics.observe_answer(model, track, resp.status, resp.seconds, overhead)
 
         if method in MIRRORED_METHODS and track.name != routing.SHADOW:
             self._maybe_mirror(table, track, method, path_qs, headers, body, resp)
+        return Reply(resp.status, out, resp.body)
 
     def _maybe_mirror(self, table, primary, method, path_qs, headers, body, resp) -> None:
         shadow_track = table.tracks.get(routing.SHADOW)
@@ -336,8 +265,13 @@ _DROP_RESPONSE = frozenset(
         b"content-length",
         b"date",
         b"server",
+        b"x-request-id",  # replaced by the router's, which is the upstream's when it echoes
     }
 )
+# A HEAD answer has no body, so its content-length is the upstream's, kept.
+_DROP_RESPONSE_TO_HEAD = _DROP_RESPONSE - {b"content-length"}
+LOCAL_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+METRICS_CONTENT_TYPE = metrics_mod.CONTENT_TYPE.encode()
 
 
 def _no_stable(table: routing.RoutingTable) -> str:

@@ -67,7 +67,7 @@ def forwardable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return [(k, v) for k, v in pairs if k not in HOP_BY_HOP and k not in named]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Response:
     status: int
     headers: list[tuple[bytes, bytes]]
@@ -79,6 +79,7 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
     def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
@@ -138,13 +139,23 @@ class _Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
 
-    async def exchange(self, request: bytes, head_only: bool) -> None:
+    def _expire(self) -> None:
+        self._fail(TimeoutError())
+
+    async def exchange(self, request: bytes, head_only: bool, deadline: float) -> None:
+        """Send `request`, wait for the whole response; TimeoutError at `deadline`
+        (loop time). A plain timer: asyncio.timeout costs several times more
+        per request."""
         assert self.transport is not None
         self.headers, self.body, self.status = [], [], 0
         self.head_only = head_only
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = waiter = self.loop.create_future()
+        timer = self.loop.call_at(deadline, self._expire)
         self.transport.write(request)
-        await self.waiter
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         self.closed = True
@@ -222,23 +233,27 @@ class Upstream:
             head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
         head += (b"\r\n", body)
         request = b"".join(head)
-        idle = self._idle.setdefault(base_url, [])
+        idle = self._idle.get(base_url)
+        if idle is None:
+            idle = self._idle[base_url] = []
+        head_only = method == "HEAD"
         started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + (total_timeout or self.read_timeout)
         conn: _Connection | None = None
         try:
-            async with asyncio.timeout(total_timeout or self.read_timeout):
-                while idle:
-                    conn = idle.pop()
-                    if conn.closed:
-                        continue
-                    try:
-                        await conn.exchange(request, method == "HEAD")
-                        break
-                    except UpstreamConnectionError:
-                        conn = None  # the server closed an idle connection; use a new one
-                else:
+            while idle:
+                conn = idle.pop()
+                if conn.closed:
+                    continue
+                try:
+                    await conn.exchange(request, head_only, deadline)
+                    break
+                except UpstreamConnectionError:
+                    conn = None  # the server closed an idle connection; use a new one
+            else:
+                async with asyncio.timeout_at(deadline):
                     conn = await self._connect(host, port)
-                    await conn.exchange(request, method == "HEAD")
+                await conn.exchange(request, head_only, deadline)
         except BaseException:
             if conn is not None:
                 conn.close()  # the response may be half read: never reuse it

@@ -1,0 +1,341 @@
+"""The router's HTTP/1.1 server: an asyncio Protocol on httptools.
+
+Why not uvicorn: at concurrency 1 the router's whole cost is its hop, and
+under uvicorn most of it was the ASGI request cycle (a Task, a scope dict and
+several message dicts and awaits per request). The router buffers bodies
+anyway (to retry and to compare the shadow's answer), so it needs none of
+ASGI's streaming. This server parses with httptools, buffers the request,
+runs the handler as one Task and writes the reply in one call.
+
+What it keeps from a production HTTP server: keep-alive with an idle timeout,
+pipelined requests answered in order, chunked request bodies, a body limit
+answered with 413 before the body is read, a header-size limit (431),
+malformed requests answered with a 400 JSON error, `Expect: 100-continue`,
+and a graceful drain: stop accepting, finish the requests in flight, close
+idle connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httptools
+import orjson
+
+log = logging.getLogger(__name__)
+
+KEEP_ALIVE_SECONDS = 5.0
+MAX_HEADER_BYTES = 64 * 1024
+MAX_PIPELINED = 16  # requests queued behind the one in flight before reading pauses
+LINGER_SECONDS = 2.0  # how long unread input is discarded after an early reply
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    target: bytes  # path and query exactly as received
+    path: bytes  # without the query
+    headers: list[tuple[bytes, bytes]]  # names lower-cased
+    body: bytes = b""
+    body_too_large: bool = False  # the body was not read: answer 413
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+
+    @classmethod
+    def json(cls, status: int, doc: dict, headers: list | None = None) -> Reply:
+        return cls(status, [(b"content-type", b"application/json"), *(headers or [])],
+                   orjson.dumps(doc))  # fmt: skip
+
+
+Handler = Callable[[Request], Awaitable[Reply]]
+
+_REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+
+
+class _Clock:
+    """The Date header, formatted once a second rather than per response."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._value = b""
+
+    def date(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = email.utils.formatdate(now, usegmt=True).encode()
+        return self._value
+
+
+def encode_reply(reply: Reply, head_only: bool, close: bool, date: bytes) -> bytes:
+    status = reply.status
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+    has_length = False
+    for name, value in reply.headers:
+        parts += (name, b": ", value, b"\r\n")
+        has_length = has_length or name == b"content-length"
+    if not has_length:
+        parts.append(b"content-length: %d\r\n" % len(reply.body))
+    parts += (b"date: ", date, b"\r\n")
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head_only:
+        parts.append(reply.body)
+    return b"".join(parts)
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class HttpConnection(asyncio.Protocol):
+    """One client connection. Requests are handled one at a time, in order."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.pending: deque[tuple[Request, bool]] = deque()
+        self.busy = False  # a handler Task is running for this connection
+        self.closing = False  # close once the request in flight is answered
+        self.lingering = False  # an early reply was sent: discard the rest
+        self.last_active = self.loop.time()  # for the server's idle sweep
+        self.reading = True
+        self._new_message()
+
+    def _new_message(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.too_large = False
+
+    # -- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.pending.clear()  # the client is gone: nobody reads these answers
+        self.closing = True
+        if not self.busy:
+            self.server.connection_done()
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
+        self.last_active = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # An Upgrade (e.g. h2c) is not taken: the request is answered over
+            # HTTP/1.1 and the connection closed, as the parser stops here.
+            self.closing = True
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
+            else:
+                raise
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"malformed HTTP request: {exc}")
+
+    # -- httptools callbacks (per-message state is reset after each message) --
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+        self.header_bytes += len(name) + len(value)
+        if self.header_bytes > MAX_HEADER_BYTES:
+            raise _HeadTooLarge  # httptools re-raises it from feed_data
+
+    def on_headers_complete(self) -> None:
+        limit = self.server.max_body_bytes
+        expects_continue = False
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                self.too_large = True
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expects_continue = True
+        if self.header_bytes > MAX_HEADER_BYTES:  # the request line alone
+            raise _HeadTooLarge
+        if self.too_large:  # answer now instead of reading a body that is refused anyway
+            self._dispatch(self._request(), keep_alive=False)
+            self.lingering = True
+        elif expects_continue and not self.busy and not self.pending:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self.too_large:
+            return
+        self.body_size += len(body)
+        if self.body_size > self.server.max_body_bytes:
+            self.too_large = True
+            self.body = []
+            self._dispatch(self._request(), keep_alive=False)
+            self.lingering = True
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.too_large:
+            request = self._request()
+            body = self.body
+            request.body = body[0] if len(body) == 1 else b"".join(body)
+            self._dispatch(request, self.parser.should_keep_alive())
+        self._new_message()
+
+    # -- requests -------------------------------------------------------------
+    def _request(self) -> Request:
+        url = self.url
+        if not url.startswith(b"/"):  # absolute form (a client configured to use a proxy)
+            parsed = httptools.parse_url(url)
+            url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+        path = url.split(b"?", 1)[0]
+        method = self.parser.get_method().decode("ascii")
+        return Request(method, url, path, self.headers, body_too_large=self.too_large)
+
+    def _dispatch(self, request: Request, keep_alive: bool) -> None:
+        if self.busy:
+            self.pending.append((request, keep_alive))
+            if len(self.pending) >= MAX_PIPELINED and self.reading:
+                self.transport.pause_reading()
+                self.reading = False
+            return
+        self.busy = True
+        self.loop.create_task(self._answer(request, keep_alive))
+
+    async def _answer(self, request: Request, keep_alive: bool) -> None:
+        while True:
+            try:
+                reply = await self.server.handler(request)
+            except Exception:
+                log.exception("handler failed for %s %r", request.method, request.target)
+                reply = Reply.json(500, {"error": "internal router error"})
+            close = not keep_alive or self.closing or self.server.draining
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                head_only = request.method == "HEAD"
+                transport.write(encode_reply(reply, head_only, close, self.server.clock.date()))
+                if close and not self.lingering:
+                    transport.close()
+            if close or not self.pending:
+                break
+            request, keep_alive = self.pending.popleft()
+            if not self.reading and len(self.pending) < MAX_PIPELINED // 2:
+                self.transport.resume_reading()
+                self.reading = True
+        self.busy = False
+        self.last_active = self.loop.time()
+        if self.lingering:
+            self._linger()
+        elif self.transport is None or self.transport.is_closing():
+            self.server.connection_done()
+        elif self.server.draining:
+            self.close_if_idle()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request that cannot be parsed, then close."""
+        self.lingering = True
+        self.pending.clear()
+        if self.busy:  # the request in flight is answered first, then this connection closes
+            self.closing = True
+            return
+        reply = Reply.json(status, {"error": message})
+        self.transport.write(encode_reply(reply, False, True, self.server.clock.date()))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after an early reply without resetting the connection: a close
+        with unread input sends RST, which can destroy the reply at the client."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+    def close_if_idle(self) -> None:
+        if not self.busy and self.transport is not None and not self.lingering:
+            self.transport.close()
+
+
+class HttpServer:
+    """Listens, tracks connections, drains them on shutdown."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_body_bytes: int,
+        keep_alive: float = KEEP_ALIVE_SECONDS,
+    ) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.keep_alive = keep_alive
+        self.clock = _Clock()
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self.loop = asyncio.get_running_loop()
+        self._server: asyncio.Server | None = None
+        self._quiet: asyncio.Event | None = None
+
+    async def listen(self, host: str, port: int) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpConnection(self), host, port, reuse_address=True, backlog=2048
+        )
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Close connections idle for longer than the keep-alive time. One timer
+        for the server, not one per request: a timer per request is a measurable
+        share of the router's per-request cost."""
+        if self.draining:
+            return
+        cutoff = self.loop.time() - self.keep_alive
+        for conn in [c for c in self.connections if c.last_active < cutoff]:
+            conn.close_if_idle()
+        self.loop.call_later(min(1.0, self.keep_alive / 2), self._sweep)
+
+    def connection_done(self) -> None:
+        if self._quiet is not None and not any(c.busy for c in self.connections):
+            self._quiet.set()
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting; answer what is in flight (closing each connection
+        after its answer); after `grace` seconds close whatever is left."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        self._quiet = asyncio.Event()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        self.connection_done()
+        try:
+            async with asyncio.timeout(grace):
+                await self._quiet.wait()
+        except TimeoutError:
+            log.warning("%d requests still in flight after %gs; closing",
+                        sum(c.busy for c in self.connections), grace)  # fmt: skip
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
