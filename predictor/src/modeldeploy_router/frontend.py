@@ -5,7 +5,8 @@ under uvicorn most of it was the ASGI request cycle (a Task, a scope dict and
 several message dicts and awaits per request). The router buffers bodies
 anyway (to retry and to compare the shadow's answer), so it needs none of
 ASGI's streaming. This server parses with httptools, buffers the request,
-runs the handler as one Task and writes the reply in one call.
+hands it to a callback handler (no Task per request: the router answers from
+its upstream's data_received) and writes the reply in one call.
 
 What it keeps from a production HTTP server: keep-alive with an idle timeout,
 pipelined requests answered in order, chunked request bodies, a body limit
@@ -23,7 +24,7 @@ import http
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httptools
@@ -55,11 +56,13 @@ class Reply:
 
     @classmethod
     def json(cls, status: int, doc: dict, headers: list | None = None) -> Reply:
-        return cls(status, [(b"content-type", b"application/json"), *(headers or [])],
-                   orjson.dumps(doc))  # fmt: skip
+        return cls(
+            status, [(b"content-type", b"application/json"), *(headers or [])], orjson.dumps(doc)
+        )
 
 
-Handler = Callable[[Request], Awaitable[Reply]]
+# handler(request, respond): calls respond(reply) exactly once, now or later.
+Handler = Callable[[Request, Callable[[Reply], None]], None]
 
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 
@@ -110,7 +113,10 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.pending: deque[tuple[Request, bool]] = deque()
-        self.busy = False  # a handler Task is running for this connection
+        self.busy = False  # a request was handed to the handler and is not answered yet
+        self.starting = False  # inside _run (answers given now must not recurse)
+        self.keep_alive_now = True  # of the request in flight
+        self.head_only_now = False
         self.closing = False  # close once the request in flight is answered
         self.lingering = False  # an early reply was sent: discard the rest
         self.last_active = self.loop.time()  # for the server's idle sweep
@@ -177,8 +183,8 @@ class HttpConnection(asyncio.Protocol):
         if self.header_bytes > MAX_HEADER_BYTES:  # the request line alone
             raise _HeadTooLarge
         if self.too_large:  # answer now instead of reading a body that is refused anyway
+            self.lingering = True  # set first: the answer may be written right away
             self._dispatch(self._request(), keep_alive=False)
-            self.lingering = True
         elif expects_continue and not self.busy and not self.pending:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -189,8 +195,8 @@ class HttpConnection(asyncio.Protocol):
         if self.body_size > self.server.max_body_bytes:
             self.too_large = True
             self.body = []
-            self._dispatch(self._request(), keep_alive=False)
             self.lingering = True
+            self._dispatch(self._request(), keep_alive=False)
             return
         self.body.append(body)
 
@@ -219,35 +225,56 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.pause_reading()
                 self.reading = False
             return
-        self.busy = True
-        self.loop.create_task(self._answer(request, keep_alive))
+        self._run(request, keep_alive)
 
-    async def _answer(self, request: Request, keep_alive: bool) -> None:
-        while True:
-            try:
-                reply = await self.server.handler(request)
-            except Exception:
-                log.exception("handler failed for %s %r", request.method, request.target)
-                reply = Reply.json(500, {"error": "internal router error"})
-            close = not keep_alive or self.closing or self.server.draining
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                head_only = request.method == "HEAD"
-                transport.write(encode_reply(reply, head_only, close, self.server.clock.date()))
-                if close and not self.lingering:
-                    transport.close()
-            if close or not self.pending:
-                break
-            request, keep_alive = self.pending.popleft()
-            if not self.reading and len(self.pending) < MAX_PIPELINED // 2:
-                self.transport.resume_reading()
-                self.reading = True
+    def _next_pending(self) -> tuple[Request, bool]:
+        if not self.reading and len(self.pending) <= MAX_PIPELINED // 2:
+            self.transport.resume_reading()
+            self.reading = True
+        return self.pending.popleft()
+
+    def _run(self, request: Request, keep_alive: bool) -> None:
+        """Hand `request` to the handler, then any queued ones it answers at once
+        (a loop, not recursion: a pipelined burst of /healthz is answered inline)."""
+        self.starting = True
+        try:
+            while True:
+                self.busy = True
+                self.keep_alive_now = keep_alive
+                self.head_only_now = request.method == "HEAD"
+                try:
+                    self.server.handler(request, self.respond)
+                except Exception:
+                    log.exception("handler failed for %s %r", request.method, request.target)
+                    self.respond(Reply.json(500, {"error": "internal router error"}))
+                if self.busy or not self.pending or self.closing:
+                    return
+                request, keep_alive = self._next_pending()
+        finally:
+            self.starting = False
+
+    def respond(self, reply: Reply) -> None:
+        """The handler's answer to the request in flight (called once per request)."""
+        if not self.busy:
+            return
         self.busy = False
-        self.last_active = self.loop.time()
-        if self.lingering:
-            self._linger()
-        elif self.transport is None or self.transport.is_closing():
+        close = not self.keep_alive_now or self.closing or self.server.draining
+        transport = self.transport
+        if transport is None or transport.is_closing():  # the client has gone
             self.server.connection_done()
+            return
+        transport.write(encode_reply(reply, self.head_only_now, close, self.server.clock.date()))
+        self.last_active = self.loop.time()
+        if close:
+            self.closing = True
+            if self.lingering:
+                self._linger()
+            else:
+                transport.close()
+            self.server.connection_done()
+        elif self.pending:
+            if not self.starting:
+                self._run(*self._next_pending())
         elif self.server.draining:
             self.close_if_idle()
 
@@ -334,8 +361,11 @@ class HttpServer:
             async with asyncio.timeout(grace):
                 await self._quiet.wait()
         except TimeoutError:
-            log.warning("%d requests still in flight after %gs; closing",
-                        sum(c.busy for c in self.connections), grace)  # fmt: skip
+            log.warning(
+                "%d requests still in flight after %gs; closing",
+                sum(c.busy for c in self.connections),
+                grace,
+            )
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()

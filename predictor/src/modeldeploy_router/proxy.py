@@ -8,6 +8,7 @@ primary answer be compared with the shadow's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -60,10 +61,7 @@ class TableSource:
         return None
 
 
-class UpstreamFailed(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+Respond = Callable[[Reply], None]
 
 
 class Router:
@@ -115,27 +113,38 @@ class Router:
         await self.upstream.close()
 
     # -- requests --------------------------------------------------------
-    async def _local(self, path: bytes) -> Reply | None:
-        """The router's own endpoints; None when `path` is not one of them."""
+    def _local(self, path: bytes, respond: Respond) -> bool:
+        """Answer the router's own endpoints; False when `path` is not one of them."""
         if path == b"/healthz":
-            return Reply.json(200, {"status": "ok"})
-        if path == b"/readyz":
+            respond(Reply.json(200, {"status": "ok"}))
+        elif path == b"/readyz":
             table = self.table
             if self.draining:
-                return Reply.json(503, {"status": "not ready", "error": "shutting down"})
-            if table.ready:
-                return Reply.json(200, {"status": "ready"})
-            return Reply.json(503, {"status": "not ready", "error": _no_stable(table)})
-        if path == b"/metrics":
-            body = self.metrics.exposition() + await self.mirror.exposition()
-            return Reply(200, [(b"content-type", METRICS_CONTENT_TYPE)], body)
-        return None
+                respond(Reply.json(503, {"status": "not ready", "error": "shutting down"}))
+            elif table.ready:
+                respond(Reply.json(200, {"status": "ready"}))
+            else:
+                respond(Reply.json(503, {"status": "not ready", "error": _no_stable(table)}))
+        elif path == b"/metrics":
+            asyncio.get_running_loop().create_task(self._metrics(respond))
+        else:
+            return False
+        return True
 
-    async def handle(self, req: Request) -> Reply:
-        if req.path in LOCAL_PATHS:
-            local = await self._local(req.path)
-            if local is not None:
-                return local
+    async def _metrics(self, respond: Respond) -> None:
+        try:
+            body = self.metrics.exposition() + await self.mirror.exposition()
+        except Exception:
+            log.exception("metrics exposition failed")
+            respond(Reply.json(500, {"error": "metrics exposition failed"}))
+            return
+        respond(Reply(200, [(b"content-type", METRICS_CONTENT_TYPE)], body))
+
+    def handle(self, req: Request, respond: Respond) -> None:
+        """Route `req` and call `respond(reply)` once, now or when the upstream
+        answers. Callback-driven on purpose: no Task per request (frontend.py)."""
+        if req.path in LOCAL_PATHS and self._local(req.path, respond):
+            return
         started = time.perf_counter()
         table = self.table
         model = table.model
@@ -162,12 +171,15 @@ class Router:
         rid_header = (b"x-request-id", request_id.encode("latin-1"))
         if req.body_too_large:
             limit = self.settings.max_body_bytes
-            return Reply.json(413, {"error": f"request body exceeds {limit} bytes"}, [rid_header])
+            msg = f"request body exceeds {limit} bytes"
+            respond(Reply.json(413, {"error": msg}, [rid_header]))
+            return
 
         if override is not None and self.settings.allow_track_override:
             if override not in routing.TRACKS:
                 msg = f"{TRACK_HEADER} must be one of {', '.join(routing.TRACKS)}, got {override!r}"
-                return Reply.json(400, {"error": msg}, [rid_header])
+                respond(Reply.json(400, {"error": msg}, [rid_header]))
+                return
             wanted = override
         else:
             wanted = routing.choose_primary(table.canary_weight, sticky_key, self._rand)
@@ -178,72 +190,58 @@ class Router:
                 self._note_fallback(model, decision.fell_back_from, decision.track)
             if decision.track is None:
                 self.metrics.observe_request(model, None, 503, None)
-                return Reply.json(503, {"error": _no_stable(table)}, [rid_header])
+                respond(Reply.json(503, {"error": _no_stable(table)}, [rid_header]))
+                return
             track = table.tracks[decision.track]
 
-        method = req.method
-        path_qs = req.target.decode("latin-1")
         if incoming_id is None:
             headers.append(rid_header)
-        body = req.body
-        try:
-            resp = await self._forward(track, method, path_qs, headers, body)
-        except UpstreamFailed as exc:
-            self.metrics.observe_request(model, track, exc.status, None)
-            return Reply.json(
-                exc.status,
-                {"error": str(exc), "track": track.name},
-                [rid_header, (b"x-modeldeploy-track", track.name.encode())],
-            )
-        drop = _DROP_RESPONSE if method != "HEAD" else _DROP_RESPONSE_TO_HEAD
-        out = [(k, v) for k, v in resp.headers if k.lower() not in drop]
-        out.append(rid_header)
-        out.append((b"x-modeldeploy-track", track.name.encode()))
-        overhead = time.perf_counter() - started - resp.seconds
-        self.metrics.observe_answer(model, track, resp.status, resp.seconds, overhead)
+        forward = _Forward(self, table, track, req, headers, rid_header, started, respond)
+        forward.send(track.pool.pick())
 
-        if method in MIRRORED_METHODS and track.name != routing.SHADOW:
-            self._maybe_mirror(table, track, method, path_qs, headers, body, resp)
+    def _answer(self, fwd: _Forward, resp: Response) -> Reply:
+        """The reply to a forwarded request the upstream answered; records it and
+        hands a copy to the shadow path."""
+        drop = _DROP_RESPONSE if fwd.req.method != "HEAD" else _DROP_RESPONSE_TO_HEAD
+        out = [(k, v) for k, v in resp.headers if k.lower() not in drop]
+        track = fwd.track
+        out.append(fwd.rid_header)
+        out.append((b"x-modeldeploy-track", track.name.encode()))
+        overhead = time.perf_counter() - fwd.started - resp.seconds
+        model = fwd.table.model
+        self.metrics.observe_answer(model, track, resp.status, resp.seconds, overhead)
+        if fwd.req.method in MIRRORED_METHODS and track.name != routing.SHADOW:
+            self._maybe_mirror(fwd, resp)
         return Reply(resp.status, out, resp.body)
 
-    def _maybe_mirror(self, table, primary, method, path_qs, headers, body, resp) -> None:
+    def _failed(self, fwd: _Forward, status: int, message: str) -> Reply:
+        track = fwd.track
+        self.metrics.observe_request(fwd.table.model, track, status, None)
+        return Reply.json(
+            status,
+            {"error": message, "track": track.name},
+            [fwd.rid_header, (b"x-modeldeploy-track", track.name.encode())],
+        )
+
+    def _maybe_mirror(self, fwd: _Forward, resp: Response) -> None:
+        table = fwd.table
         shadow_track = table.tracks.get(routing.SHADOW)
         if shadow_track is None or not routing.should_mirror(table.mirror_percent, self._rand):
             return
+        req = fwd.req
         self.mirror.submit(
             shadow.Copy(
                 model=table.model,
                 shadow=shadow_track,
-                primary_version=primary.version,
-                method=method,
-                path_qs=path_qs,
-                headers=headers,
-                body=body,
+                primary_version=fwd.track.version,
+                method=req.method,
+                path_qs=req.target.decode("latin-1"),
+                headers=fwd.headers,
+                body=req.body,
                 primary_status=resp.status,
                 primary_body=resp.body,
             )
         )
-
-    async def _forward(self, track: routing.Track, method, path_qs, headers, body) -> Response:
-        """Send to one endpoint of `track`; on a connection error retry once on
-        another endpoint of the same track (never the other track, so a broken
-        canary stays visible to the analysis)."""
-        url = track.pool.pick()
-        for attempt in (1, 2):
-            if url is None:
-                break
-            try:
-                return await self.upstream.call(url, method, path_qs, headers, body)
-            except TimeoutError as exc:
-                raise UpstreamFailed(504, f"{track.name} endpoint {url} timed out") from exc
-            except UpstreamConnectionError as exc:
-                log.warning("%s endpoint %s: %s (attempt %d)", track.name, url, exc, attempt)
-                failed, url = url, track.pool.pick(exclude=url)
-                if url is None or url == failed:
-                    break
-            except UpstreamProtocolError as exc:
-                raise UpstreamFailed(502, f"{track.name} endpoint {url}: {exc}") from exc
-        raise UpstreamFailed(502, f"no {track.name} endpoint could be reached")
 
     def _note_fallback(self, model: str, wanted: str, used: str | None) -> None:
         if used is not None:
@@ -251,6 +249,86 @@ class Router:
         if wanted not in self._fallback_logged:
             self._fallback_logged.add(wanted)
             log.warning("track %s has no ready endpoints; sending its traffic to stable", wanted)
+
+
+class _Forward:
+    """One request on its way to `track`: on a connection error it is retried
+    once on another endpoint of the same track (never the other track, so a
+    broken canary stays visible to the analysis)."""
+
+    __slots__ = (
+        "attempt",
+        "headers",
+        "req",
+        "respond",
+        "rid_header",
+        "router",
+        "started",
+        "table",
+        "track",
+        "url",
+    )
+
+    def __init__(
+        self,
+        router: Router,
+        table: routing.RoutingTable,
+        track: routing.Track,
+        req: Request,
+        headers: list[tuple[bytes, bytes]],
+        rid_header: tuple[bytes, bytes],
+        started: float,
+        respond: Respond,
+    ) -> None:
+        self.router = router
+        self.table = table
+        self.track = track
+        self.req = req
+        self.headers = headers
+        self.rid_header = rid_header
+        self.started = started
+        self.respond = respond
+        self.url: str | None = None
+        self.attempt = 0
+
+    def send(self, url: str | None) -> None:
+        if url is None:
+            self.respond(
+                self.router._failed(self, 502, f"no {self.track.name} endpoint could be reached")
+            )
+            return
+        self.url = url
+        self.attempt += 1
+        req = self.req
+        self.router.upstream.send(
+            url,
+            req.method,
+            req.target.decode("latin-1"),
+            self.headers,
+            req.body,
+            self._upstream_done,
+        )
+
+    def _upstream_done(self, resp: Response | None, exc: BaseException | None) -> None:
+        router, track, url = self.router, self.track, self.url
+        try:
+            if exc is None:
+                reply = router._answer(self, resp)
+            elif isinstance(exc, TimeoutError):
+                reply = router._failed(self, 504, f"{track.name} endpoint {url} timed out")
+            elif isinstance(exc, UpstreamConnectionError):
+                log.warning("%s endpoint %s: %s (attempt %d)", track.name, url, exc, self.attempt)
+                retry = track.pool.pick(exclude=url) if self.attempt == 1 else None
+                self.send(retry if retry != url else None)
+                return
+            elif isinstance(exc, UpstreamProtocolError):
+                reply = router._failed(self, 502, f"{track.name} endpoint {url}: {exc}")
+            else:
+                raise exc
+        except Exception:
+            log.exception("failed to answer %s %r", self.req.method, self.req.target)
+            reply = Reply.json(500, {"error": "internal router error"}, [self.rid_header])
+        self.respond(reply)
 
 
 _DROP_RESPONSE = frozenset(

@@ -8,13 +8,18 @@ module keeps only what that needs: an asyncio Protocol per connection,
 httptools (the parser uvicorn uses) to read responses, one write per request,
 idle connections reused last-in first-out. Bodies go through byte for byte;
 no header is added except Host and Content-Length.
+
+The core is callback-driven (`Upstream.send`): on a reused connection the
+request is written from the caller's own callback and the completion callback
+runs from the response's data_received, with no Task, Future or extra event
+loop turn in between. `Upstream.call` wraps it for async callers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -75,6 +80,10 @@ class Response:
     seconds: float
 
 
+# Called once per request: (response, None) or (None, the error).
+Done = Callable[["Response | None", "BaseException | None"], None]
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
@@ -82,7 +91,8 @@ class _Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[None] | None = None
+        self.on_done: Callable[[BaseException | None], None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.status = 0
@@ -98,7 +108,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamProtocolError(f"bad HTTP response: {exc}"))
+            self._finish(UpstreamProtocolError(f"bad HTTP response: {exc}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -108,8 +118,8 @@ class _Connection(asyncio.Protocol):
         )
         if self.status and not framed and exc is None:
             self.keep_alive = False  # a body delimited by the end of the connection
-            self._done()
-        self._fail(UpstreamConnectionError(f"connection closed before the response: {exc}"))
+            self._finish(None)
+        self._finish(UpstreamConnectionError(f"connection closed before the response: {exc}"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -119,7 +129,7 @@ class _Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         if self.head_only:  # no body follows a HEAD response whatever its length says
             self.keep_alive = False
-            self._done()
+            self._finish(None)
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -129,38 +139,119 @@ class _Connection(asyncio.Protocol):
             self.headers, self.body = [], []
             return
         self.keep_alive = self.parser.should_keep_alive()
-        self._done()
+        self._finish(None)
 
-    def _done(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    def _fail(self, exc: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
+    def _finish(self, exc: BaseException | None) -> None:
+        on_done = self.on_done
+        if on_done is None:  # nothing in flight (or already answered)
+            return
+        self.on_done = None
+        self.timer.cancel()
+        on_done(exc)
 
     def _expire(self) -> None:
-        self._fail(TimeoutError())
+        self._finish(TimeoutError())
 
-    async def exchange(self, request: bytes, head_only: bool, deadline: float) -> None:
-        """Send `request`, wait for the whole response; TimeoutError at `deadline`
-        (loop time). A plain timer: asyncio.timeout costs several times more
-        per request."""
+    def exchange(
+        self,
+        request: bytes,
+        head_only: bool,
+        deadline: float,
+        on_done: Callable[[BaseException | None], None],
+    ) -> None:
+        """Write `request`; `on_done(None)` once the whole response is read, or
+        `on_done(error)`; TimeoutError at `deadline` (loop time). A plain timer:
+        asyncio.timeout costs several times more per request."""
         assert self.transport is not None
         self.headers, self.body, self.status = [], [], 0
         self.head_only = head_only
-        self.waiter = waiter = self.loop.create_future()
-        timer = self.loop.call_at(deadline, self._expire)
+        self.on_done = on_done
+        self.timer = self.loop.call_at(deadline, self._expire)
         self.transport.write(request)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
 
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+class _Exchange:
+    """One request to one endpoint: tries idle connections (one that turns out
+    closed is replaced transparently), else connects; then reports to `done`."""
+
+    __slots__ = (
+        "conn",
+        "deadline",
+        "done",
+        "head_only",
+        "idle",
+        "request",
+        "started",
+        "upstream",
+        "url",
+    )
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        url: str,
+        request: bytes,
+        head_only: bool,
+        deadline: float,
+        done: Done,
+        idle: list[_Connection],
+    ) -> None:
+        self.upstream = upstream
+        self.url = url
+        self.request = request
+        self.head_only = head_only
+        self.deadline = deadline
+        self.done = done
+        self.idle = idle
+        self.started = time.perf_counter()
+        self.conn: _Connection | None = None
+
+    def start(self) -> None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                self.conn = conn
+                conn.exchange(self.request, self.head_only, self.deadline, self._reused_done)
+                return
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                conn = await self.upstream._connect(self.url)
+        except (TimeoutError, UpstreamConnectionError, UpstreamProtocolError) as exc:
+            self.done(None, exc)
+            return
+        self.conn = conn
+        conn.exchange(self.request, self.head_only, self.deadline, self._finished)
+
+    def _reused_done(self, exc: BaseException | None) -> None:
+        if isinstance(exc, UpstreamConnectionError):
+            self.start()  # the server closed an idle connection: try the next or a new one
+        else:
+            self._finished(exc)
+
+    def _finished(self, exc: BaseException | None) -> None:
+        conn = self.conn
+        if exc is not None:
+            conn.close()  # the response may be half read: never reuse it
+            self.done(None, exc)
+            return
+        elapsed = time.perf_counter() - self.started
+        chunks = conn.body
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        response = Response(conn.status, conn.headers, body, elapsed)
+        if conn.keep_alive and not conn.closed and len(self.idle) < MAX_IDLE_PER_ENDPOINT:
+            self.idle.append(conn)
+        else:
+            conn.close()
+        self.done(response, None)
 
 
 class Upstream:
@@ -199,7 +290,8 @@ class Upstream:
             self._targets[base_url] = target
         return target
 
-    async def _connect(self, host: str, port: int) -> _Connection:
+    async def _connect(self, base_url: str) -> _Connection:
+        host, port, _ = self._target(base_url)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -210,6 +302,40 @@ class Upstream:
             raise UpstreamConnectionError(f"connect to {host}:{port}: {exc}") from None
         return conn
 
+    def send(
+        self,
+        base_url: str,
+        method: str,
+        path_qs: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        done: Done,
+        total_timeout: float | None = None,
+    ) -> None:
+        """Send one request; `done(response, None)` gets the whole response, or
+        `done(None, error)` with UpstreamConnectionError (retryable elsewhere),
+        UpstreamProtocolError or TimeoutError. `done` may run before this
+        returns (an endpoint URL that is not http://)."""
+        try:
+            netloc = self._target(base_url)[2]
+        except UpstreamProtocolError as exc:
+            done(None, exc)
+            return
+        head = [f"{method} {path_qs} HTTP/1.1\r\n".encode("latin-1"), b"host: ", netloc, b"\r\n"]
+        for name, value in headers:
+            head += (name, b": ", value, b"\r\n")
+        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+        head += (b"\r\n", body)
+        idle = self._idle.get(base_url)
+        if idle is None:
+            idle = self._idle[base_url] = []
+        timeout = total_timeout or self.read_timeout
+        loop = asyncio.get_running_loop()
+        _Exchange(
+            self, base_url, b"".join(head), method == "HEAD", loop.time() + timeout, done, idle
+        ).start()
+
     async def call(
         self,
         base_url: str,
@@ -219,49 +345,16 @@ class Upstream:
         body: bytes,
         total_timeout: float | None = None,
     ) -> Response:
-        """Send one request and read the whole response.
+        """`send` for async callers: the response, or raises its error."""
+        future = asyncio.get_running_loop().create_future()
 
-        Raises UpstreamConnectionError (retryable elsewhere), UpstreamProtocolError
-        or TimeoutError. A reused idle connection that turns out closed is
-        replaced by a fresh one once, transparently.
-        """
-        host, port, netloc = self._target(base_url)
-        head = [f"{method} {path_qs} HTTP/1.1\r\n".encode("latin-1"), b"host: ", netloc, b"\r\n"]
-        for name, value in headers:
-            head += (name, b": ", value, b"\r\n")
-        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-        head += (b"\r\n", body)
-        request = b"".join(head)
-        idle = self._idle.get(base_url)
-        if idle is None:
-            idle = self._idle[base_url] = []
-        head_only = method == "HEAD"
-        started = time.perf_counter()
-        deadline = asyncio.get_running_loop().time() + (total_timeout or self.read_timeout)
-        conn: _Connection | None = None
-        try:
-            while idle:
-                conn = idle.pop()
-                if conn.closed:
-                    continue
-                try:
-                    await conn.exchange(request, head_only, deadline)
-                    break
-                except UpstreamConnectionError:
-                    conn = None  # the server closed an idle connection; use a new one
+        def done(response: Response | None, exc: BaseException | None) -> None:
+            if future.done():  # the caller was cancelled; the exchange still completed
+                return
+            if exc is None:
+                future.set_result(response)
             else:
-                async with asyncio.timeout_at(deadline):
-                    conn = await self._connect(host, port)
-                await conn.exchange(request, head_only, deadline)
-        except BaseException:
-            if conn is not None:
-                conn.close()  # the response may be half read: never reuse it
-            raise
-        elapsed = time.perf_counter() - started
-        response = Response(conn.status, conn.headers, b"".join(conn.body), elapsed)
-        if conn.keep_alive and not conn.closed and len(idle) < MAX_IDLE_PER_ENDPOINT:
-            idle.append(conn)
-        else:
-            conn.close()
-        return response
+                future.set_exception(exc)
+
+        self.send(base_url, method, path_qs, headers, body, done, total_timeout)
+        return await future
