@@ -64,7 +64,7 @@ class Reply:
 # handler(request, respond): calls respond(reply) exactly once, now or later.
 Handler = Callable[[Request, Callable[[Reply], None]], None]
 
-_REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in http.HTTPStatus}
 
 
 class _Clock:
@@ -84,7 +84,8 @@ class _Clock:
 
 def encode_reply(reply: Reply, head_only: bool, close: bool, date: bytes) -> bytes:
     status = reply.status
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+    line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
+    parts = [line]
     has_length = False
     for name, value in reply.headers:
         parts += (name, b": ", value, b"\r\n")

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modeldeploy_router import routing
+from modeldeploy_router.hotmetrics import HotPathMetrics
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -23,16 +24,9 @@ SHADOW_LABELS = ("model", "primary_version", "shadow_version", "shadow_revision"
 TRACK_LABELS = ("model", "track", "version", "revision")
 SHADOW_TRACK_LABELS = ("model", "shadow_version", "shadow_revision")
 
-# attribute, type, name, help, labels, histogram buckets
+# attribute, type, name, help, labels, histogram buckets. Not here: the three
+# per-request series of hotmetrics.py (requests, upstream duration, overhead).
 SPECS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple | None], ...] = (
-    ("requests", Counter, "modeldeploy_router_requests_total",
-     "Requests answered, by track and status code", (*TRACK_LABELS, "code"), None),
-    ("upstream_duration", Histogram, "modeldeploy_router_upstream_duration_seconds",
-     "Time from sending the request upstream to having its whole response",
-     TRACK_LABELS, LATENCY_BUCKETS),
-    ("overhead", Histogram, "modeldeploy_router_overhead_seconds",
-     "Time the router adds: total handling time minus upstream time", ("model",),
-     OVERHEAD_BUCKETS),
     ("canary_weight", Gauge, "modeldeploy_router_canary_weight",
      "Current canary weight (0-100)", ("model",), None),
     ("mirror_percent", Gauge, "modeldeploy_router_mirror_percent",
@@ -85,7 +79,9 @@ class RouterMetrics:
             extra = {"buckets": buckets} if buckets else {}
             setattr(self, attr, kind(name, doc, list(labels), registry=self.registry, **extra))
         self._cache: dict[tuple, object] = {}
-        self._answer_cache: dict[tuple, tuple] = {}
+        if part != self.SHADOW:
+            self.hot = HotPathMetrics(LATENCY_BUCKETS, OVERHEAD_BUCKETS)
+            self.registry.register(self.hot)
 
     def _child(self, metric, *values: str):
         key = (id(metric), values)
@@ -95,34 +91,20 @@ class RouterMetrics:
             self._cache[key] = child
         return child
 
-    def observe_request(
-        self, model: str, track: routing.Track | None, code: int, upstream_s: float | None
-    ) -> None:
-        name, version, revision = (
-            (track.name, track.version, track.revision) if track else ("", "", "")
+    def observe_request(self, model: str, track: routing.Track | None, code: int) -> None:
+        """A request answered by the router itself (no upstream response)."""
+        labels = (
+            (model, track.name, track.version, track.revision) if track else (model, "", "", "")
         )
-        self._child(self.requests, model, name, version, revision, str(code)).inc()
-        if upstream_s is not None:
-            self._child(self.upstream_duration, model, name, version, revision).observe(upstream_s)
+        self.hot.count(labels, code)
 
     def observe_answer(
         self, model: str, track: routing.Track, code: int, upstream_s: float, overhead_s: float
     ) -> None:
-        """One forwarded request: the hot path, so its three children are cached
-        together under one key."""
-        key = (model, track.name, track.version, track.revision, code)
-        children = self._answer_cache.get(key)
-        if children is None:
-            labels = (model, track.name, track.version, track.revision)
-            children = self._answer_cache[key] = (
-                self.requests.labels(*labels, str(code)),
-                self.upstream_duration.labels(*labels),
-                self.overhead.labels(model),
-            )
-        requests, upstream, overhead = children
-        requests.inc()
-        upstream.observe(upstream_s)
-        overhead.observe(max(overhead_s, 0.0))
+        """A forwarded request and its upstream response."""
+        self.hot.answered(
+            model, track.name, track.version, track.revision, code, upstream_s, overhead_s
+        )
 
     def mirror_result(self, model: str, result: str) -> None:
         self._child(self.mirror, model, result).inc()
