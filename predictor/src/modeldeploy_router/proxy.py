@@ -153,20 +153,21 @@ class Router:
         sticky_key = None
         override = None
         headers = []  # what goes upstream: all but the hop-by-hop headers
-        for name, value in req.headers:
+        has_connection = False
+        for pair in req.headers:
+            name = pair[0]
             if name in HOP_BY_HOP:
-                if name == b"connection":  # it may name more headers to drop: rare
-                    headers = forwardable(req.headers)
-                    break
+                has_connection = has_connection or name == b"connection"
                 continue
-            headers.append((name, value))
-        for name, value in req.headers:
+            headers.append(pair)
             if name == b"x-request-id":
-                request_id = value.decode("latin-1")
+                request_id = pair[1].decode("latin-1")
             elif name == self._sticky:
-                sticky_key = value.decode("latin-1")
+                sticky_key = pair[1].decode("latin-1")
             elif name == b"x-modeldeploy-track":
-                override = value.decode("latin-1").strip().lower()
+                override = pair[1].decode("latin-1").strip().lower()
+        if has_connection:  # it may name more headers to drop (rare)
+            headers = forwardable(req.headers)
         incoming_id = request_id
         # 128 random bits like uuid4, from a generator seeded from os.urandom:
         # no system call per request
@@ -187,7 +188,7 @@ class Router:
         else:
             wanted = routing.choose_primary(table.canary_weight, sticky_key, self._rand)
         track = table.tracks.get(wanted)
-        if track is None or not track.pool:
+        if track is None or not track.pool.urls:
             decision = routing.resolve(table, wanted)
             if decision.fell_back_from is not None:
                 self._note_fallback(model, decision.fell_back_from, decision.track)
@@ -203,19 +204,21 @@ class Router:
         forward.send(track.pool.pick())
 
     def _answer(self, fwd: _Forward, resp: Response) -> Reply:
-        """The reply to a forwarded request the upstream answered; records it and
-        hands a copy to the shadow path."""
+        """The reply to a forwarded request the upstream answered."""
         drop = _DROP_RESPONSE if fwd.req.method != "HEAD" else _DROP_RESPONSE_TO_HEAD
         out = [(k, v) for k, v in resp.headers if k.lower() not in drop]
-        track = fwd.track
         out.append(fwd.rid_header)
-        out.append((b"x-modeldeploy-track", track.name.encode()))
-        overhead = time.perf_counter() - fwd.started - resp.seconds
-        model = fwd.table.model
-        self.metrics.observe_answer(model, track, resp.status, resp.seconds, overhead)
+        out.append((b"x-modeldeploy-track", fwd.track.name.encode()))
+        return Reply(resp.status, out, resp.body)
+
+    def _record(self, fwd: _Forward, resp: Response, replied: float) -> None:
+        """Metrics and the shadow copy of an answered request: after the reply
+        is written, so the client does not wait for them."""
+        track = fwd.track
+        overhead = replied - fwd.started - resp.seconds
+        self.metrics.observe_answer(fwd.table.model, track, resp.status, resp.seconds, overhead)
         if fwd.req.method in MIRRORED_METHODS and track.name != routing.SHADOW:
             self._maybe_mirror(fwd, resp)
-        return Reply(resp.status, out, resp.body)
 
     def _failed(self, fwd: _Forward, status: int, message: str) -> Reply:
         track = fwd.track
@@ -313,25 +316,34 @@ class _Forward:
         )
 
     def _upstream_done(self, resp: Response | None, exc: BaseException | None) -> None:
-        router, track, url = self.router, self.track, self.url
         try:
-            if exc is None:
-                reply = router._answer(self, resp)
-            elif isinstance(exc, TimeoutError):
-                reply = router._failed(self, 504, f"{track.name} endpoint {url} timed out")
-            elif isinstance(exc, UpstreamConnectionError):
-                log.warning("%s endpoint %s: %s (attempt %d)", track.name, url, exc, self.attempt)
-                retry = track.pool.pick(exclude=url) if self.attempt == 1 else None
-                self.send(retry if retry != url else None)
-                return
-            elif isinstance(exc, UpstreamProtocolError):
-                reply = router._failed(self, 502, f"{track.name} endpoint {url}: {exc}")
-            else:
-                raise exc
+            reply = self._reply(resp, exc)
         except Exception:
             log.exception("failed to answer %s %r", self.req.method, self.req.target)
             reply = Reply.json(500, {"error": "internal router error"}, [self.rid_header])
+        if reply is None:  # retried on another endpoint
+            return
         self.respond(reply)
+        if exc is None:
+            try:  # after the reply: respond() may already serve the next request
+                self.router._record(self, resp, time.perf_counter())
+            except Exception:
+                log.exception("recording %s %r failed", self.req.method, self.req.target)
+
+    def _reply(self, resp: Response | None, exc: BaseException | None) -> Reply | None:
+        router, track, url = self.router, self.track, self.url
+        if exc is None:
+            return router._answer(self, resp)
+        if isinstance(exc, TimeoutError):
+            return router._failed(self, 504, f"{track.name} endpoint {url} timed out")
+        if isinstance(exc, UpstreamConnectionError):
+            log.warning("%s endpoint %s: %s (attempt %d)", track.name, url, exc, self.attempt)
+            retry = track.pool.pick(exclude=url) if self.attempt == 1 else None
+            self.send(retry if retry != url else None)
+            return None
+        if isinstance(exc, UpstreamProtocolError):
+            return router._failed(self, 502, f"{track.name} endpoint {url}: {exc}")
+        raise exc
 
 
 _DROP_RESPONSE = frozenset(

@@ -146,7 +146,8 @@ class _Connection(asyncio.Protocol):
         if on_done is None:  # nothing in flight (or already answered)
             return
         self.on_done = None
-        self.timer.cancel()
+        if self.timer is not None:  # None if the write itself failed at once
+            self.timer.cancel()
         on_done(exc)
 
     def _expire(self) -> None:
@@ -166,8 +167,9 @@ class _Connection(asyncio.Protocol):
         self.headers, self.body, self.status = [], [], 0
         self.head_only = head_only
         self.on_done = on_done
-        self.timer = self.loop.call_at(deadline, self._expire)
+        self.timer = None
         self.transport.write(request)
+        self.timer = self.loop.call_at(deadline, self._expire)
 
     def close(self) -> None:
         self.closed = True
@@ -262,6 +264,7 @@ class Upstream:
         self.read_timeout = read_timeout
         self._idle: dict[str, list[_Connection]] = {}
         self._targets: dict[str, tuple[str, int, bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one that first sends
 
     async def start(self) -> None:
         return None
@@ -331,7 +334,9 @@ class Upstream:
         if idle is None:
             idle = self._idle[base_url] = []
         timeout = total_timeout or self.read_timeout
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         _Exchange(
             self, base_url, b"".join(head), method == "HEAD", loop.time() + timeout, done, idle
         ).start()
