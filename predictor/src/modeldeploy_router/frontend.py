@@ -154,11 +154,14 @@ class HttpConnection(asyncio.Protocol):
             # An Upgrade (e.g. h2c) is not taken: the request is answered over
             # HTTP/1.1 and the connection closed, as the parser stops here.
             self.closing = True
+            if not self.busy and self.transport is not None:
+                self.transport.close()  # already answered
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
                 self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
-            else:
-                raise
+            else:  # a bug in a callback above: say so, do not hang the client
+                log.error("request parsing failed", exc_info=exc.__context__)
+                self._refuse(500, "internal router error")
         except httptools.HttpParserError as exc:
             self._refuse(400, f"malformed HTTP request: {exc}")
 
@@ -166,6 +169,8 @@ class HttpConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.header_bytes += len(url)
+        if self.header_bytes > MAX_HEADER_BYTES:
+            raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
@@ -181,8 +186,6 @@ class HttpConnection(asyncio.Protocol):
                 self.too_large = True
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
-        if self.header_bytes > MAX_HEADER_BYTES:  # the request line alone
-            raise _HeadTooLarge
         if self.too_large:  # answer now instead of reading a body that is refused anyway
             self.lingering = True  # set first: the answer may be written right away
             self._dispatch(self._request(), keep_alive=False)
@@ -213,8 +216,11 @@ class HttpConnection(asyncio.Protocol):
     def _request(self) -> Request:
         url = self.url
         if not url.startswith(b"/"):  # absolute form (a client configured to use a proxy)
-            parsed = httptools.parse_url(url)
-            url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+            try:
+                parsed = httptools.parse_url(url)
+                url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
+            except httptools.HttpParserInvalidURLError:
+                pass  # e.g. `OPTIONS *`: forwarded as it is
         path = url.split(b"?", 1)[0]
         method = self.parser.get_method().decode("ascii")
         return Request(method, url, path, self.headers, body_too_large=self.too_large)
@@ -248,7 +254,7 @@ class HttpConnection(asyncio.Protocol):
                 except Exception:
                     log.exception("handler failed for %s %r", request.method, request.target)
                     self.respond(Reply.json(500, {"error": "internal router error"}))
-                if self.busy or not self.pending or self.closing:
+                if self.busy or not self.pending or self.transport.is_closing():
                     return
                 request, keep_alive = self._next_pending()
         finally:
@@ -259,7 +265,10 @@ class HttpConnection(asyncio.Protocol):
         if not self.busy:
             return
         self.busy = False
-        close = not self.keep_alive_now or self.closing or self.server.draining
+        # closing/draining: requests already received are still answered first
+        close = not self.keep_alive_now or (
+            (self.closing or self.server.draining) and not self.pending
+        )
         transport = self.transport
         if transport is None or transport.is_closing():  # the client has gone
             self.server.connection_done()
