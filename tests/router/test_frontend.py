@@ -274,9 +274,7 @@ def test_pipelined_burst_of_200_is_answered_in_order(run) -> None:
     # A late first answer queues the rest (reading pauses past MAX_PIPELINED);
     # the queue is then answered inline, and a few late ones in between
     # make it stop and resume.
-    targets = [
-        f"/late?ms=1&i={i}" if i % 50 == 0 else f"/n/{i}" for i in range(200)
-    ]
+    targets = [f"/late?ms=1&i={i}" if i % 50 == 0 else f"/n/{i}" for i in range(200)]
 
     async def case() -> None:
         async with serving() as srv:
@@ -367,11 +365,12 @@ def test_content_length_over_limit_with_expect_gets_413_not_100(run) -> None:
     run(case())
 
 
-def test_body_sent_anyway_is_discarded_and_the_413_arrives_without_reset(run) -> None:
+@pytest.mark.parametrize("size", [LIMIT + 1, 256 * 1024], ids=["one-read", "many-reads"])
+def test_body_sent_anyway_is_discarded_and_the_413_arrives_without_reset(run, size: int) -> None:
     # A client that sends the whole body at once (most do), followed by a
     # pipelined request: the 413 must reach it (no RST from unread input) and
     # nothing after the refused request is handed to the handler.
-    big = b"x" * (256 * 1024)
+    big = b"x" * size
 
     async def case() -> None:
         async with serving() as srv:
@@ -498,6 +497,21 @@ def test_connect_request_is_refused_with_json(run) -> None:
             assert await client.at_eof()
             await client.close()
             await assert_still_serving(srv)
+
+    run(case())
+
+
+@pytest.mark.parametrize("target", ["/now", "/late?ms=20"])
+def test_upgrade_is_answered_over_http11_and_closed(run, target: str) -> None:
+    async def case() -> None:
+        async with serving() as srv:
+            client = await srv.connect()
+            client.send(get(target, "Connection: Upgrade", "Upgrade: h2c") + get("/next"))
+            ans = await client.answer()
+            assert ans.json()["target"] == target
+            assert ans.headers["connection"] == "close"
+            assert await client.at_eof(timeout=2)  # not left open until the idle timeout
+            await client.close()
 
     run(case())
 

@@ -105,6 +105,10 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _Discard(Exception):
+    """Stops the parser: what follows a refused request is not handled."""
+
+
 class HttpConnection(asyncio.Protocol):
     """One client connection. Requests are handled one at a time, in order."""
 
@@ -128,6 +132,7 @@ class HttpConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
+        self.head_seen = 0  # bytes received inside this head; -1 once it is complete
         self.body: list[bytes] = []
         self.body_size = 0
         self.too_large = False
@@ -148,19 +153,35 @@ class HttpConnection(asyncio.Protocol):
         if self.lingering:
             return
         self.last_active = self.loop.time()
+        headers, in_head = self.headers, self.head_seen >= 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # An Upgrade (e.g. h2c) is not taken: the request is answered over
-            # HTTP/1.1 and the connection closed, as the parser stops here.
+            # HTTP/1.1 with `connection: close` (on_message_complete), as the
+            # parser stops here.
             self.closing = True
         except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _HeadTooLarge):
+            cause = exc.__context__
+            if isinstance(cause, _HeadTooLarge):
                 self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
-            else:
+            elif isinstance(cause, httptools.HttpParserInvalidURLError):  # e.g. CONNECT host:443
+                target = self.url[:200].decode("latin-1")
+                self._refuse(400, f"malformed HTTP request: invalid target {target!r}")
+            elif not isinstance(cause, _Discard):
                 raise
         except httptools.HttpParserError as exc:
             self._refuse(400, f"malformed HTTP request: {exc}")
+        else:
+            # The parser buffers a header line until it ends, so the exact count
+            # (on_url, on_header) misses a line that never ends: bound the raw
+            # bytes of an unfinished head too. Only reads wholly inside one head
+            # count (a pipelined body never does); twice the limit leaves room
+            # for the line overhead the exact count leaves out.
+            if in_head and self.headers is headers and self.head_seen >= 0:
+                self.head_seen += len(data)
+                if self.head_seen > 2 * MAX_HEADER_BYTES:
+                    self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
 
     # -- httptools callbacks (per-message state is reset after each message) --
     def on_url(self, url: bytes) -> None:
@@ -174,6 +195,9 @@ class HttpConnection(asyncio.Protocol):
             raise _HeadTooLarge  # httptools re-raises it from feed_data
 
     def on_headers_complete(self) -> None:
+        if self.lingering:  # a request refused earlier in this read: stop here
+            raise _Discard
+        self.head_seen = -1
         limit = self.server.max_body_bytes
         expects_continue = False
         for name, value in self.headers:
@@ -206,7 +230,8 @@ class HttpConnection(asyncio.Protocol):
             request = self._request()
             body = self.body
             request.body = body[0] if len(body) == 1 else b"".join(body)
-            self._dispatch(request, self.parser.should_keep_alive())
+            parser = self.parser
+            self._dispatch(request, parser.should_keep_alive() and not parser.should_upgrade())
         self._new_message()
 
     # -- requests -------------------------------------------------------------
