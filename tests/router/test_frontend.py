@@ -35,6 +35,7 @@ from modeldeploy_router.routing import EndpointPool, RoutingTable, Track
 LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 WAIT = 5.0  # bound on every wait for an answer or a close (never reached when passing)
 LIMIT = 1000  # max_body_bytes of the test servers
+BIG = 64 * 1024  # size of a /big answer
 
 
 # -- running a coroutine on each loop, failing on logged errors ----------------
@@ -81,6 +82,8 @@ class App:
     seen: list[Request] = field(default_factory=list)
     held: list[Callable[[Reply], None]] = field(default_factory=list)
     late_answered: int = 0
+    conns: set = field(default_factory=set)  # the server's connections (for /big)
+    buffered: list[int] = field(default_factory=list)  # bytes buffered after each /big
 
     def __call__(self, req: Request, respond: Callable[[Reply], None]) -> None:
         self.seen.append(req)
@@ -99,6 +102,9 @@ class App:
         elif req.path == b"/answer-then-boom":
             respond(echo(req))
             raise RuntimeError("test handler bug after answering")
+        elif req.path == b"/big":
+            respond(Reply(200, [], b"b" * BIG))
+            self.buffered.append(buffered(self.conns))
         elif req.path == b"/length":
             respond(Reply(200, [(b"content-length", b"1234")]))
         else:
@@ -111,6 +117,11 @@ class App:
     def release(self) -> None:
         for respond in self.held:
             respond(Reply.json(200, {"released": True}))
+
+
+def buffered(conns: set[frontend.HttpConnection]) -> int:
+    """Answer bytes written but not yet taken by the kernel."""
+    return sum(c.transport.get_write_buffer_size() for c in conns)
 
 
 def echo(req: Request) -> Reply:
@@ -138,6 +149,7 @@ class Served:
 async def serving(max_body_bytes: int = LIMIT, keep_alive: float = 5.0) -> AsyncIterator[Served]:
     app = App()
     server = frontend.HttpServer(app, max_body_bytes=max_body_bytes, keep_alive=keep_alive)
+    app.conns = server.connections
     port = free_port()
     await server.listen("127.0.0.1", port)
     try:
@@ -284,6 +296,26 @@ def test_pipelined_burst_of_200_is_answered_in_order(run) -> None:
             assert got == targets
             client.send(get("/after"))  # reading resumed
             assert (await client.answer()).json()["target"] == "/after"
+            await client.close()
+
+    run(case())
+
+
+def test_client_that_does_not_read_is_not_buffered_without_bound(run) -> None:
+    # 400 pipelined requests for 64 KiB each (25 MiB, far more than the socket
+    # buffers hold): while the client reads nothing, the server must stop
+    # taking requests instead of buffering every answer; then all arrive.
+    count = 400
+
+    async def case() -> None:
+        async with serving() as srv:
+            client = await srv.connect()
+            client.send(get("/big") * count)
+            await until(lambda: buffered(srv.server.connections) > BIG, "answers piling up")
+            for _ in range(count):
+                assert len((await client.answer()).body) == BIG
+            assert len(srv.app.buffered) == count
+            assert max(srv.app.buffered) < 16 * BIG, max(srv.app.buffered)
             await client.close()
 
     run(case())

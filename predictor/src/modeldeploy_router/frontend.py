@@ -126,6 +126,7 @@ class HttpConnection(asyncio.Protocol):
         self.lingering = False  # an early reply was sent: discard the rest
         self.last_active = self.loop.time()  # for the server's idle sweep
         self.reading = True
+        self.write_paused = False  # the client is not reading its answers
         self._new_message()
 
     def _new_message(self) -> None:
@@ -148,6 +149,24 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         if not self.busy:
             self.server.connection_done()
+
+    def pause_writing(self) -> None:
+        """Answers pile up unread: take no more requests until the client reads
+        (else a few bytes of pipelined requests buffer any amount of answers)."""
+        self.write_paused = True
+        if self.reading:
+            self.transport.pause_reading()
+            self.reading = False
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.closing:
+            return
+        if not self.reading and len(self.pending) <= MAX_PIPELINED // 2:
+            self.transport.resume_reading()
+            self.reading = True
+        if not self.busy and self.pending:
+            self._run(*self._next_pending())
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
@@ -245,7 +264,7 @@ class HttpConnection(asyncio.Protocol):
         return Request(method, url, path, self.headers, body_too_large=self.too_large)
 
     def _dispatch(self, request: Request, keep_alive: bool) -> None:
-        if self.busy:
+        if self.busy or self.write_paused:
             self.pending.append((request, keep_alive))
             if len(self.pending) >= MAX_PIPELINED and self.reading:
                 self.transport.pause_reading()
@@ -254,7 +273,7 @@ class HttpConnection(asyncio.Protocol):
         self._run(request, keep_alive)
 
     def _next_pending(self) -> tuple[Request, bool]:
-        if not self.reading and len(self.pending) <= MAX_PIPELINED // 2:
+        if not self.reading and not self.write_paused and len(self.pending) <= MAX_PIPELINED // 2:
             self.transport.resume_reading()
             self.reading = True
         return self.pending.popleft()
@@ -273,7 +292,7 @@ class HttpConnection(asyncio.Protocol):
                 except Exception:
                     log.exception("handler failed for %s %r", request.method, request.target)
                     self.respond(Reply.json(500, {"error": "internal router error"}))
-                if self.busy or not self.pending or self.closing:
+                if self.busy or not self.pending or self.closing or self.write_paused:
                     return
                 request, keep_alive = self._next_pending()
         finally:
@@ -299,7 +318,7 @@ class HttpConnection(asyncio.Protocol):
                 transport.close()
             self.server.connection_done()
         elif self.pending:
-            if not self.starting:
+            if not self.starting and not self.write_paused:
                 self._run(*self._next_pending())
         elif self.server.draining:
             self.close_if_idle()
