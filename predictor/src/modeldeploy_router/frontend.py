@@ -12,8 +12,8 @@ What it keeps from a production HTTP server: keep-alive with an idle timeout,
 pipelined requests answered in order, chunked request bodies, a body limit
 answered with 413 before the body is read, a header-size limit (431),
 malformed requests answered with a 400 JSON error, `Expect: 100-continue`,
-and a graceful drain: stop accepting, finish the requests in flight, close
-idle connections.
+no reading while answers wait unread (write flow control), and a graceful
+drain: stop accepting, finish the requests in flight, close idle connections.
 """
 
 from __future__ import annotations
