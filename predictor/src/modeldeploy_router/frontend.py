@@ -12,8 +12,8 @@ What it keeps from a production HTTP server: keep-alive with an idle timeout,
 pipelined requests answered in order, chunked request bodies, a body limit
 answered with 413 before the body is read, a header-size limit (431),
 malformed requests answered with a 400 JSON error, `Expect: 100-continue`,
-and a graceful drain: stop accepting, finish the requests in flight, close
-idle connections.
+no reading while answers wait unread (write flow control), and a graceful
+drain: stop accepting, finish the requests in flight, close idle connections.
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _Discard(Exception):
+    """Stops the parser: what follows a refused request is not handled."""
+
+
 class HttpConnection(asyncio.Protocol):
     """One client connection. Requests are handled one at a time, in order."""
 
@@ -122,12 +126,14 @@ class HttpConnection(asyncio.Protocol):
         self.lingering = False  # an early reply was sent: discard the rest
         self.last_active = self.loop.time()  # for the server's idle sweep
         self.reading = True
+        self.write_paused = False  # the client is not reading its answers
         self._new_message()
 
     def _new_message(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
+        self.head_seen = 0  # bytes received inside this head; -1 once it is complete
         self.body: list[bytes] = []
         self.body_size = 0
         self.too_large = False
@@ -144,26 +150,60 @@ class HttpConnection(asyncio.Protocol):
         if not self.busy:
             self.server.connection_done()
 
+    def pause_writing(self) -> None:
+        """Answers pile up unread: take no more requests until the client reads
+        (else a few bytes of pipelined requests buffer any amount of answers)."""
+        self.write_paused = True
+        if self.reading:
+            self.transport.pause_reading()
+            self.reading = False
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.closing:
+            return
+        if not self.reading and len(self.pending) <= MAX_PIPELINED // 2:
+            self.transport.resume_reading()
+            self.reading = True
+        if not self.busy and self.pending:
+            self._run(*self._next_pending())
+
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
         self.last_active = self.loop.time()
+        headers, in_head = self.headers, self.head_seen >= 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # An Upgrade (e.g. h2c) is not taken: the request is answered over
-            # HTTP/1.1 and the connection closed, as the parser stops here.
+            # HTTP/1.1 with `connection: close` (on_message_complete), as the
+            # parser stops here.
             self.closing = True
             if not self.busy and self.transport is not None:
                 self.transport.close()  # already answered
         except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _HeadTooLarge):
+            cause = exc.__context__
+            if isinstance(cause, _HeadTooLarge):
                 self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
-            else:  # a bug in a callback above: say so, do not hang the client
-                log.error("request parsing failed", exc_info=exc.__context__)
+            elif isinstance(cause, httptools.HttpParserInvalidURLError):  # e.g. CONNECT host:443
+                target = self.url[:200].decode("latin-1")
+                self._refuse(400, f"malformed HTTP request: invalid target {target!r}")
+            elif not isinstance(cause, _Discard):  # a bug in a callback: do not hang the client
+                log.error("request parsing failed", exc_info=cause)
                 self._refuse(500, "internal router error")
         except httptools.HttpParserError as exc:
             self._refuse(400, f"malformed HTTP request: {exc}")
+        else:
+            # The parser buffers a header line until it ends, so the exact count
+            # (on_url, on_header) misses a line that never ends: bound the raw
+            # bytes of an unfinished head too. Only reads wholly inside one head
+            # count (a pipelined body never does); twice the limit leaves room
+            # for the line overhead the exact count leaves out.
+            if in_head and self.headers is headers and self.head_seen >= 0:
+                self.head_seen += len(data)
+                if self.head_seen > 2 * MAX_HEADER_BYTES:
+                    self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
 
     # -- httptools callbacks (per-message state is reset after each message) --
     def on_url(self, url: bytes) -> None:
@@ -179,6 +219,9 @@ class HttpConnection(asyncio.Protocol):
             raise _HeadTooLarge  # httptools re-raises it from feed_data
 
     def on_headers_complete(self) -> None:
+        if self.lingering:  # a request refused earlier in this read: stop here
+            raise _Discard
+        self.head_seen = -1
         limit = self.server.max_body_bytes
         expects_continue = False
         for name, value in self.headers:
@@ -209,24 +252,22 @@ class HttpConnection(asyncio.Protocol):
             request = self._request()
             body = self.body
             request.body = body[0] if len(body) == 1 else b"".join(body)
-            self._dispatch(request, self.parser.should_keep_alive())
+            parser = self.parser
+            self._dispatch(request, parser.should_keep_alive() and not parser.should_upgrade())
         self._new_message()
 
     # -- requests -------------------------------------------------------------
     def _request(self) -> Request:
         url = self.url
-        if not url.startswith(b"/"):  # absolute form (a client configured to use a proxy)
-            try:
-                parsed = httptools.parse_url(url)
-                url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
-            except httptools.HttpParserInvalidURLError:
-                pass  # e.g. `OPTIONS *`: forwarded as it is
+        if not url.startswith(b"/") and url != b"*":  # absolute form (a client set to use a proxy)
+            parsed = httptools.parse_url(url)  # HttpParserInvalidURLError: 400 (data_received)
+            url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         path = url.split(b"?", 1)[0]
         method = self.parser.get_method().decode("ascii")
         return Request(method, url, path, self.headers, body_too_large=self.too_large)
 
     def _dispatch(self, request: Request, keep_alive: bool) -> None:
-        if self.busy:
+        if self.busy or self.write_paused:
             self.pending.append((request, keep_alive))
             if len(self.pending) >= MAX_PIPELINED and self.reading:
                 self.transport.pause_reading()
@@ -235,7 +276,7 @@ class HttpConnection(asyncio.Protocol):
         self._run(request, keep_alive)
 
     def _next_pending(self) -> tuple[Request, bool]:
-        if not self.reading and len(self.pending) <= MAX_PIPELINED // 2:
+        if not self.reading and not self.write_paused and len(self.pending) <= MAX_PIPELINED // 2:
             self.transport.resume_reading()
             self.reading = True
         return self.pending.popleft()
@@ -254,7 +295,12 @@ class HttpConnection(asyncio.Protocol):
                 except Exception:
                     log.exception("handler failed for %s %r", request.method, request.target)
                     self.respond(Reply.json(500, {"error": "internal router error"}))
-                if self.busy or not self.pending or self.transport.is_closing():
+                if (
+                    self.busy
+                    or not self.pending
+                    or self.write_paused
+                    or self.transport.is_closing()
+                ):
                     return
                 request, keep_alive = self._next_pending()
         finally:
@@ -283,7 +329,7 @@ class HttpConnection(asyncio.Protocol):
                 transport.close()
             self.server.connection_done()
         elif self.pending:
-            if not self.starting:
+            if not self.starting and not self.write_paused:
                 self._run(*self._next_pending())
         elif self.server.draining:
             self.close_if_idle()
