@@ -1,240 +1,40 @@
-"""The router's HTTP/1.1 server (frontend.py) over real loopback sockets.
+"""The router's HTTP/1.1 server (frontend.py) over real loopback sockets:
+keep-alive, pipelining, chunked bodies, 100-continue, idle timeout, handler
+failures, HEAD, absolute-form targets, clients that go away, and the
+x-request-id of the router's own answers.
 
 Most tests run an `HttpServer` in-process with a small test handler and talk
-to it with a raw socket, so that the exact bytes on the wire (pipelining,
-early 413, 100-continue, connection close) are what is checked. They run
-under uvloop (what `modeldeploy-router` uses) and the default asyncio loop,
-and each fails on any ERROR logged by the server or the loop (a protocol
-callback that raised, a write after close). The SIGTERM drain runs the real
-`modeldeploy-router` process against a slow upstream process.
+to it with a raw socket (frontend_harness.py), so that the exact bytes on the
+wire are what is checked, under uvloop (what `modeldeploy-router` uses) and
+the default asyncio loop, failing on any ERROR logged by the server or loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
-import signal
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from collections.abc import AsyncIterator
 
 import httpx
-import orjson
 import pytest
-import uvloop
 from modeldeploy_devcluster.procs import free_port
 from modeldeploy_router import frontend, proxy, static
-from modeldeploy_router.frontend import Reply, Request
 from modeldeploy_router.routing import EndpointPool, RoutingTable, Track
 
-LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
-WAIT = 5.0  # bound on every wait for an answer or a close (never reached when passing)
-LIMIT = 1000  # max_body_bytes of the test servers
-BIG = 64 * 1024  # size of a /big answer
-PREDICT = b'{"instances": [[1, 2]]}'
-
-
-# -- a test handler -------------------------------------------------------------
-
-
-@dataclass
-class App:
-    """Echoes the request as JSON, or misbehaves on purpose by path:
-    /late?ms=N answers after N ms (an upstream in flight), /hold keeps the
-    answer until the test releases it, /boom raises, /twice answers twice,
-    /length answers HEAD-style with a content-length and no body, /big
-    answers BIG bytes."""
-
-    conns: set[frontend.HttpConnection]  # the server's, to see what is buffered
-    seen: list[Request] = field(default_factory=list)
-    held: list[Callable[[Reply], None]] = field(default_factory=list)
-    buffered: list[int] = field(default_factory=list)  # bytes buffered after each /big
-
-    def __call__(self, req: Request, respond: Callable[[Reply], None]) -> None:
-        self.seen.append(req)
-        if req.body_too_large:
-            respond(Reply.json(413, {"error": "body too large"}))
-        elif req.path == b"/late":
-            ms = int(parse_qs(req.target.decode().partition("?")[2])["ms"][0])
-            asyncio.get_running_loop().call_later(ms / 1000, respond, echo(req))
-        elif req.path == b"/hold":
-            self.held.append(respond)
-        elif req.path == b"/boom":
-            raise RuntimeError("test handler bug")
-        elif req.path == b"/twice":
-            respond(echo(req))
-            respond(Reply.json(500, {"error": "second answer"}))
-        elif req.path == b"/answer-then-boom":
-            respond(echo(req))
-            raise RuntimeError("test handler bug after answering")
-        elif req.path == b"/length":
-            respond(Reply(200, [(b"content-length", b"1234")]))
-        elif req.path == b"/big":
-            respond(Reply(200, [], b"b" * BIG))
-            self.buffered.append(buffered(self.conns))
-        else:
-            respond(echo(req))
-
-    def release(self) -> None:
-        for respond in self.held:
-            respond(Reply.json(200, {"released": True}))
-
-
-def echo(req: Request) -> Reply:
-    doc = {
-        "method": req.method,
-        "target": req.target.decode("latin-1"),
-        "path": req.path.decode("latin-1"),
-        "headers": {k.decode(): v.decode("latin-1") for k, v in req.headers},
-        "body": req.body.decode("latin-1"),
-    }
-    return Reply.json(200, doc)
-
-
-def buffered(conns: set[frontend.HttpConnection]) -> int:
-    """Answer bytes written but not yet taken by the kernel."""
-    return sum(c.transport.get_write_buffer_size() for c in conns)
-
-
-# -- a raw client -----------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    names: list[str]  # every header name in order, repeats included
-    body: bytes
-
-    def json(self) -> dict:
-        return orjson.loads(self.body)
-
-
-@dataclass
-class Client:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-    def send(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    async def answer(self, head_only: bool = False) -> Answer:
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), WAIT)
-        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-        version, status, _ = status_line.split(" ", 2)
-        assert version == "HTTP/1.1", status_line
-        pairs = [line.split(":", 1) for line in lines]
-        headers = {k.lower(): v.strip() for k, v in pairs}
-        length = 0 if head_only else int(headers.get("content-length", "0"))
-        body = await asyncio.wait_for(self.reader.readexactly(length), WAIT)
-        return Answer(int(status), headers, [k.lower() for k, _ in pairs], body)
-
-    async def closing(self, status: int) -> Answer:
-        """The answer, which must carry `status` and `connection: close` and be
-        followed by the server closing the connection (not a reset)."""
-        ans = await self.answer()
-        assert ans.status == status, ans
-        assert ans.headers["connection"] == "close"
-        assert await self.at_eof()
-        return ans
-
-    async def at_eof(self, timeout: float = WAIT) -> bool:
-        """True when the server closes the connection with nothing more sent."""
-        return await asyncio.wait_for(self.reader.read(), timeout) == b""
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-
-def get(target: str, *headers: str, method: str = "GET", version: str = "1.1") -> bytes:
-    lines = [f"{method} {target} HTTP/{version}", "Host: test", *headers, "", ""]
-    return "\r\n".join(lines).encode()
-
-
-def post(target: str, body: bytes, *headers: str) -> bytes:
-    return get(target, f"Content-Length: {len(body)}", *headers, method="POST") + body
-
-
-# -- running a case on each loop, failing on logged errors --------------------------
-
-
-@dataclass
-class Served:
-    server: frontend.HttpServer
-    app: App
-    port: int
-
-    async def connect(self) -> Client:
-        return Client(*await asyncio.open_connection("127.0.0.1", self.port))
-
-    async def assert_serving(self) -> None:
-        client = await self.connect()
-        client.send(get("/ok"))
-        assert (await client.answer()).status == 200
-        await client.close()
-
-
-Case = Callable[[Served, Client], Awaitable[None]]
-
-
-@pytest.fixture(params=list(LOOPS))
-def run(request, caplog) -> Callable[..., None]:
-    """run(coro, allow=()) runs `coro` on a fresh loop of the parametrized kind
-    and fails on any ERROR record whose message contains none of `allow`."""
-
-    def run(coro: Coroutine, allow: tuple[str, ...] = ()) -> None:
-        caplog.clear()
-        with asyncio.Runner(loop_factory=LOOPS[request.param]) as runner:
-            runner.run(asyncio.wait_for(coro, 20))
-        errors = [
-            r.getMessage()
-            for r in caplog.records
-            if r.levelno >= logging.ERROR and not any(a in r.getMessage() for a in allow)
-        ]
-        assert not errors, errors
-
-    return run
-
-
-@pytest.fixture
-def served(run) -> Callable[..., None]:
-    """served(case, allow=(), **HttpServer options) awaits case(served, client)
-    with a fresh in-process server and a raw client connected to it."""
-
-    def served(case: Case, allow: tuple[str, ...] = (), **options) -> None:
-        async def main() -> None:
-            options.setdefault("max_body_bytes", LIMIT)
-            server = frontend.HttpServer(App(set()), **options)
-            server.handler.conns = server.connections
-            srv = Served(server, server.handler, free_port())
-            await server.listen("127.0.0.1", srv.port)
-            client = await srv.connect()
-            try:
-                await case(srv, client)
-            finally:
-                await client.close()
-                await server.drain(1.0)
-
-        run(main(), allow)
-
-    return served
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {WAIT}s")
-        await asyncio.sleep(0.005)
-
+from tests.router.frontend_harness import (
+    BIG,
+    PREDICT,
+    WAIT,
+    Client,
+    Served,
+    buffered,
+    echo,
+    get,
+    post,
+    until,
+)
 
 # -- 1. keep-alive ----------------------------------------------------------------
 
@@ -355,132 +155,6 @@ def test_expect_100_continue_is_answered_before_the_body(served) -> None:
     served(case)
 
 
-# -- 4. body limit ----------------------------------------------------------------------
-
-
-def assert_refused_body(srv: Served) -> None:
-    [req] = srv.app.seen  # one request reached the handler, without its body
-    assert req.body_too_large
-    assert req.body == b""
-
-
-CHUNK = b"%x\r\n%s\r\n" % (600, b"y" * 600)
-CHUNKED = get("/big", "Transfer-Encoding: chunked", method="POST")
-
-
-@pytest.mark.parametrize(
-    "head",
-    [
-        get("/big", f"Content-Length: {LIMIT + 1}", method="POST"),
-        get("/big", f"Content-Length: {LIMIT + 1}", "Expect: 100-continue", method="POST"),
-    ],
-    ids=["plain", "expect-continue"],
-)
-def test_content_length_over_limit_is_413_before_the_body_is_sent(served, head: bytes) -> None:
-    async def case(srv: Served, client: Client) -> None:
-        client.send(head)  # and no body: the 413 comes anyway (and no 100 Continue)
-        assert (await client.closing(413)).json() == {"error": "body too large"}
-        assert_refused_body(srv)
-
-    served(case)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        post("/big", b"x" * (LIMIT + 1)) + get("/after"),
-        post("/big", b"x" * (256 * 1024)) + get("/after"),
-        CHUNKED + CHUNK * 3 + b"0\r\n\r\n" + get("/after"),
-    ],
-    ids=["length-one-read", "length-many-reads", "chunked"],
-)
-def test_body_sent_anyway_is_discarded_and_the_413_arrives_without_reset(
-    served, data: bytes
-) -> None:
-    # A client that sends the whole body at once (most do), and a pipelined
-    # request after it: the 413 must reach it (no RST from unread input) and
-    # nothing after the refused request is handed to the handler.
-    async def case(srv: Served, client: Client) -> None:
-        client.send(data)
-        await client.closing(413)
-        assert_refused_body(srv)
-
-    served(case)
-
-
-def test_chunked_body_growing_over_limit_is_413(served) -> None:
-    async def case(srv: Served, client: Client) -> None:
-        client.send(CHUNKED + CHUNK)
-        await client.writer.drain()
-        client.send(CHUNK)  # 1200 bytes > LIMIT
-        ans = await client.answer()
-        assert ans.status == 413
-        assert ans.headers["connection"] == "close"
-        client.send(CHUNK + b"0\r\n\r\n" + get("/after"))  # the rest is discarded
-        assert await client.at_eof()
-        assert_refused_body(srv)
-
-    served(case)
-
-
-# -- 5. header limit and malformed requests ------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        get("/h", *(f"X-Pad-{i}: {'p' * 1000}" for i in range(70))),
-        get("/h?" + "q" * (70 * 1024)),
-        # a header line that never ends: must not be buffered without bound
-        b"GET /h HTTP/1.1\r\nX-Pad: " + b"v" * (200 * 1024),
-    ],
-    ids=["headers", "url", "unfinished-header"],
-)
-def test_head_over_64k_is_431_json(served, data: bytes) -> None:
-    async def case(srv: Served, client: Client) -> None:
-        client.send(data)
-        ans = await client.closing(431)
-        assert str(frontend.MAX_HEADER_BYTES) in ans.json()["error"]
-        assert srv.app.seen == []
-        await srv.assert_serving()
-
-    served(case)
-
-
-@pytest.mark.parametrize(
-    ("data", "problem"),
-    [
-        (b"GET /a b HTTP/1.1\r\n\r\n", "http"),
-        (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", "header"),
-        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "method"),  # TLS on a plain port
-        (get("example.com:443", method="CONNECT"), "example.com:443"),  # authority form
-    ],
-    ids=["request-line", "header-name", "tls-hello", "connect"],
-)
-def test_malformed_request_is_400_json_naming_the_problem(
-    served, data: bytes, problem: str
-) -> None:
-    async def case(srv: Served, client: Client) -> None:
-        client.send(data)
-        error = (await client.closing(400)).json()["error"]
-        assert error.startswith("malformed HTTP request")
-        assert problem in error.lower()
-        assert srv.app.seen == []
-        await srv.assert_serving()
-
-    served(case)
-
-
-@pytest.mark.parametrize("target", ["/now", "/late?ms=20"])
-def test_upgrade_is_answered_over_http11_and_closed(served, target: str) -> None:
-    async def case(srv: Served, client: Client) -> None:
-        client.send(get(target, "Connection: Upgrade", "Upgrade: h2c") + get("/next"))
-        # closed after the answer, not left open until the idle timeout
-        assert (await client.closing(200)).json()["target"] == target
-
-    served(case, keep_alive=60)
-
-
 # -- 6. idle timeout ---------------------------------------------------------------------
 
 
@@ -596,93 +270,6 @@ def test_client_disconnect_while_answer_pending(served) -> None:
         await srv.assert_serving()
 
     served(case)
-
-
-# -- 11. drain in-process --------------------------------------------------------------------
-
-
-def test_drain_finishes_in_flight_closes_idle_and_returns_early(served) -> None:
-    async def case(srv: Served, busy: Client) -> None:
-        idle = await srv.connect()
-        idle.send(get("/one"))
-        assert (await idle.answer()).status == 200
-        busy.send(get("/hold"))
-        await until(lambda: len(srv.app.held) == 1, "request in flight")
-        drain = asyncio.create_task(srv.server.drain(grace=60))
-        assert await idle.at_eof()  # idle: closed at once
-        with pytest.raises(OSError):  # no longer accepting
-            await srv.connect()
-        assert not drain.done()  # waits for the request in flight
-        srv.app.release()
-        assert (await busy.closing(200)).json() == {"released": True}
-        await asyncio.wait_for(drain, WAIT)  # early: long before the grace
-        await idle.close()
-
-    served(case)
-
-
-def test_drain_gives_up_after_grace(served) -> None:
-    async def case(srv: Served, client: Client) -> None:
-        client.send(get("/hold"))
-        await until(lambda: len(srv.app.held) == 1, "request in flight")
-        started = time.monotonic()
-        await asyncio.wait_for(srv.server.drain(grace=0.3), WAIT)
-        assert time.monotonic() - started >= 0.3
-        assert await client.at_eof()  # closed without an answer
-        srv.app.release()  # an answer after the drain is harmless
-
-    served(case)
-
-
-# -- 12. SIGTERM on the real router ---------------------------------------------------------------
-
-
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
-def start_slow_router(
-    procs, wait, delay: str, drain: str
-) -> tuple[subprocess.Popen, Future[httpx.Response], int]:
-    """A router before an upstream answering after `delay` seconds, with one
-    request in flight: (the router process, the pending answer's future, port)."""
-    upstream = procs.upstream("stable", "--delay", delay)
-    router = procs.router("--backend", f"stable={upstream}", "--drain-seconds", drain)
-    pool = ThreadPoolExecutor(1)
-    pending = pool.submit(httpx.post, f"{router}/predict", content=PREDICT, timeout=10)
-    pool.shutdown(wait=False)
-    wait(lambda: httpx.get(f"{upstream}/_stats").json()["count"] == 1, message="in flight")
-    return procs.procs[-1], pending, int(router.rsplit(":", 1)[1])
-
-
-def test_sigterm_lets_the_request_in_flight_finish(procs, wait) -> None:
-    proc, pending, port = start_slow_router(procs, wait, delay="1.0", drain="20")
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    wait(lambda: refused(port), message="listener closed")
-    resp = pending.result(timeout=10)
-    assert resp.status_code == 200
-    assert resp.json()["predictions"]
-    assert resp.headers["connection"] == "close"
-    assert proc.wait(timeout=10) == 0
-    assert time.monotonic() - started < 10  # once the request was done, not after 20 s
-    # /readyz answering 503 while draining is not checked: the listener closes
-    # when the drain starts and idle connections are closed at once, so no
-    # client can reach /readyz during the drain.
-
-
-def test_sigterm_exits_after_drain_seconds_when_upstream_is_slower(procs, wait) -> None:
-    proc, pending, _ = start_slow_router(procs, wait, delay="2.5", drain="0.5")
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=5) == 0
-    assert time.monotonic() - started < 2  # not waiting for the upstream
-    with pytest.raises(httpx.HTTPError):  # closed without an answer
-        pending.result(timeout=10)
 
 
 # -- 13. x-request-id ------------------------------------------------------------------------------
