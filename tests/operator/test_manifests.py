@@ -63,6 +63,9 @@ def test_router_objects():
     (c,) = dep["spec"]["template"]["spec"]["containers"]
     assert c["command"] == ["modeldeploy-router"]
     assert c["args"][:5] == ["--kube", "--namespace", "ns", "--model-deployment", "fraud"]
+    assert c["args"][-2:] == ["--shutdown-delay", "2"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "fraud-router"
     assert svc["metadata"]["name"] == "fraud"
     assert svc["spec"]["selector"] == {

@@ -61,6 +61,25 @@ def test_drain_gives_up_after_grace(served) -> None:
     served(case)
 
 
+def test_drain_delay_keeps_accepting_and_closes_after_each_answer(served) -> None:
+    async def case(srv: Served, old: Client) -> None:
+        old.send(get("/one"))
+        assert (await old.answer()).status == 200
+        drain = asyncio.create_task(srv.server.drain(grace=5, delay=1.0))
+        await until(lambda: srv.server.draining, "drain started")
+        new = await srv.connect()  # still accepted during the delay
+        new.send(get("/two"))
+        await new.closing(200)  # answered, then closed
+        old.send(get("/three"))  # a kept-alive connection: its next answer closes it
+        await old.closing(200)
+        assert not drain.done()
+        await asyncio.wait_for(drain, WAIT)
+        with pytest.raises(OSError):  # then no longer accepting
+            await srv.connect()
+
+    served(case)
+
+
 # -- 12. SIGTERM on the real router ---------------------------------------------------------------
 
 

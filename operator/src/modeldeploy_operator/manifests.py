@@ -22,6 +22,9 @@ SCRAPE_ANNOTATIONS = {
     "prometheus.io/port": str(PORT),
     "prometheus.io/path": "/metrics",
 }
+# Seconds a terminating router pod keeps accepting connections (its endpoint
+# takes about that long to leave every node's Service rules).
+ROUTER_SHUTDOWN_DELAY = 2
 POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 
 
@@ -172,9 +175,23 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             str(PORT),
             "--host",
             "$(POD_IP)",
+            # on SIGTERM keep answering while the pod leaves the Service's endpoints
+            "--shutdown-delay",
+            str(ROUTER_SHUTDOWN_DELAY),
         ],
         "env": [{"name": "MODELDEPLOY_MODEL_NAME", "value": md.model.name}, POD_IP_ENV],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        # ready once routing is written and stable has a ready endpoint
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": PORT},
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": PORT},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
     }
     deployment = {
         "apiVersion": "apps/v1",

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import dataclass
 
 import uvloop
 
@@ -170,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long requests in flight may take to finish (default %(default)s)",
     )
     tuning.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, keep accepting connections this many seconds (answering each "
+        "with connection: close, /readyz 503) before draining, while the pod's endpoint "
+        "leaves the Service (default %(default)s)",
+    )
+    tuning.add_argument(
         "--seed", type=int, default=None, help="seed the split's random draws (tests, benchmarks)"
     )
     tuning.add_argument(
@@ -230,10 +239,20 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     router = proxy.Router(settings, source)
-    return uvloop.run(serve(router, args.host, args.port, args.keep_alive, args.drain_seconds))
+    if args.shutdown_delay < 0:
+        parser.error("--shutdown-delay must be 0 or more")
+    timing = ShutdownTiming(args.keep_alive, args.drain_seconds, args.shutdown_delay)
+    return uvloop.run(serve(router, args.host, args.port, timing))
 
 
-async def serve(router: proxy.Router, host: str, port: int, keep_alive: float, grace: float) -> int:
+@dataclass(frozen=True)
+class ShutdownTiming:
+    keep_alive: float = frontend.KEEP_ALIVE_SECONDS  # idle client connections, seconds
+    grace: float = 10.0  # --drain-seconds
+    delay: float = 0.0  # --shutdown-delay
+
+
+async def serve(router: proxy.Router, host: str, port: int, timing: ShutdownTiming) -> int:
     """Start the router, serve until SIGTERM or SIGINT, then drain. Exit status 0
     after a clean drain, 1 when the port cannot be bound, 3 when start-up fails."""
     try:
@@ -243,7 +262,7 @@ async def serve(router: proxy.Router, host: str, port: int, keep_alive: float, g
         await router.stop()
         return 3
     server = frontend.HttpServer(
-        router.handle, max_body_bytes=router.settings.max_body_bytes, keep_alive=keep_alive
+        router.handle, max_body_bytes=router.settings.max_body_bytes, keep_alive=timing.keep_alive
     )
     try:
         await server.listen(host, port)
@@ -257,9 +276,11 @@ async def serve(router: proxy.Router, host: str, port: int, keep_alive: float, g
         loop.add_signal_handler(sig, stop.set)
     log.info("listening on http://%s:%d", host, port)
     await stop.wait()
-    log.info("shutting down: finishing requests in flight (at most %gs)", grace)
     router.draining = True
-    await server.drain(grace)
+    if timing.delay > 0:
+        log.info("shutting down: still accepting for %gs (--shutdown-delay)", timing.delay)
+    log.info("shutting down: finishing requests in flight (at most %gs)", timing.grace)
+    await server.drain(timing.grace, timing.delay)
     await router.stop()
     log.info("stopped")
     return 0

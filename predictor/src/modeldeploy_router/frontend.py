@@ -403,10 +403,17 @@ class HttpServer:
         if self._quiet is not None and not any(c.busy for c in self.connections):
             self._quiet.set()
 
-    async def drain(self, grace: float) -> None:
+    async def drain(self, grace: float, delay: float = 0.0) -> None:
         """Stop accepting; answer what is in flight (closing each connection
-        after its answer); after `grace` seconds close whatever is left."""
+        after its answer); after `grace` seconds close whatever is left.
+
+        `delay`: keep accepting that long first, closing each connection after
+        its next answer. In Kubernetes a terminating pod's endpoint takes a
+        moment to leave every node's Service rules; new connections that
+        still arrive then are answered instead of refused."""
         self.draining = True
+        if delay > 0:
+            await asyncio.sleep(delay)
         if self._server is not None:
             self._server.close()
         self._quiet = asyncio.Event()
