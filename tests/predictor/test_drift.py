@@ -93,13 +93,13 @@ def test_window_ignores_nan_and_empty_window_is_nan():
 
 def test_many_small_batches_fold_automatically_and_stay_exact():
     rng = np.random.default_rng(1)
-    window = _window(size=500)
-    xs = rng.normal(0.5, 1, size=(drift.FOLD_EVERY * 2 + 7, 2))
+    window = _window(size=100)  # fewer rows than are added: old rows leave too
+    xs = rng.normal(0.5, 1, size=(drift.FOLD_ROWS * 2 + 7, 2))
     preds = rng.choice(["a", "b"], size=xs.shape[0])
     for i in range(xs.shape[0]):
         window.add(xs[i : i + 1], preds[i : i + 1])
     assert len(window._pending) == 7  # two automatic folds happened
     window.fold()
-    recount = np.bincount(drift.bin_index(np.array([0.0, 1.0]), xs[-500:, 0]), minlength=3)
-    assert window._counts[0].tolist() == recount.tolist() and window.rows == 500
-    assert window._pred_counts.sum() == 500
+    recount = np.bincount(drift.bin_index(np.array([0.0, 1.0]), xs[-100:, 0]), minlength=3)
+    assert window._counts[0].tolist() == recount.tolist() and window.rows == 100
+    assert window._pred_counts.sum() == 100

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 EPSILON = 1e-4  # floor for empty bins, so log(p/q) stays finite
-FOLD_EVERY = 1024  # queued batches that trigger a fold between scrapes (bounds memory)
+# Queued rows that trigger a fold between scrapes (this also bounds memory). The
+# request that triggers a fold waits for it: a fold costs ~30 us plus ~2 us per
+# row with 50 features, so 64 rows keep that wait near 0.2 ms. The old rule (1024
+# batches) made one request in 1024 wait ~2-4 ms and put a single client's p99 at
+# 2-3x a plain server's; folding on a timer every 0.25 s instead was worse still
+# (fewer, longer waits). Measured in benchmarks/README.md (Predictor).
+FOLD_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ class DriftWindow:
         self._head = 0
         self._filled = 0
         self._pending: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        self._pending_rows = 0
         self._lock = threading.Lock()
 
     def _prediction_bins(self) -> int:
@@ -146,9 +153,10 @@ class DriftWindow:
         return self._filled
 
     def add(self, x: np.ndarray, predictions: np.ndarray) -> None:
-        """Queue a batch (O(1)); every FOLD_EVERY batches fold them, amortised ~1 us each."""
+        """Queue a batch (O(1)); once FOLD_ROWS rows are queued, fold them."""
         self._pending.append((x, predictions))
-        if len(self._pending) >= FOLD_EVERY:
+        self._pending_rows += x.shape[0]
+        if self._pending_rows >= FOLD_ROWS:
             self.fold()
 
     def fold(self) -> None:
@@ -158,6 +166,7 @@ class DriftWindow:
                 return
             batches = list(self._pending)
             self._pending.clear()
+            self._pending_rows = 0
             x = np.concatenate([b[0] for b in batches])[-self.size :]
             pred = np.concatenate([b[1] for b in batches])[-self.size :]
             self._fold_rows(x, pred)

@@ -25,7 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from .drift import FOLD_EVERY, DriftWindow
+from .drift import FOLD_ROWS, DriftWindow
 
 disable_created_metrics()  # *_created series only add scrape weight here
 
@@ -80,6 +80,7 @@ class Metrics:
         self.log_dropped = m(Counter, "prediction_log_dropped", "Prediction log records dropped")
         self._children: dict[tuple, Any] = {}
         self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
 
     def _metric(self, kind: type, name: str, doc: str, *extra: str, **kwargs: Any) -> Any:
         """A metric with the base labels; without extra labels, its one bound child."""
@@ -116,7 +117,8 @@ class Metrics:
     def predictions(self, x: np.ndarray, pred: np.ndarray) -> None:
         """Queue a prediction for the scrape-time fold (O(1) on the request path)."""
         self._pending.append(pred)
-        if len(self._pending) >= FOLD_EVERY:
+        self._pending_rows += pred.shape[0]
+        if self._pending_rows >= FOLD_ROWS:
             self._fold_predictions()
         self.window.add(x, pred)
 
@@ -136,6 +138,7 @@ class Metrics:
             return
         pred = np.concatenate(self._pending)
         self._pending.clear()
+        self._pending_rows = 0
         if self._values is not None:
             for value in pred.astype(float).tolist():
                 self._values.observe(value)
