@@ -191,10 +191,11 @@ def test_busy_connection_outlives_keep_alive(served) -> None:
 
 def test_handler_exception_is_500_json_and_the_connection_goes_on(served) -> None:
     async def case(srv: Served, client: Client) -> None:
-        client.send(get("/boom") + get("/after"))
+        client.send(get("/boom", "X-Request-Id: rid-7") + get("/after"))
         ans = await client.answer()
         assert ans.status == 500
         assert ans.json() == {"error": "internal router error"}
+        assert ans.headers["x-request-id"] == "rid-7"  # the client can still report it
         assert (await client.answer()).json()["target"] == "/after"
 
     served(case, allow=("handler failed for GET b'/boom'",))

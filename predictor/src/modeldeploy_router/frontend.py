@@ -294,7 +294,8 @@ class HttpConnection(asyncio.Protocol):
                     self.server.handler(request, self.respond)
                 except Exception:
                     log.exception("handler failed for %s %r", request.method, request.target)
-                    self.respond(Reply.json(500, {"error": "internal router error"}))
+                    rid = [(k, v) for k, v in request.headers if k == b"x-request-id"][:1]
+                    self.respond(Reply.json(500, {"error": "internal router error"}, rid))
                 if (
                     self.busy
                     or not self.pending
