@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
@@ -18,8 +18,9 @@ import orjson
 import pytest
 import uvloop
 from modeldeploy_devcluster.procs import free_port
-from modeldeploy_router import frontend
+from modeldeploy_router import frontend, proxy, static
 from modeldeploy_router.frontend import Reply, Request
+from modeldeploy_router.routing import RoutingTable
 
 LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 WAIT = 5.0  # bound on every wait for an answer or a close (never reached when passing)
@@ -222,3 +223,21 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {WAIT}s")
         await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def router_serving(
+    settings: proxy.Settings, table: RoutingTable, port: int | None = None
+) -> AsyncIterator[tuple[proxy.Router, str]]:
+    """A real `proxy.Router` on its HTTP server, in-process on a loopback port,
+    for routing tables static mode cannot express; yields (router, base URL)."""
+    router = proxy.Router(settings, static.StaticSource(table))
+    await router.start()
+    server = frontend.HttpServer(router.handle, max_body_bytes=settings.max_body_bytes)
+    port = port or free_port()
+    await server.listen("127.0.0.1", port)
+    try:
+        yield router, f"http://127.0.0.1:{port}"
+    finally:
+        await server.drain(grace=5)
+        await router.stop()

@@ -4,24 +4,13 @@ server on a free loopback port, the upstream is a real process."""
 
 from __future__ import annotations
 
-import contextlib
-
 import httpx
-from modeldeploy_router import frontend, proxy, static
+from modeldeploy_router import proxy
 from modeldeploy_router.routing import EndpointPool, RoutingTable, Track
 
+from tests.router.frontend_harness import router_serving
 
-@contextlib.asynccontextmanager
-async def serve(table: RoutingTable, port: int):
-    router = proxy.Router(proxy.Settings(model="iris"), static.StaticSource(table))
-    await router.start()
-    server = frontend.HttpServer(router.handle, max_body_bytes=router.settings.max_body_bytes)
-    await server.listen("127.0.0.1", port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await server.drain(grace=5)
-        await router.stop()
+SETTINGS = proxy.Settings(model="iris")
 
 
 def tracks(**pools: tuple[str, ...]) -> dict[str, Track]:
@@ -39,7 +28,7 @@ async def test_track_without_endpoints_goes_to_stable_and_is_counted(procs, capl
     table = RoutingTable(
         model="iris", canary_weight=100, tracks=tracks(stable=(stable,), canary=())
     )
-    async with serve(table, port) as base, httpx.AsyncClient() as client:
+    async with router_serving(SETTINGS, table, port) as (_, base), httpx.AsyncClient() as client:
         for _ in range(5):
             resp = await client.post(f"{base}/predict", content=b'{"instances": [[1, 2]]}')
             assert resp.status_code == 200
@@ -63,7 +52,10 @@ async def test_stable_without_endpoints_is_503_json(port) -> None:
         RoutingTable(model="iris", tracks=tracks(stable=(), canary=("http://127.0.0.1:1",))),
         RoutingTable(model="iris"),
     ):
-        async with serve(table, port) as base, httpx.AsyncClient() as client:
+        async with (
+            router_serving(SETTINGS, table, port) as (_, base),
+            httpx.AsyncClient() as client,
+        ):
             resp = await client.post(f"{base}/predict", content=b"{}")
             assert resp.status_code == 503
             assert "stable" in resp.json()["error"]

@@ -12,15 +12,12 @@ the default asyncio loop, failing on any ERROR logged by the server or loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from modeldeploy_devcluster.procs import free_port
-from modeldeploy_router import frontend, proxy, static
+from modeldeploy_router import proxy
 from modeldeploy_router.routing import EndpointPool, RoutingTable, Track
 
 from tests.router.frontend_harness import (
@@ -33,6 +30,7 @@ from tests.router.frontend_harness import (
     echo,
     get,
     post,
+    router_serving,
     until,
 )
 
@@ -276,24 +274,15 @@ def test_client_disconnect_while_answer_pending(served) -> None:
 # -- 13. x-request-id ------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def router_serving(stable: str) -> AsyncIterator[tuple[proxy.Router, str]]:
-    table = RoutingTable(
+SETTINGS = proxy.Settings(
+    model="iris", max_body_bytes=100, allow_track_override=True, mirror_in_process=True
+)
+
+
+def one_stable(stable: str) -> RoutingTable:
+    return RoutingTable(
         model="iris", tracks={"stable": Track(name="stable", pool=EndpointPool((stable,)))}
     )
-    settings = proxy.Settings(
-        model="iris", max_body_bytes=100, allow_track_override=True, mirror_in_process=True
-    )
-    router = proxy.Router(settings, static.StaticSource(table))
-    await router.start()
-    server = frontend.HttpServer(router.handle, max_body_bytes=settings.max_body_bytes)
-    port = free_port()
-    await server.listen("127.0.0.1", port)
-    try:
-        yield router, f"http://127.0.0.1:{port}"
-    finally:
-        await server.drain(1.0)
-        await router.stop()
 
 
 def test_request_id_generated_or_kept_on_every_answer(run, procs) -> None:
@@ -306,7 +295,10 @@ def test_request_id_generated_or_kept_on_every_answer(run, procs) -> None:
     ids: list[str] = []
 
     async def main() -> None:
-        async with router_serving(upstream) as (router, base), httpx.AsyncClient() as http:
+        async with (
+            router_serving(SETTINGS, one_stable(upstream)) as (router, base),
+            httpx.AsyncClient() as http,
+        ):
 
             async def check(headers: dict, body: bytes, status: int) -> None:
                 resp = await http.post(f"{base}/predict", content=body, headers=headers)

@@ -50,6 +50,13 @@ def _positive(value: str) -> float:
     return number
 
 
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="modeldeploy-router",
@@ -172,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tuning.add_argument(
         "--shutdown-delay",
-        type=float,
+        type=_non_negative,
         default=0.0,
         help="on SIGTERM, keep accepting connections this many seconds (answering each "
         "with connection: close, /readyz 503) before draining, while the pod's endpoint "
@@ -239,20 +246,18 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     router = proxy.Router(settings, source)
-    if args.shutdown_delay < 0:
-        parser.error("--shutdown-delay must be 0 or more")
-    timing = ShutdownTiming(args.keep_alive, args.drain_seconds, args.shutdown_delay)
+    timing = ServeTiming(args.keep_alive, args.drain_seconds, args.shutdown_delay)
     return uvloop.run(serve(router, args.host, args.port, timing))
 
 
 @dataclass(frozen=True)
-class ShutdownTiming:
-    keep_alive: float = frontend.KEEP_ALIVE_SECONDS  # idle client connections, seconds
-    grace: float = 10.0  # --drain-seconds
-    delay: float = 0.0  # --shutdown-delay
+class ServeTiming:
+    keep_alive: float  # --keep-alive: idle client connections, seconds
+    grace: float  # --drain-seconds
+    delay: float  # --shutdown-delay
 
 
-async def serve(router: proxy.Router, host: str, port: int, timing: ShutdownTiming) -> int:
+async def serve(router: proxy.Router, host: str, port: int, timing: ServeTiming) -> int:
     """Start the router, serve until SIGTERM or SIGINT, then drain. Exit status 0
     after a clean drain, 1 when the port cannot be bound, 3 when start-up fails."""
     try:

@@ -36,6 +36,7 @@ KEEP_ALIVE_SECONDS = 5.0
 MAX_HEADER_BYTES = 64 * 1024
 MAX_PIPELINED = 16  # requests queued behind the one in flight before reading pauses
 LINGER_SECONDS = 2.0  # how long unread input is discarded after an early reply
+HEAD_TOO_LARGE = f"request line and headers exceed {MAX_HEADER_BYTES} bytes"
 
 
 @dataclass(slots=True)
@@ -185,7 +186,7 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _HeadTooLarge):
-                self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
+                self._refuse(431, HEAD_TOO_LARGE)
             elif isinstance(cause, httptools.HttpParserInvalidURLError):  # e.g. CONNECT host:443
                 target = self.url[:200].decode("latin-1")
                 self._refuse(400, f"malformed HTTP request: invalid target {target!r}")
@@ -203,7 +204,7 @@ class HttpConnection(asyncio.Protocol):
             if in_head and self.headers is headers and self.head_seen >= 0:
                 self.head_seen += len(data)
                 if self.head_seen > 2 * MAX_HEADER_BYTES:
-                    self._refuse(431, f"request line and headers exceed {MAX_HEADER_BYTES} bytes")
+                    self._refuse(431, HEAD_TOO_LARGE)
 
     # -- httptools callbacks (per-message state is reset after each message) --
     def on_url(self, url: bytes) -> None:
@@ -230,8 +231,7 @@ class HttpConnection(asyncio.Protocol):
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
         if self.too_large:  # answer now instead of reading a body that is refused anyway
-            self.lingering = True  # set first: the answer may be written right away
-            self._dispatch(self._request(), keep_alive=False)
+            self._refuse_body()
         elif expects_continue and not self.busy and not self.pending:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -242,10 +242,15 @@ class HttpConnection(asyncio.Protocol):
         if self.body_size > self.server.max_body_bytes:
             self.too_large = True
             self.body = []
-            self.lingering = True
-            self._dispatch(self._request(), keep_alive=False)
+            self._refuse_body()
             return
         self.body.append(body)
+
+    def _refuse_body(self) -> None:
+        """Hand over the request marked too large (the handler answers 413) and
+        discard the rest of the input."""
+        self.lingering = True  # set first: the answer may be written right away
+        self._dispatch(self._request(), keep_alive=False)
 
     def on_message_complete(self) -> None:
         if not self.too_large:

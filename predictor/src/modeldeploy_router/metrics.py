@@ -21,7 +21,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 SHADOW_LABELS = ("model", "primary_version", "shadow_version", "shadow_revision")
 
 
-TRACK_LABELS = ("model", "track", "version", "revision")
 SHADOW_TRACK_LABELS = ("model", "shadow_version", "shadow_revision")
 
 # attribute, type, name, help, labels, histogram buckets. Not here: the three
@@ -63,7 +62,8 @@ SHADOW_ATTRS = frozenset(
 
 
 class RouterMetrics:
-    """The metrics in SPECS as attributes (e.g. `self.requests`).
+    """The metrics in SPECS as attributes (e.g. `self.mirror`), plus `self.hot`
+    (hotmetrics.py) outside the shadow part.
 
     `part` picks a subset: ALL, PRIMARY (everything but SHADOW_ATTRS: the
     router when its shadow path runs in a child process) or SHADOW (the child).

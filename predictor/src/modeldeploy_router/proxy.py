@@ -20,7 +20,6 @@ from modeldeploy_router import metrics as metrics_mod
 from modeldeploy_router import routing, shadow, shadow_process
 from modeldeploy_router.frontend import Reply, Request
 from modeldeploy_router.upstream import (
-    HOP_BY_HOP,
     Response,
     Upstream,
     UpstreamConnectionError,
@@ -152,22 +151,13 @@ class Router:
         request_id = None
         sticky_key = None
         override = None
-        headers = []  # what goes upstream: all but the hop-by-hop headers
-        has_connection = False
-        for pair in req.headers:
-            name = pair[0]
-            if name in HOP_BY_HOP:
-                has_connection = has_connection or name == b"connection"
-                continue
-            headers.append(pair)
+        for name, value in req.headers:
             if name == b"x-request-id":
-                request_id = pair[1].decode("latin-1")
+                request_id = value.decode("latin-1")
             elif name == self._sticky:
-                sticky_key = pair[1].decode("latin-1")
+                sticky_key = value.decode("latin-1")
             elif name == b"x-modeldeploy-track":
-                override = pair[1].decode("latin-1").strip().lower()
-        if has_connection:  # it may name more headers to drop (rare)
-            headers = forwardable(req.headers)
+                override = value.decode("latin-1").strip().lower()
         incoming_id = request_id
         # 128 random bits like uuid4, from a generator seeded from os.urandom:
         # no system call per request
@@ -198,6 +188,7 @@ class Router:
                 return
             track = table.tracks[decision.track]
 
+        headers = forwardable(req.headers)
         if incoming_id is None:
             headers.append(rid_header)
         forward = _Forward(self, table, track, req, headers, rid_header, started, respond)
@@ -241,7 +232,7 @@ class Router:
                 shadow=shadow_track,
                 primary_version=fwd.track.version,
                 method=req.method,
-                path_qs=req.target.decode("latin-1"),
+                path_qs=fwd.path_qs,
                 headers=fwd.headers,
                 body=req.body,
                 primary_status=resp.status,
@@ -265,6 +256,7 @@ class _Forward:
     __slots__ = (
         "attempt",
         "headers",
+        "path_qs",
         "req",
         "respond",
         "rid_header",
@@ -294,6 +286,7 @@ class _Forward:
         self.rid_header = rid_header
         self.started = started
         self.respond = respond
+        self.path_qs = req.target.decode("latin-1")  # for every attempt and the shadow copy
         self.url: str | None = None
         self.attempt = 0
 
@@ -309,7 +302,7 @@ class _Forward:
         self.router.upstream.send(
             url,
             req.method,
-            req.target.decode("latin-1"),
+            self.path_qs,
             self.headers,
             req.body,
             self._upstream_done,

@@ -58,18 +58,22 @@ class UpstreamProtocolError(Exception):
 def forwardable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Drop hop-by-hop headers and those the Connection header names.
 
-    ASGI servers give lower-case names, which this relies on."""
-    pairs = list(headers)
-    named = {
-        token.strip().lower()
-        for k, v in pairs
-        if k == b"connection"
-        for token in v.split(b",")
-        if token.strip()
-    }
+    Names must be lower-case (the router's front end lower-cases them). One
+    pass in the usual case; a second only when a Connection header is present
+    (it may name more headers to drop)."""
+    kept = []
+    connection: list[bytes] = []
+    for pair in headers:
+        name = pair[0]
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                connection.append(pair[1])
+            continue
+        kept.append(pair)
+    named = {token.strip().lower() for value in connection for token in value.split(b",")} - {b""}
     if not named:  # the usual case
-        return [(k, v) for k, v in pairs if k not in HOP_BY_HOP]
-    return [(k, v) for k, v in pairs if k not in HOP_BY_HOP and k not in named]
+        return kept
+    return [pair for pair in kept if pair[0] not in named]
 
 
 @dataclass(slots=True)
