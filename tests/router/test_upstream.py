@@ -78,6 +78,35 @@ async def test_retain_closes_connections_to_removed_endpoints() -> None:
         await up.close()
 
 
+async def test_connection_in_flight_to_a_removed_endpoint_is_closed_after() -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    release = asyncio.Event()
+    server_side: list[asyncio.StreamReader] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        server_side.append(reader)
+        await release.wait()
+        writer.write(answer)
+        await writer.drain()
+        await reader.read()  # until the client closes
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        up = Upstream(1.0, 5.0)
+        call = asyncio.create_task(up.call(url, "GET", "/", [], b""))
+        while not server_side:
+            await asyncio.sleep(0.01)
+        up.retain(set())  # the endpoint left every track while its request was in flight
+        release.set()
+        assert (await call).body == b"ok"
+        assert url not in up._idle  # not pooled again
+        assert await asyncio.wait_for(server_side[0].read(), 5) == b""  # closed by the client
+        await up.close()
+
+
 async def test_idle_connection_closed_by_server_is_replaced() -> None:
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
     async with raw_server(answer, close_after=True) as (url, seen):

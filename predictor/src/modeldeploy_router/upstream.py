@@ -253,7 +253,8 @@ class _Exchange:
         chunks = conn.body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         response = Response(conn.status, conn.headers, body, elapsed)
-        if conn.keep_alive and not conn.closed and len(self.idle) < MAX_IDLE_PER_ENDPOINT:
+        kept = self.upstream._idle.get(self.url) is self.idle  # else retain() dropped it
+        if kept and conn.keep_alive and not conn.closed and len(self.idle) < MAX_IDLE_PER_ENDPOINT:
             self.idle.append(conn)
         else:
             conn.close()
