@@ -1,6 +1,7 @@
 """Reach a Service from the host, like ``kubectl port-forward svc/NAME``.
 
-There is no kube-proxy on the local cluster, so Service IPs route nowhere.
+On a cluster with a real network (kind) that is kubectl's own port-forward
+(``port_forward``). There is no kube-proxy on the local cluster, so Service IPs route nowhere.
 This listener on 127.0.0.1 resolves the Service port to its target port and
 sends each new connection to a ready endpoint from the Service's
 EndpointSlices (round robin), re-reading them per connection so that a
@@ -12,9 +13,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from kubernetes import client
 
@@ -120,3 +127,55 @@ def forward(
         yield fwd.url
     finally:
         fwd.close()
+
+
+# -- clusters with a real network (kind, a user's): kubectl does it ------------
+
+
+def kubectl_binary() -> str:
+    """$KUBECTL, the pinned build beside the other binaries, or kubectl on PATH."""
+    from modeldeploy_devcluster import binaries
+
+    candidates = [os.environ.get("KUBECTL", "")]
+    if cache := binaries.bin_dir():
+        candidates.append(str(cache / "kubectl"))
+    candidates.append(shutil.which("kubectl") or "")
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise NoEndpoints("no kubectl: `hack/build-binaries.sh node` builds it, or set KUBECTL")
+
+
+@contextlib.contextmanager
+def port_forward(kubeconfig: Path, service: str, namespace: str, port: int) -> Iterator[str]:
+    """``kubectl port-forward service/NAME :PORT`` for the block; yields its local URL."""
+    cmd = [kubectl_binary(), "--kubeconfig", str(kubeconfig), "-n", namespace,
+           "port-forward", f"service/{service}", f":{port}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        found = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", first)
+        if not found:
+            raise NoEndpoints(f"kubectl port-forward {namespace}/{service}:{port}: {first.strip()}")
+        # Keep draining its output so that a full pipe never blocks it.
+        threading.Thread(target=proc.communicate, daemon=True).start()
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def api_logs(api: client.ApiClient, pod: str, namespace: str, container: str | None) -> str:
+    """A pod's log through the API (every container when none is named)."""
+    core = client.CoreV1Api(api)
+    if container is not None:
+        return core.read_namespaced_pod_log(pod, namespace, container=container)
+    spec = core.read_namespaced_pod(pod, namespace).spec
+    names = [c.name for c in spec.containers]
+    if len(names) == 1:
+        return core.read_namespaced_pod_log(pod, namespace, container=names[0])
+    return "".join(
+        f"==> {n} <==\n{core.read_namespaced_pod_log(pod, namespace, container=n)}" for n in names
+    )

@@ -21,7 +21,7 @@ def http_deployment(
     scrape: bool = True,
     probe_path: str = "/healthz",
 ) -> dict:
-    """A Deployment whose pods listen on all their interfaces (0.0.0.0:port), with a readiness probe."""
+    """A Deployment whose pods listen on all interfaces (0.0.0.0:port), with a readiness probe."""
     labels = {"app": name}
     annotations = (
         {
