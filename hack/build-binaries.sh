@@ -59,10 +59,11 @@ build_etcd() {
   build_into "$dir" etcd go.etcd.io/etcd/server/v3
 }
 
-# The control plane the local cluster runs; `node` adds what a kind node image
-# needs (kubelet, kubeadm, kubectl, kube-proxy), built from the same module.
-CONTROL_PLANE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler)
-NODE_COMMANDS=(kubelet kubeadm kubectl kube-proxy)
+# The control plane the local cluster runs and the kubectl tests and scripts
+# use; `node` adds what a kind node image needs (kubelet, kubeadm,
+# kube-proxy), built from the same module.
+CONTROL_PLANE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+NODE_COMMANDS=(kubelet kubeadm kube-proxy)
 
 # build_kubernetes COMMAND...
 build_kubernetes() {

@@ -37,8 +37,11 @@ fi
 mkdir -p "$ctx/moto"
 cat >"$ctx/moto/Containerfile" <<IMG
 FROM $base
+# A CA bundle for pip behind a TLS-intercepting proxy (as hack/images.sh mounts it).
+ARG PIP_CERT=""
 RUN python3 -m venv /opt/moto \\
- && /opt/moto/bin/pip install --no-cache-dir --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+ && /opt/moto/bin/pip install \${PIP_CERT:+--cert "\$PIP_CERT"} --no-cache-dir \\
+      --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 USER 65532:65532
 EXPOSE 5000
 ENTRYPOINT ["/opt/moto/bin/moto_server", "--host", "0.0.0.0", "--port", "5000"]
@@ -46,4 +49,8 @@ IMG
 log "localhost/modeldeploy/moto:e2e (moto $MOTO_VERSION)"
 args=(--tag localhost/modeldeploy/moto:e2e)
 [[ $engine == podman ]] && args+=(--layers --network host)
+host_ca=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
+if [[ -f $host_ca ]]; then
+  args+=(--volume "$host_ca:/etc/host-ca.crt:ro" --build-arg PIP_CERT=/etc/host-ca.crt)
+fi
 "$engine" build --quiet "${args[@]}" "$ctx/moto" >/dev/null
