@@ -97,7 +97,7 @@ build_base_image() {
   install -m 0644 "$kind_src"/etc/containerd/* "$root/etc/containerd/"
   install -m 0644 "$kind_src"/etc/default/* "$root/etc/default/"
   install -m 0644 "$kind_src"/etc/sysctl.d/* "$root/etc/sysctl.d/"
-  install -m 0644 "$kind_src"/etc/systemd/system/*.* "$root/etc/systemd/system/"
+  find "$kind_src/etc/systemd/system" -maxdepth 1 -type f -exec install -m 0644 {} "$root/etc/systemd/system/" \;
   install -m 0644 "$kind_src"/etc/systemd/system/kubelet.service.d/* \
     "$root/etc/systemd/system/kubelet.service.d/"
   # As kind's Dockerfile: only the units a node needs, no kmsg in the journal.
@@ -210,12 +210,15 @@ build_node_image() {
   leftover_containers+=("$builder")
   build_control_plane_archive "$work/images.tar"
   log "importing the images into the node's containerd"
-  podman run -d --name "$builder" --privileged --entrypoint sleep "$base_image" infinity >/dev/null
+  # bash as PID 1 reaps containerd once it exits (sleep would leave a zombie).
+  podman run -d --name "$builder" --privileged --entrypoint bash "$base_image" \
+    -c 'while :; do sleep 1; done' >/dev/null
   podman exec "$builder" bash -c 'nohup containerd >/dev/null 2>&1 &'
   podman exec "$builder" bash -c 'for i in $(seq 50); do [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1'
   podman exec -i "$builder" ctr --namespace=k8s.io images import \
-    --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - <"$work/images.tar"
-  podman exec "$builder" ctr --namespace=k8s.io images list -q >&2
+    --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - \
+    <"$work/images.tar" >/dev/null
+  podman exec "$builder" ctr --namespace=k8s.io images list -q | grep -v '^sha256:' >&2
   podman exec "$builder" pkill containerd
   podman exec "$builder" bash -c 'while pgrep -x containerd >/dev/null; do sleep 0.1; done'
   podman commit --quiet \
