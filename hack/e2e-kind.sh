@@ -131,7 +131,7 @@ s3_url=$(forward modelstore s3 80)
 # The demo's story; the operator from the chart (installed by the demo), bundles in S3.
 export KUBECONFIG=$kubeconfig KUBECTL=$kubectl_bin HELM=$helm
 export MODELDEPLOY_PROMETHEUS_URL=http://prometheus.monitoring.svc:9090
-export DEMO_S3_UPLOAD_URL=$s3_url DEMO_S3_CLUSTER_URL=http://s3.modelstore.svc
+export DEMO_S3_UPLOAD_URL=$s3_url DEMO_S3_CLUSTER_URL=http://s3.modelstore.svc.cluster.local
 log "the rollout story on kind (python -m demo --cluster current)"
 demo_args=(--cluster current --out "$root/out/demo-kind")
 if [[ $mode == demo && -n ${DEMO_KEEP:-} ]]; then

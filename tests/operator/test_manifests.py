@@ -37,6 +37,8 @@ def test_revision_deployment_contract():
     assert "POD_IP" not in env  # a pod listens on all its interfaces
     assert env["MODELDEPLOY_CACHE_DIR"] == "/var/cache/modeldeploy"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    startup = c["startupProbe"]  # a bundle download of minutes must not trip liveness
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert d["spec"]["replicas"] == 2
 

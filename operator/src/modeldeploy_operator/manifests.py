@@ -28,6 +28,9 @@ ROUTER_SHUTDOWN_DELAY = 2
 # Servers listen on every interface of their pod: the kubelet probes the pod
 # IP, Services reach it, and `kubectl port-forward` connects to localhost.
 LISTEN_ALL = "0.0.0.0"
+# How long a predictor may take to fetch and load its bundle before the
+# kubelet restarts it (the server listens only once the model is loaded).
+BUNDLE_LOAD_SECONDS = 300
 # Where a predictor keeps downloaded bundles (an emptyDir: the root
 # filesystem is read-only).
 BUNDLE_CACHE = "/var/cache/modeldeploy"
@@ -112,8 +115,13 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
             "periodSeconds": 2,
             "failureThreshold": 3,
         },
-        # Live answers as soon as the server runs (loading a bundle is not
-        # "dead"); a hung event loop fails it and the kubelet restarts the pod.
+        # Liveness starts once the startup probe passed, so a slow bundle
+        # download is not mistaken for a hung server.
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": PORT},
+            "periodSeconds": 2,
+            "failureThreshold": BUNDLE_LOAD_SECONDS // 2,
+        },
         "livenessProbe": {
             "httpGet": {"path": "/v2/health/live", "port": PORT},
             "periodSeconds": 10,

@@ -169,10 +169,11 @@ class PodWorker(threading.Thread):
                 specs = (
                     probes.parse(c.get("readinessProbe"), self.ip, ports),
                     probes.parse(c.get("livenessProbe"), self.ip, ports),
+                    probes.parse(c.get("startupProbe"), self.ip, ports),
                 )
             except probes.ProbeSpecError as exc:
                 log.warning("%s/%s: %s; probe ignored", self.key, c["name"], exc)
-                specs = (None, None)
+                specs = (None, None, None)
             self.containers.append(
                 Container(c, self.dir, policy, lambda c=c: self._launch(c), specs, grace)
             )
