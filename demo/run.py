@@ -117,6 +117,7 @@ def run_stages(run: Run, uris: dict[str, str]) -> None:
                     return
                 if stage.expect == "promoted":
                     stable = stage.version
+            run.outcomes.append(timeline.judge_users(run.load.snapshot(), run.now()))
 
 
 def one_stage(

@@ -10,7 +10,6 @@ CoreDNS, and `kubectl port-forward` into the pod's own localhost.
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -125,14 +124,5 @@ def test_port_forward_reaches_the_pods_localhost(
 ) -> None:
     """kubectl port-forward connects to localhost inside the pod: servers must listen there too."""
     pod = _pods(kube, served, "predictor")[0]["metadata"]["name"]
-    cmd = [forward.kubectl_binary(), "--kubeconfig", kind_kubeconfig, "-n", served,
-           "port-forward", f"pod/{pod}", ":8080"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        first = proc.stdout.readline() if proc.stdout else ""
-        port = first.split("127.0.0.1:")[1].split()[0]
-        answer = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=10)
-        assert answer.status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with forward.port_forward(Path(kind_kubeconfig), f"pod/{pod}", served, 8080) as url:
+        assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 200

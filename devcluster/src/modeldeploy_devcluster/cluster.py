@@ -3,8 +3,8 @@
 Built from a state directory (``from_dir``) or from a kubeconfig that sits
 in one (``from_kubeconfig``: the fast dev loop reuses a cluster started by
 ``modeldeploy-devcluster up``). A kubeconfig of any other cluster (kind, a
-user's) gives a handle whose logs come from the API and whose forwards are
-``kubectl port-forward``.
+user's) gives a handle whose logs come from the API and whose forwards go
+through kube-proxy (a NodePort twin of the Service, reached on the node's address).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Cluster:
     def forward(self, service: str, namespace: str, port: int) -> Iterator[str]:
         """A local listener that proxies to a ready endpoint of the Service; yields its URL."""
         if not self.local:
-            with forwarding.port_forward(self.kubeconfig, service, namespace, port) as url:
+            with forwarding.node_port(self.api_client(), service, namespace, port) as url:
                 yield url
             return
         with forwarding.forward(self.api_client(), service, namespace, port) as url:

@@ -1,7 +1,8 @@
 """Reach a Service from the host, like ``kubectl port-forward svc/NAME``.
 
-On a cluster with a real network (kind) that is kubectl's own port-forward
-(``port_forward``). There is no kube-proxy on the local cluster, so Service IPs route nowhere.
+On a cluster with a real network (kind) that is a NodePort twin of the
+Service (``node_port``), or kubectl's own ``port_forward`` to one pod. There
+is no kube-proxy on the local cluster, so Service IPs route nowhere.
 This listener on 127.0.0.1 resolves the Service port to its target port and
 sends each new connection to a ready endpoint from the Service's
 EndpointSlices (round robin), re-reading them per connection so that a
@@ -147,17 +148,17 @@ def kubectl_binary() -> str:
 
 
 @contextlib.contextmanager
-def port_forward(kubeconfig: Path, service: str, namespace: str, port: int) -> Iterator[str]:
-    """``kubectl port-forward service/NAME :PORT`` for the block; yields its local URL."""
+def port_forward(kubeconfig: Path, target: str, namespace: str, port: int) -> Iterator[str]:
+    """``kubectl port-forward TARGET :PORT`` (``pod/NAME``, ``service/NAME``); yields its URL."""
     cmd = [kubectl_binary(), "--kubeconfig", str(kubeconfig), "-n", namespace,
-           "port-forward", f"service/{service}", f":{port}"]  # fmt: skip
+           "port-forward", target, f":{port}"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
     try:
         first = proc.stdout.readline() if proc.stdout else ""
         found = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", first)
         if not found:
-            raise NoEndpoints(f"kubectl port-forward {namespace}/{service}:{port}: {first.strip()}")
+            raise NoEndpoints(f"kubectl port-forward {namespace}/{target}:{port}: {first.strip()}")
         # Keep draining its output so that a full pipe never blocks it.
         threading.Thread(target=proc.communicate, daemon=True).start()
         yield f"http://127.0.0.1:{found.group(1)}"
@@ -179,3 +180,39 @@ def api_logs(api: client.ApiClient, pod: str, namespace: str, container: str | N
     return "".join(
         f"==> {n} <==\n{core.read_namespaced_pod_log(pod, namespace, container=n)}" for n in names
     )
+
+
+@contextlib.contextmanager
+def node_port(api: client.ApiClient, service: str, namespace: str, port: int) -> Iterator[str]:
+    """The Service reached through kube-proxy from this machine; yields its URL.
+
+    A NodePort twin of the Service (same selector and port) lives for the
+    block: connections go to the node's address, through kube-proxy's rules, to
+    any ready endpoint, so a rollout behind the Service is followed as it would
+    be for clients in the cluster (kubectl port-forward pins one pod, and a
+    single reset connection ends it).
+    """
+    core = client.CoreV1Api(api)
+    svc = core.read_namespaced_service(service, namespace)
+    svc_port = next((p for p in svc.spec.ports or [] if p.port == port), None)
+    if svc_port is None:
+        raise NoEndpoints(f"service {namespace}/{service} has no port {port}")
+    twin = {
+        "metadata": {"name": f"{service}-nodeport", "labels": {"modeldeploy.io/test-access": "1"}},
+        "spec": {
+            "type": "NodePort",
+            "selector": svc.spec.selector,
+            "ports": [{"name": svc_port.name or "http", "port": port,
+                       "targetPort": svc_port.target_port, "protocol": "TCP"}],
+        },
+    }  # fmt: skip
+    made = core.create_namespaced_service(namespace, twin)
+    try:
+        nodes = core.list_node().items
+        address = next(
+            a.address for n in nodes for a in n.status.addresses or [] if a.type == "InternalIP"
+        )
+        yield f"http://{address}:{made.spec.ports[0].node_port}"
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_service(made.metadata.name, namespace)
