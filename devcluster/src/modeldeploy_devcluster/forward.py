@@ -26,6 +26,8 @@ from pathlib import Path
 
 from kubernetes import client
 
+from modeldeploy_devcluster.waiting import wait_for
+
 log = logging.getLogger("modeldeploy_devcluster.forward")
 
 
@@ -133,6 +135,14 @@ def forward(
 # -- clusters with a real network (kind, a user's): kubectl does it ------------
 
 
+def _connects(target: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(target, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def kubectl_binary() -> str:
     """$KUBECTL, the pinned build beside the other binaries, or kubectl on PATH."""
     from modeldeploy_devcluster import binaries
@@ -212,7 +222,10 @@ def node_port(api: client.ApiClient, service: str, namespace: str, port: int) ->
         address = next(
             a.address for n in nodes for a in n.status.addresses or [] if a.type == "InternalIP"
         )
-        yield f"http://{address}:{made.spec.ports[0].node_port}"
+        target = (address, made.spec.ports[0].node_port)
+        # kube-proxy programs the new port within a moment; until then connections are refused.
+        wait_for(lambda: _connects(target), timeout=30, message=f"kube-proxy to open {target}")
+        yield f"http://{address}:{target[1]}"
     finally:
         with contextlib.suppress(client.ApiException):
             core.delete_namespaced_service(made.metadata.name, namespace)
