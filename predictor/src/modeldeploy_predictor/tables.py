@@ -4,8 +4,9 @@ Column types are inferred by pandas, as a user's own ``read_csv`` would (numbers
 -> numeric, text -> categorical, ``True``/``False`` -> boolean), and can be
 overridden per column: CSV has no types, so a code column such as a zip code
 must be declared categorical to stay a string (``--categorical``), and a 0/1
-or yes/no column declared boolean (``--boolean``). A column named in an override that does not exist,
-or a boolean column with another value, is named in the error.
+or yes/no column declared boolean (``--boolean``). A column named in an
+override that does not exist, or a boolean column with another value, is named
+in the error.
 """
 
 from __future__ import annotations
