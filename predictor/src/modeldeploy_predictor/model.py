@@ -70,7 +70,10 @@ class SklearnModel:
         if self.frame:
             x = columns.to_frame(self.schema, x)
         pred = np.asarray(self.estimator.predict(x))
-        probabilities = self.estimator.predict_proba(x) if proba and self._proba else None
+        probabilities = None
+        if proba and self._proba:
+            # LightGBM returns a column-major view; orjson serialises C-contiguous arrays only
+            probabilities = np.ascontiguousarray(self.estimator.predict_proba(x))
         return pred, probabilities
 
     def warm_up(self) -> None:
