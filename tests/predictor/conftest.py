@@ -38,6 +38,24 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    import re
+
+    total, found = 0.0, False
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
+        if not m:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+            found = True
+    if not found:
+        raise KeyError(f"{name} {labels} not in metrics")
+    return total
+
+
 class Server:
     def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
         self.proc, self.url, self.log = proc, url, log
@@ -167,6 +185,7 @@ def helpers():
 
     class _Helpers:
         free_port = staticmethod(free_port)
+        metric = staticmethod(metric)
         wait_for = staticmethod(wait_for)
         stop = staticmethod(procs.stop)
 

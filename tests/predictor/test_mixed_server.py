@@ -4,28 +4,10 @@ categorical drift and precise 4xx errors."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import numpy as np
 import pytest
 from modeldeploy_predictor.bundle import build_bundle
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total, found = 0.0, False
-    for line in text.splitlines():
-        m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-        if not m:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m.group(2))
-            found = True
-    if not found:
-        raise KeyError(f"{name} {labels} not in metrics")
-    return total
-
 
 V2_TYPES = {"age": "INT64", "city": "BYTES", "plan": "BYTES", "channel": "BYTES", "member": "BOOL"}
 
@@ -140,25 +122,27 @@ def test_unseen_category_is_predicted_by_an_ignoring_pipeline_and_counted(
 ):
     _, _, holdout = mixed
     row = {**_records(holdout.head(1))[0], "city": "marseille"}
-    before = _unseen(mixed_server)
+    before = _unseen(mixed_server, helpers)
     r = _post(mixed_server, "/v1/models/churn:predict", {"instances": [row, row]})
     assert r.status_code == 200, r.text
     frame = holdout.head(1).copy()
     frame["city"] = "marseille"
     assert r.json()["predictions"] == mixed_model.predict(frame).tolist() * 2
-    helpers.wait_for(lambda: _unseen(mixed_server) >= before + 2, 10, what="unseen counted")
+    helpers.wait_for(
+        lambda: _unseen(mixed_server, helpers) >= before + 2, 10, what="unseen counted"
+    )
 
 
-def _unseen(server) -> float:
+def _unseen(server, helpers) -> float:
     text = httpx.get(server.url + "/metrics").text
     try:
-        return metric(text, "modeldeploy_unseen_categories_total", feature="city")
+        return helpers.metric(text, "modeldeploy_unseen_categories_total", feature="city")
     except KeyError:
         return 0.0
 
 
 def test_unseen_category_refused_by_the_pipeline_is_a_422_naming_column_and_value(
-    serve, mixed, tmp_path, tabular
+    serve, mixed, tmp_path, tabular, helpers
 ):
     train, y, holdout = mixed
     strict = tabular.pipeline(handle_unknown="error").fit(train, y)
@@ -182,10 +166,14 @@ def test_unseen_category_refused_by_the_pipeline_is_a_422_naming_column_and_valu
             and r.json()["predictions"] == strict.predict(holdout.head(3)).tolist()
         )
         text = httpx.get(server.url + "/metrics").text
-        assert metric(text, "modeldeploy_input_errors_total", reason="unknown_category") == 3
-        assert metric(text, "modeldeploy_requests_total", endpoint="predict", code="422") == 1
+        assert (
+            helpers.metric(text, "modeldeploy_input_errors_total", reason="unknown_category") == 3
+        )
+        assert (
+            helpers.metric(text, "modeldeploy_requests_total", endpoint="predict", code="422") == 1
+        )
         with pytest.raises(KeyError):
-            metric(text, "modeldeploy_model_errors_total")
+            helpers.metric(text, "modeldeploy_model_errors_total")
 
 
 def test_categorical_drift_missing_and_unseen_shares(serve, mixed_bundle, mixed, helpers):
@@ -200,28 +188,28 @@ def test_categorical_drift_missing_and_unseen_shares(serve, mixed_bundle, mixed,
 
         def psi(feature: str) -> float:
             text = httpx.get(server.url + "/metrics").text
-            return metric(text, "modeldeploy_feature_drift_psi", feature=feature)
+            return helpers.metric(text, "modeldeploy_feature_drift_psi", feature=feature)
 
         helpers.wait_for(lambda: psi("city") == psi("city"), 10, what="drift computed")  # not NaN
         assert psi("city") < 0.1 and psi("plan") < 0.1
         for _ in range(4):  # shifted traffic outweighs the reference-like rows in the window
             assert _post(server, "/predict", shifted).status_code == 200
         text = httpx.get(server.url + "/metrics").text
-        assert metric(text, "modeldeploy_feature_drift_psi", feature="city") > 1.0
-        assert metric(text, "modeldeploy_feature_drift_psi", feature="plan") > 0.2
-        assert metric(text, "modeldeploy_feature_drift_psi_max") >= psi("city")
-        rows = metric(text, "modeldeploy_drift_window_rows")
+        assert helpers.metric(text, "modeldeploy_feature_drift_psi", feature="city") > 1.0
+        assert helpers.metric(text, "modeldeploy_feature_drift_psi", feature="plan") > 0.2
+        assert helpers.metric(text, "modeldeploy_feature_drift_psi_max") >= psi("city")
+        rows = helpers.metric(text, "modeldeploy_drift_window_rows")
         assert rows == 5 * len(records)
-        unseen = metric(text, "modeldeploy_feature_unseen_share", feature="plan")
+        unseen = helpers.metric(text, "modeldeploy_feature_unseen_share", feature="plan")
         assert unseen == pytest.approx(4 * len(records[::4]) / rows)
-        assert metric(text, "modeldeploy_feature_unseen_share", feature="city") == 0
+        assert helpers.metric(text, "modeldeploy_feature_unseen_share", feature="city") == 0
         missing = sum(r["channel"] is None for r in records) * 5 / rows
-        assert metric(
+        assert helpers.metric(
             text, "modeldeploy_feature_missing_share", feature="channel"
         ) == pytest.approx(missing)
-        pred_psi = metric(text, "modeldeploy_prediction_drift_psi")
+        pred_psi = helpers.metric(text, "modeldeploy_prediction_drift_psi")
         assert np.isfinite(pred_psi)
-        assert metric(text, "modeldeploy_predicted_class_total", **{"class": "churn"}) > 0
+        assert helpers.metric(text, "modeldeploy_predicted_class_total", **{"class": "churn"}) > 0
 
 
 BAD = [

@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from .columns import Columns
-from .parsing import NUMERIC_TYPES, InputError, _kind_name, _require, check_records, check_shape
+from .parsing import (
+    NUMERIC_TYPES,
+    InputError,
+    _kind_name,
+    _require,
+    check_records,
+    check_shape,
+    v2_head,
+)
 from .schema import BOOLEAN, Feature, Schema
 
 STRING_TYPES = ("BYTES",)
@@ -24,13 +32,7 @@ STRING_TYPES = ("BYTES",)
 
 def v2_request(doc: Any, schema: Schema) -> tuple[Columns, list[str] | None, Any]:
     """OIP v2 with one input per feature (as MLServer's pandas codec and KServe clients send)."""
-    inputs = _require(doc, "inputs", list, "")
-    if not inputs:
-        raise InputError("empty", "inputs is empty", "inputs", "at least one tensor", [])
-    outputs = doc.get("outputs")
-    wanted = None
-    if isinstance(outputs, list):
-        wanted = [o.get("name") for o in outputs if isinstance(o, dict)]
+    inputs, wanted = v2_head(doc)
     by_name = {f.name: f for f in schema.features}
     raw: dict[str, tuple[list, str]] = {}
     for i, tensor in enumerate(inputs):

@@ -202,6 +202,8 @@ def _from_bytes(data: Any, field: str) -> np.ndarray:
 
 def check_shape(shape: list, field: str) -> None:
     """Before anything is allocated: 1 or 2 dimensions, each a sane row / column count."""
+    if 1 <= len(shape) <= MAX_DIMS and all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
+        return  # the usual case, in one pass
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InputError(
             "shape",
@@ -261,10 +263,8 @@ def _tensor(tensor: Any, field: str, bools: bool = True) -> tuple[str, list[int]
     return name, shape, arr.reshape(shape).astype(np.float64, copy=False)
 
 
-def v2_request(
-    doc: Any, features: list[str], bools: bool = True
-) -> tuple[np.ndarray, list[str] | None, Any]:
-    """OIP v2 inference request -> (X, requested output names or None, request id)."""
+def v2_head(doc: Any) -> tuple[list, list[str] | None]:
+    """The non-empty ``inputs`` list and the requested output names (None: all)."""
     inputs = _require(doc, "inputs", list, "")
     if not inputs:
         raise InputError("empty", "inputs is empty", "inputs", "at least one tensor", [])
@@ -272,6 +272,14 @@ def v2_request(
     wanted = None
     if isinstance(outputs, list):
         wanted = [o.get("name") for o in outputs if isinstance(o, dict)]
+    return inputs, wanted
+
+
+def v2_request(
+    doc: Any, features: list[str], bools: bool = True
+) -> tuple[np.ndarray, list[str] | None, Any]:
+    """OIP v2 inference request -> (X, requested output names or None, request id)."""
+    inputs, wanted = v2_head(doc)
     n_feat = len(features)
     if len(inputs) == 1 and (
         n_feat > 1 or _require(inputs[0], "name", str, "inputs[0]") not in features
