@@ -65,7 +65,8 @@ class DataPlane:
         buckets = None
         if not model.is_classifier and isinstance(pred_bins, drift.NumericBins):
             buckets = pred_bins.edges.tolist()
-        self.metrics = Metrics(base, window, model.feature_names, buckets)
+        categorical = [f.name for f in model.schema.features if f.kind == CATEGORICAL]
+        self.metrics = Metrics(base, window, model.feature_names, buckets, categorical)
         self.metrics.model_info(
             model.bundle.digest,
             model.bundle.meta["versions"].get("sklearn", ""),

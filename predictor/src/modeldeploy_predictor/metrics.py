@@ -45,6 +45,7 @@ class Metrics:
         window: DriftWindow,
         feature_names: list[str],
         prediction_buckets: list[float] | None = None,
+        categorical: list[str] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.base = base
@@ -90,6 +91,8 @@ class Metrics:
             "feature",
         )
         self._unseen_reported = np.zeros(len(feature_names), dtype=np.int64)
+        for name in categorical or []:  # present at 0 from the start, so rate() works
+            self._unseen_total.labels(**self.base, feature=name)
         self._prediction_psi = m(Gauge, "prediction_drift_psi", "PSI of predictions vs reference")
         self._window_rows = m(Gauge, "drift_window_rows", "Rows in the drift window")
         self._info = m(Gauge, "model_info", "Served model (1)", "digest", "sklearn_version")

@@ -12,6 +12,7 @@ set; strings, or numbers when a numeric column was declared categorical) and
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 NUMERIC, CATEGORICAL, BOOLEAN = "numeric", "categorical", "boolean"
@@ -27,7 +28,7 @@ class Feature:
     categories: tuple[Any, ...] = ()  # categoricals: every value seen in the reference
     nullable: bool = False  # runtime: a null is a missing value (not stored)
 
-    @property
+    @cached_property  # read per request and column: computed once
     def string_values(self) -> bool:
         """Categorical values are strings unless every category seen is a number."""
         return self.kind == CATEGORICAL and not (
