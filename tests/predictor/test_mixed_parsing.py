@@ -131,3 +131,18 @@ def test_window_of_columns_counts_psi_missing_and_unseen():
     psi_num, psi_cat = window.feature_psi()
     assert psi_cat == pytest.approx(drift.psi(ref.proportions, [8, 0, 0]))
     assert psi_num == pytest.approx(drift.psi(num.proportions, [8, 0, 0, 0]))
+
+
+def test_a_feature_given_twice_or_a_ragged_column_is_named():
+    col = {"name": "c", "shape": [1], "datatype": "BYTES", "data": ["a"]}
+    others = [
+        {"name": "n", "shape": [1], "datatype": "FP64", "data": [1.0]},
+        {"name": "k", "shape": [1], "datatype": "INT64", "data": [1]},
+        {"name": "f", "shape": [1], "datatype": "BOOL", "data": [True]},
+    ]
+    with pytest.raises(InputError) as err:
+        mixed.v2_request({"inputs": [col, *others, col]}, SCHEMA)
+    assert err.value.field == "inputs[4].name" and "twice" in err.value.message
+    with pytest.raises(InputError) as err:
+        mixed.v2_request({"inputs": [{**col, "shape": [2]}, *others]}, SCHEMA)
+    assert err.value.field == "inputs[0].data" and (err.value.expected, err.value.got) == (2, 1)

@@ -290,7 +290,10 @@ def reference_schema(
                 f"reference column {name!r} is declared boolean but holds non-booleans"
             )
         categories: tuple = ()
-        if kind == CATEGORICAL:
+        if kind == CATEGORICAL and str(col.dtype) == "category":
+            # the dtype's own categories, in its order: serving rebuilds exactly this dtype
+            categories = tuple(_plain(v) for v in col.cat.categories)
+        elif kind == CATEGORICAL:
             categories = tuple(sorted({_plain(v) for v in present}, key=_category_order))
         features.append(
             Feature(str(name), kind, str(col.dtype), bool(col.isna().any()), categories)

@@ -52,6 +52,14 @@ def v2_request(doc: Any, schema: Schema) -> tuple[Columns, list[str] | None, Any
                 schema.names,
                 name,
             )
+        if name in raw:
+            raise InputError(
+                "schema",
+                f"{field}: feature {name!r} is given twice",
+                f"{field}.name",
+                "one input per feature",
+                name,
+            )
         check_shape(shape, field)
         if len(shape) == 2 and shape[1] != 1:
             raise InputError(
