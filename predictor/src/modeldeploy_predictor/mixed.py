@@ -23,6 +23,7 @@ from .parsing import (
     _require,
     check_records,
     check_shape,
+    tensor_data,
     v2_head,
 )
 from .schema import BOOLEAN, Feature, Schema
@@ -40,7 +41,9 @@ def v2_request(doc: Any, schema: Schema) -> tuple[Columns, list[str] | None, Any
         name = _require(tensor, "name", str, field)
         shape = _require(tensor, "shape", list, field)
         datatype = _require(tensor, "datatype", str, field)
-        data = _require(tensor, "data", list, field)
+        data = tensor_data(tensor, field)
+        if isinstance(data, np.ndarray):  # binary tensor extension: same checks as JSON
+            data = data.tolist()
         feature = by_name.get(name)
         if feature is None:
             kinds = ", ".join(f"{f.name} ({f.kind})" for f in schema.features[:8])

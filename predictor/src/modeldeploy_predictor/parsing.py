@@ -200,6 +200,12 @@ def _from_bytes(data: Any, field: str) -> np.ndarray:
     return out
 
 
+def tensor_data(tensor: dict, field: str) -> Any:
+    """A tensor's JSON ``data`` list, or the array the binary extension decoded."""
+    data = tensor.get("data")
+    return data if isinstance(data, np.ndarray) else _require(tensor, "data", list, field)
+
+
 def check_shape(shape: list, field: str) -> None:
     """Before anything is allocated: 1 or 2 dimensions, each a sane row / column count."""
     if 1 <= len(shape) <= MAX_DIMS and all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
@@ -235,7 +241,7 @@ def _tensor(tensor: Any, field: str, bools: bool = True) -> tuple[str, list[int]
     name = _require(tensor, "name", str, field)
     shape = _require(tensor, "shape", list, field)
     datatype = _require(tensor, "datatype", str, field)
-    data = _require(tensor, "data", list, field)
+    data = tensor_data(tensor, field)
     check_shape(shape, field)
     if datatype == "BYTES":
         arr = _from_bytes(data, f"{field}.data")

@@ -24,7 +24,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from .. import mixed, parsing
+from .. import binary, mixed, parsing
 from ..dataplane import DataPlane, ModelError, NotReady
 
 log = logging.getLogger(__name__)
@@ -144,19 +144,28 @@ class Endpoints:
             response = self._check_model(name, version)
         if response is None:
             try:
-                body = await self._read_body(request)
+                binary_header = request.headers.get(binary.HEADER) if name is not None else None
+                body = await self._read_body(request, binary_header is not None)
+                json_size = binary.header_length(binary_header, len(body))
                 # No "true"/"false" anywhere in the bytes: no boolean can hide among numbers.
                 bools = b"true" in body or b"false" in body
 
                 def decode() -> tuple[Any, bool, Any]:
-                    return parse(parsing.loads(body), bools)
+                    if json_size is None:
+                        return parse(parsing.loads(body), bools)
+                    return parse(binary.request(body, json_size), bools)
 
                 if len(body) > BIG_BODY:
                     x, want_proba, extra = await asyncio.to_thread(decode)
                 else:
                     x, want_proba, extra = decode()
                 pred, proba = await dp.predict(x, want_proba)
-                response = json_response(render(pred, proba, extra, request_id), 200, headers)
+                out = render(pred, proba, extra, request_id)
+                if isinstance(out, Response):  # binary tensor data: a header, then bytes
+                    out.headers["x-request-id"] = request_id
+                    response = out
+                else:
+                    response = json_response(out, 200, headers)
                 dp.log_prediction(request_id, endpoint, x, pred, started)
             except parsing.InputError as exc:
                 dp.metrics.input_error(exc.reason)
@@ -187,11 +196,12 @@ class Endpoints:
         dp.metrics.request(endpoint, response.status_code, time.perf_counter() - started)
         return response
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, binary_data: bool = False) -> bytes:
         ctype = request.headers.get("content-type")
         if ctype is not None:
             media = ctype.split(";", 1)[0].strip().lower()
-            if media != JSON and not media.endswith("+json"):
+            octets = binary_data and media == "application/octet-stream"
+            if media != JSON and not media.endswith("+json") and not octets:
                 raise parsing.InputError(
                     "content_type",
                     f"content type {media!r} is not supported",
@@ -230,10 +240,14 @@ class Endpoints:
             x, wanted, req_id = mixed.v2_request(doc, self.schema)
         else:
             x, wanted, req_id = parsing.v2_request(doc, self.dp.model.feature_names, bools)
-        return x, not wanted or "predict_proba" in wanted, (wanted, req_id)
+        return (
+            x,
+            not wanted or "predict_proba" in wanted,
+            (wanted, req_id, binary.wants_binary(doc)),
+        )
 
     def _v2_render(self, pred: np.ndarray, proba: np.ndarray | None, extra: Any, rid: str) -> Any:
-        wanted, req_id = extra
+        wanted, req_id, binary_outputs = extra
         outputs = [
             {
                 "name": "predict",
@@ -253,12 +267,26 @@ class Endpoints:
             )
         if wanted:
             outputs = [o for o in outputs if o["name"] in wanted] or outputs
-        return {
+        doc = {
             "model_name": self.dp.name,
             "model_version": self.dp.version,
             "id": req_id if isinstance(req_id, str) else rid,
             "outputs": outputs,
         }
+        if not binary_outputs:
+            return doc
+        raw = [
+            binary.encode(o)
+            for o in outputs
+            if binary_outputs is True or o["name"] in binary_outputs
+        ]
+        head = orjson.dumps(doc, option=_DUMP)
+        return Response(
+            head + b"".join(raw),
+            200,
+            {binary.HEADER: str(len(head))},
+            media_type="application/octet-stream",
+        )
 
     def _v1_parse(self, doc: Any, bools: bool) -> tuple[Any, bool, Any]:
         if self.mixed:
