@@ -17,7 +17,7 @@ $(VENV)/.installed: predictor/pyproject.toml operator/pyproject.toml devcluster/
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade uv
 	$(VENV)/bin/uv pip install --python $(PY) \
-		-e './predictor[parquet,s3,router]' -e ./operator -e ./devcluster -r requirements/dev.txt
+		-e './predictor[parquet,s3,router,xgboost,lightgbm]' -e ./operator -e ./devcluster -r requirements/dev.txt
 	touch $@
 
 system-deps: ## Debian packages the local cluster and benchmarks need (Prometheus, ...)

@@ -38,6 +38,24 @@ def wait_for(condition, timeout: float = 30.0, interval: float = 0.05, what: str
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    import re
+
+    total, found = 0.0, False
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
+        if not m:
+            continue
+        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+            found = True
+    if not found:
+        raise KeyError(f"{name} {labels} not in metrics")
+    return total
+
+
 class Server:
     def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
         self.proc, self.url, self.log = proc, url, log
@@ -167,7 +185,105 @@ def helpers():
 
     class _Helpers:
         free_port = staticmethod(free_port)
+        metric = staticmethod(metric)
         wait_for = staticmethod(wait_for)
         stop = staticmethod(procs.stop)
 
     return _Helpers
+
+
+# ----- a mixed-type model: strings, numbers, booleans, missing values, string classes -----
+
+MIXED_NUMERIC = ["age", "income", "tenure", "balance", "score"]
+MIXED_CATEGORICAL = ["city", "plan", "channel"]
+
+
+def mixed_frame(n: int = 600, seed: int = 0):
+    """A churn-like table: 5 numeric (income with gaps), 3 string (channel with gaps), 1 bool."""
+    import numpy as np
+    import pandas as pd
+
+    r = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "age": r.integers(18, 80, n),
+            "income": r.normal(50, 15, n),
+            "tenure": r.integers(0, 120, n).astype(float),
+            "balance": r.exponential(1000, n),
+            "score": r.normal(0, 1, n),
+            "city": r.choice(["paris", "lyon", "nice", "lille"], n),
+            "plan": r.choice(["basic", "pro", "team"], n, p=[0.5, 0.3, 0.2]),
+            "channel": r.choice(["web", "shop", "phone"], n).astype(object),
+            "member": r.random(n) < 0.4,
+        }
+    )
+    df.loc[r.random(n) < 0.1, "income"] = np.nan
+    df.loc[r.random(n) < 0.1, "channel"] = np.nan
+    y = np.where(df.score + (df.plan == "pro") + 0.5 * df.member > 0.7, "churn", "stay")
+    return df, y
+
+
+def mixed_pipeline(handle_unknown: str = "ignore", final=None):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    prep = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), MIXED_NUMERIC),
+            ("cat", OneHotEncoder(handle_unknown=handle_unknown), MIXED_CATEGORICAL),
+            ("bool", "passthrough", ["member"]),
+        ]
+    )
+    final = final or HistGradientBoostingClassifier(max_iter=30, random_state=0)
+    return Pipeline([("prep", prep), ("model", final)])
+
+
+def json_records(frame) -> list[dict]:
+    """Rows as JSON objects: missing values as null, NumPy scalars as plain Python."""
+    return [
+        {
+            k: (None if v is None or v != v else v.item() if hasattr(v, "item") else v)
+            for k, v in r.items()
+        }
+        for r in frame.astype(object).to_dict("records")
+    ]
+
+
+@pytest.fixture(scope="session")
+def mixed():
+    df, y = mixed_frame()
+    return df.iloc[:450].reset_index(drop=True), y[:450], df.iloc[450:].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def mixed_model(mixed):
+    train, y, _ = mixed
+    return mixed_pipeline().fit(train, y)
+
+
+@pytest.fixture(scope="session")
+def mixed_bundle(tmp_path_factory, mixed, mixed_model) -> Path:
+    train, _, _ = mixed
+    return build_bundle(mixed_model, train, "churn", "1.0.0", tmp_path_factory.mktemp("m") / "c")
+
+
+@pytest.fixture(scope="session")
+def mixed_server(tmp_path_factory, mixed_bundle) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("mixed-server")
+    with run_server(mixed_bundle, "--drift-interval", "0.2", tmp=tmp) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tabular():
+    """The mixed-type helpers for tests (no imports between test modules)."""
+
+    class _Tabular:
+        frame = staticmethod(mixed_frame)
+        pipeline = staticmethod(mixed_pipeline)
+        records = staticmethod(json_records)
+
+    return _Tabular

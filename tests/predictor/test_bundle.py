@@ -160,14 +160,18 @@ def test_cli_bundle_from_csv_and_parquet(classifier, cancer, tmp_path, cli):
     assert a == b
 
 
-def test_cli_bundle_rejects_non_numeric_column(classifier, tmp_path, cli):
-    joblib.dump(classifier, tmp_path / "m.joblib")
+def test_cli_bundle_refuses_strings_for_an_array_fitted_estimator(tmp_path, cli):
+    from sklearn.linear_model import LogisticRegression
+
+    est = LogisticRegression().fit(np.array([[0.0, 1.0], [1.0, 0.0]]), [0, 1])
+    joblib.dump(est, tmp_path / "m.joblib")
     (tmp_path / "ref.csv").write_text("a,b\n1,x\n")
     done = _bundle_cli(
         cli, str(tmp_path / "m.joblib"), str(tmp_path / "ref.csv"), "c", "1", str(tmp_path / "out")
     )
     assert done.returncode == 2
-    assert "column 'b' is not numeric" in done.stderr
+    assert "reference columns ['b (categorical)'] are not numeric" in done.stderr
+    assert "fitted on a numeric array" in done.stderr
     assert not (tmp_path / "out").exists()
 
 

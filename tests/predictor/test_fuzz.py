@@ -89,3 +89,70 @@ def test_fuzz_raw_bytes(client, path, body):
 
 def test_server_still_healthy_after_fuzzing(client):
     assert client.get("/v2/health/ready").status_code == 200
+
+
+# ----- a mixed-type schema (numbers, strings, booleans, missing values) -----
+
+MIXED_NAMES = ["age", "income", "city", "channel", "member", "plan", "x"]
+MIXED_ENDPOINTS = ["/v2/models/churn/infer", "/v1/models/churn:predict", "/predict"]
+MIXED_FEATURE = st.sampled_from(MIXED_NAMES)
+mixed_scalars = scalars | st.sampled_from(["paris", "nice", "pro", "web", "", "\u00e9t\u00e9"])
+column_values = st.lists(mixed_scalars | st.lists(mixed_scalars, max_size=2), max_size=6)
+mixed_tensor = st.fixed_dictionaries(
+    {
+        "name": MIXED_FEATURE,
+        "shape": st.lists(st.integers(min_value=0, max_value=7), min_size=1, max_size=2)
+        | shapes
+        | json_values,
+        "datatype": st.sampled_from(["BYTES", "BOOL", "FP64", "INT64", "FP32", "STRING"]),
+        "data": column_values | json_values,
+    }
+)
+mixed_records = st.lists(
+    st.dictionaries(MIXED_FEATURE, mixed_scalars | json_values, min_size=5, max_size=8), max_size=3
+)
+# Complete rows whose values are mostly plausible: reaches the per-column checks and predict.
+PLAUSIBLE = {
+    "age": st.integers(0, 120),
+    "income": st.floats(-1e6, 1e6) | st.none(),
+    "tenure": st.floats(0, 200),
+    "balance": st.floats(0, 1e9),
+    "score": st.floats(-5, 5),
+    "city": st.sampled_from(["paris", "lyon", "nice", "lille", "rome"]),
+    "plan": st.sampled_from(["basic", "pro", "team"]),
+    "channel": st.sampled_from(["web", "shop", "phone", None]),
+    "member": st.booleans(),
+}
+full_rows = st.fixed_dictionaries({k: v | mixed_scalars for k, v in PLAUSIBLE.items()})
+mixed_records = mixed_records | st.lists(full_rows, min_size=1, max_size=4)
+mixed_bodies = {
+    "/v2/models/churn/infer": st.fixed_dictionaries({"inputs": st.lists(mixed_tensor, max_size=9)}),
+    "/v1/models/churn:predict": st.fixed_dictionaries(
+        {"instances": mixed_records | st.lists(st.lists(mixed_scalars, max_size=10), max_size=3)}
+    ),
+    "/predict": mixed_records
+    | st.fixed_dictionaries({"columns": st.dictionaries(MIXED_FEATURE, column_values, max_size=9)}),
+}
+
+
+@pytest.fixture(scope="module")
+def mixed_client(mixed_server):
+    with httpx.Client(base_url=mixed_server.url, timeout=30) as c:
+        yield c
+
+
+@FUZZ
+@given(data=st.data(), path=st.sampled_from(MIXED_ENDPOINTS))
+def test_fuzz_mixed_schema(mixed_client, data, path):
+    body = data.draw(mixed_bodies[path] | json_values)
+    _post(mixed_client, path, json.dumps(body).encode())
+
+
+@FUZZ
+@given(path=st.sampled_from(MIXED_ENDPOINTS), body=raw_bodies)
+def test_fuzz_mixed_raw_bytes(mixed_client, path, body):
+    _post(mixed_client, path, body)
+
+
+def test_mixed_server_still_healthy_after_fuzzing(mixed_client):
+    assert mixed_client.get("/v2/health/ready").status_code == 200

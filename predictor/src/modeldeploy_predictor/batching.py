@@ -42,6 +42,7 @@ class AdaptiveBatcher:
         *,
         in_thread: bool = False,
         on_batch: BatchObserver | None = None,
+        concat: Callable[[list[Any]], Any] = np.concatenate,
     ) -> None:
         self._predict = predict
         self.max_batch_size = max(1, max_batch_size)
@@ -51,6 +52,7 @@ class AdaptiveBatcher:
         self._worker: asyncio.Task | None = None
         self._stopping = False
         self._on_batch = on_batch
+        self._concat = concat  # float matrices, or per-column for mixed-type rows
         # One thread keeps predict calls serial (sklearn parallelises inside if asked).
         self._executor = (
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="predict")
@@ -72,7 +74,7 @@ class AdaptiveBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
-    async def submit(self, x: np.ndarray, full: bool = True) -> Sequence[Any]:
+    async def submit(self, x: Any, full: bool = True) -> Sequence[Any]:
         """Predict ``x`` with others; ``full=False`` means optional outputs are not needed."""
         if self._worker is None or self._stopping:
             raise BatcherStopped("batcher is not running")
@@ -113,7 +115,7 @@ class AdaptiveBatcher:
                 await self._dispatch(batch, rows)
 
     async def _dispatch(self, batch: list, rows: int) -> None:
-        x = batch[0][0] if len(batch) == 1 else np.concatenate([item[0] for item in batch])
+        x = batch[0][0] if len(batch) == 1 else self._concat([item[0] for item in batch])
         full = any(item[3] for item in batch)
         try:
             outputs = await self._call(x, full)
@@ -134,7 +136,7 @@ class AdaptiveBatcher:
             )
             start = stop
 
-    async def _call(self, x: np.ndarray, full: bool) -> Sequence[Any]:
+    async def _call(self, x: Any, full: bool) -> Sequence[Any]:
         if self._executor is None:
             return self._predict(x, full)
         loop = asyncio.get_running_loop()

@@ -19,24 +19,28 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import platform
 import shutil
 import tempfile
-import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 import orjson
-import sklearn
 
-from . import drift, tables
+from . import columns, drift, libraries, tables
+from . import schema as schema_mod
+from .schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature, Schema
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+# model.json format: 2 added per-feature kind, missing and categories (format 1 bundles,
+# all-numeric, still load). A bundle of any other format is refused with a message.
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+TOP_CATEGORIES = 50  # drift buckets per categorical feature; the rest share "other"
 MODEL_JSON = "model.json"
 REFERENCE_JSON = "reference.json"
 N_BINS = 10
@@ -51,9 +55,10 @@ class Bundle:
     path: Path
     meta: dict[str, Any]
     estimator: Any
-    feature_bins: list[drift.NumericBins]
+    feature_bins: list[drift.FeatureBins]
     prediction_bins: drift.NumericBins | drift.CategoricalBins | None
     digest: str  # "sha256:<hex of model.json>"
+    schema: Schema = field(default_factory=lambda: Schema(()))
 
     @property
     def name(self) -> str:
@@ -65,19 +70,26 @@ class Bundle:
 
     @property
     def feature_names(self) -> list[str]:
-        return [f["name"] for f in self.meta["features"]]
+        return self.schema.names
 
     @property
     def is_classifier(self) -> bool:
         return self.meta["task"] == "classifier"
 
-    def warmup_rows(self) -> np.ndarray:
-        """A synthetic row per quantile (middle bin edges), so no training rows are stored."""
+    def warmup_rows(self) -> Any:
+        """Three synthetic rows from the reference statistics, so no training rows are stored:
+        a float matrix for all-numeric models, else :class:`columns.Columns`."""
         cols = []
         for bins in self.feature_bins:
-            edges = bins.edges if bins.edges.size else np.zeros(1)
-            cols.append(edges[[0, edges.size // 2, -1]])
-        return np.column_stack(cols)
+            if isinstance(bins, drift.NumericBins):
+                edges = bins.edges if bins.edges.size else np.zeros(1)
+                cols.append(edges[[0, edges.size // 2, -1]])
+            else:
+                seen = bins.categories or [None]
+                cols.append([seen[0], seen[len(seen) // 2], seen[-1]])
+        if self.schema.all_numeric:
+            return np.column_stack(cols)
+        return columns.from_values(self.schema, cols)
 
 
 def task_of(estimator: Any) -> str:
@@ -98,24 +110,30 @@ def build_bundle(
     feature_names: list[str] | None = None,
     reference_sha256: str | None = None,
     model_format: str = "joblib",
+    categorical: Sequence[str] = (),
+    boolean: Sequence[str] = (),
 ) -> Path:
     """Write a bundle for a fitted estimator and its training features.
 
-    ``reference`` is a pandas DataFrame (column names are the features) or a 2-D
-    array with ``feature_names``. ``reference_sha256`` is the digest of the
-    reference data file when there is one; otherwise the digest of the float64
-    matrix bytes is recorded.
+    ``reference`` is a pandas DataFrame (column names are the features; numeric,
+    string, boolean and categorical columns, missing values allowed) or a 2-D
+    numeric array with ``feature_names``. ``categorical`` / ``boolean`` override
+    the kinds inferred from the dtypes. ``reference_sha256`` is the digest of
+    the reference data file when there is one; otherwise a digest of the data
+    itself is recorded.
     """
-    names, data = _reference_matrix(reference, feature_names)
+    frame, data = _reference_frame(reference, feature_names)
+    schema = reference_schema(frame, categorical, boolean)
+    names = schema.names
     _check_features(estimator, names, where="reference data")
-    if data.shape[0] == 0:
+    _check_numeric_input(estimator, schema)
+    if len(frame) == 0:
         raise BundleError("reference data has no rows")
     out = Path(out_dir)
     task = task_of(estimator)
     classes = [_plain(c) for c in estimator.classes_] if task == "classifier" else None
-    feature_bins = [drift.quantile_bins(data[:, j], N_BINS) for j in range(data.shape[1])]
-    finite = np.isfinite(data).all(axis=1)
-    preds = np.asarray(estimator.predict(data[finite] if finite.any() else data))
+    feature_bins = [_feature_bins(f, frame[f.name]) for f in schema.features]
+    preds = _reference_predictions(estimator, frame, data)
     if classes is not None:
         pred_bins: Any = drift.categorical_bins(preds, classes)
     else:
@@ -137,7 +155,7 @@ def build_bundle(
             "version": version,
             "task": task,
             "classes": classes,
-            "features": [{"name": n, "dtype": "float64"} for n in names],
+            "features": schema.to_json(),
             "estimator": {
                 "file": model_file.name,
                 "format": model_format,
@@ -147,15 +165,10 @@ def build_bundle(
             "reference": {
                 "file": REFERENCE_JSON,
                 "sha256": tables.file_sha256(tmp / REFERENCE_JSON),
-                "data_sha256": reference_sha256
-                or hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest(),
-                "rows": int(data.shape[0]),
+                "data_sha256": reference_sha256 or _data_sha256(frame, data),
+                "rows": len(frame),
             },
-            "versions": {
-                "python": platform.python_version(),
-                "sklearn": sklearn.__version__,
-                "numpy": np.__version__,
-            },
+            "versions": libraries.versions(estimator, pandas=data is None),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         (tmp / MODEL_JSON).write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
@@ -168,20 +181,30 @@ def build_bundle(
     return out
 
 
-def bundle_from_files(model: Path, reference: Path, name: str, version: str, out: Path) -> Path:
+def bundle_from_files(
+    model: Path,
+    reference: Path,
+    name: str,
+    version: str,
+    out: Path,
+    *,
+    categorical: Sequence[str] = (),
+    boolean: Sequence[str] = (),
+) -> Path:
     """The CLI's ``bundle`` command: a joblib/skops file plus a CSV/Parquet file."""
-    estimator = _load_estimator(model, "skops" if model.suffix == ".skops" else "joblib")
-    names, data = tables.read_table(reference)
     fmt = "skops" if model.suffix == ".skops" else "joblib"
+    estimator = _load_estimator(model, fmt)
+    frame = tables.read_table(reference, categorical, boolean)
     return build_bundle(
         estimator,
-        data,
+        frame,
         name,
         version,
         out,
-        feature_names=names,
         reference_sha256=tables.file_sha256(reference),
         model_format=fmt,
+        categorical=categorical,
+        boolean=boolean,
     )
 
 
@@ -196,15 +219,31 @@ def load_bundle(path: str | Path, *, allow_version_mismatch: bool = False) -> Bu
         meta = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BundleError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: not a JSON object")
+    fmt = meta.get("format")
+    if fmt not in READABLE_FORMATS:
+        raise BundleError(
+            f"{meta_path}: bundle format {fmt!r} is not supported by this predictor "
+            f"(it reads formats {list(READABLE_FORMATS)}); rebuild the bundle with "
+            "this version's modeldeploy-predictor bundle, or upgrade the predictor"
+        )
     for key in ("name", "version", "task", "features", "estimator", "reference", "versions"):
         if key not in meta:
             raise BundleError(f"{meta_path}: field {key!r} missing")
     est_meta, ref_meta = meta["estimator"], meta["reference"]
     verify_file(root / est_meta["file"], est_meta["sha256"])
     verify_file(root / ref_meta["file"], ref_meta["sha256"])
-    _check_sklearn_version(meta["versions"].get("sklearn"), allow_version_mismatch, meta_path)
+    try:
+        libraries.check(meta["versions"], allow_version_mismatch, meta_path)
+    except libraries.LibraryError as exc:
+        raise BundleError(str(exc)) from None
     estimator = _load_estimator(root / est_meta["file"], est_meta.get("format", "joblib"))
-    names = [f["name"] for f in meta["features"]]
+    try:
+        schema = Schema.from_json(meta["features"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{meta_path}: invalid features: {exc!r}") from None
+    names = schema.names
     _check_features(estimator, names, where=str(meta_path))
     if meta["task"] == "classifier":
         actual = [_plain(c) for c in getattr(estimator, "classes_", [])]
@@ -214,7 +253,7 @@ def load_bundle(path: str | Path, *, allow_version_mismatch: bool = False) -> Bu
             )
     reference = orjson.loads((root / ref_meta["file"]).read_bytes())
     try:
-        feature_bins = [drift.NumericBins.from_json(reference["features"][n]) for n in names]
+        feature_bins = [drift.feature_bins_from_json(reference["features"][n]) for n in names]
     except KeyError as exc:
         raise BundleError(f"{root / ref_meta['file']}: no reference bins for {exc}") from None
     pred = reference.get("predictions")
@@ -225,7 +264,74 @@ def load_bundle(path: str | Path, *, allow_version_mismatch: bool = False) -> Bu
     else:
         pred_bins = drift.NumericBins.from_json(pred)
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    return Bundle(root, meta, estimator, feature_bins, pred_bins, digest)
+    return Bundle(root, meta, estimator, feature_bins, pred_bins, digest, schema)
+
+
+def reference_schema(
+    frame: Any, categorical: Sequence[str] = (), boolean: Sequence[str] = ()
+) -> Schema:
+    """Per column: kind (inferred from the dtype unless overridden), dtype, missing, categories."""
+    unknown = [c for c in (*categorical, *boolean) if c not in frame.columns]
+    if unknown:
+        raise BundleError(f"reference data has no columns {unknown} (it has {list(frame.columns)})")
+    features = []
+    for name in frame.columns:
+        col = frame[name]
+        kind = (
+            CATEGORICAL
+            if name in categorical
+            else BOOLEAN
+            if name in boolean
+            else schema_mod.infer_kind(col.dtype)
+        )
+        present = col.dropna()
+        if kind == BOOLEAN and not all(isinstance(v, bool | np.bool_) for v in present):
+            raise BundleError(
+                f"reference column {name!r} is declared boolean but holds non-booleans"
+            )
+        categories: tuple = ()
+        if kind == CATEGORICAL and str(col.dtype) == "category":
+            # the dtype's own categories, in its order: serving rebuilds exactly this dtype
+            categories = tuple(_plain(v) for v in col.cat.categories)
+        elif kind == CATEGORICAL:
+            categories = tuple(sorted({_plain(v) for v in present}, key=_category_order))
+        features.append(
+            Feature(str(name), kind, str(col.dtype), bool(col.isna().any()), categories)
+        )
+    return Schema(tuple(features))
+
+
+def _category_order(value: Any) -> tuple[str, Any]:
+    return (type(value).__name__, value)
+
+
+def _feature_bins(feature: Feature, column: Any) -> drift.FeatureBins:
+    if feature.kind == NUMERIC:
+        return drift.quantile_bins(column.to_numpy(dtype=float, na_value=np.nan), N_BINS)
+    present = [_plain(v) for v in column.dropna()]
+    return drift.category_shares(present, TOP_CATEGORIES)
+
+
+def _reference_predictions(estimator: Any, frame: Any, data: np.ndarray | None) -> np.ndarray:
+    """Predictions on the reference (rows with missing values dropped if the model refuses them)."""
+    x = data if data is not None else frame
+    try:
+        return np.asarray(estimator.predict(x))
+    except Exception as exc:
+        complete = frame.notna().all(axis=1).to_numpy()
+        if not complete.any():
+            raise BundleError(f"the estimator cannot predict the reference data: {exc!r}") from None
+        try:
+            subset = data[complete] if data is not None else frame[complete]
+            return np.asarray(estimator.predict(subset))
+        except Exception:
+            raise BundleError(f"the estimator cannot predict the reference data: {exc!r}") from None
+
+
+def _data_sha256(frame: Any, data: np.ndarray | None) -> str:
+    if data is not None:
+        return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+    return tables.frame_sha256(frame)
 
 
 def verify_file(path: Path, expected: str) -> None:
@@ -236,19 +342,6 @@ def verify_file(path: Path, expected: str) -> None:
         raise BundleError(
             f"{path}: sha256 mismatch: model.json says {expected}, the file has {actual}"
         )
-
-
-def _check_sklearn_version(recorded: str | None, allow: bool, where: Path) -> None:
-    if recorded == sklearn.__version__:
-        return
-    message = (
-        f"{where}: bundle was made with scikit-learn {recorded}, "
-        f"this predictor has {sklearn.__version__}"
-    )
-    if not allow:
-        raise BundleError(message + " (pass --allow-version-mismatch to load anyway)")
-    log.warning("%s; loading anyway (--allow-version-mismatch)", message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _check_features(estimator: Any, names: list[str], where: str) -> None:
@@ -268,20 +361,35 @@ def _check_features(estimator: Any, names: list[str], where: str) -> None:
         )
 
 
-def _reference_matrix(reference: Any, feature_names: list[str] | None) -> tuple[list[str], Any]:
-    if hasattr(reference, "columns") and hasattr(reference, "to_numpy"):  # pandas, duck-typed
-        names = [str(c) for c in reference.columns]
-        data = reference.to_numpy(dtype=float)
-    else:
-        data = np.asarray(reference, dtype=float)
-        if feature_names is None:
-            raise BundleError("reference is an array: pass feature_names")
-        names = list(feature_names)
+def _check_numeric_input(estimator: Any, schema: Schema) -> None:
+    """An estimator fitted on a bare array only takes numbers: name the columns it cannot."""
+    if getattr(estimator, "feature_names_in_", None) is not None or schema.all_numeric:
+        return
+    other = [f"{f.name} ({f.kind})" for f in schema.features if f.kind != NUMERIC]
+    raise BundleError(
+        f"reference columns {other} are not numeric, but the estimator was fitted on a "
+        "numeric array (it has no feature_names_in_): fit it on a DataFrame, e.g. in a "
+        "Pipeline with a ColumnTransformer that encodes these columns"
+    )
+
+
+def _reference_frame(reference: Any, feature_names: list[str] | None) -> tuple[Any, Any]:
+    """(DataFrame, float matrix or None): arrays keep the float matrix for the fast path."""
+    import pandas as pd
+
+    if isinstance(reference, pd.DataFrame):
+        frame = reference.copy(deep=False)
+        frame.columns = [str(c) for c in frame.columns]
+        return frame, None
+    data = np.asarray(reference, dtype=float)
+    if feature_names is None:
+        raise BundleError("reference is an array: pass feature_names")
+    names = list(feature_names)
     if data.ndim != 2 or data.shape[1] != len(names):
         raise BundleError(
             f"reference data has shape {data.shape}, expected (rows, {len(names)}) for {names}"
         )
-    return names, data
+    return pd.DataFrame(data, columns=names, copy=False), data
 
 
 def _dump_estimator(estimator: Any, directory: Path, model_format: str) -> Path:

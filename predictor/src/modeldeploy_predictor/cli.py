@@ -33,16 +33,42 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--name", required=True, help="model name")
     b.add_argument("--version", required=True, help="model version")
     b.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    b.add_argument(
+        "--categorical",
+        type=_names,
+        default=[],
+        metavar="COL,COL",
+        help="columns to treat as categorical (CSV: read as strings), overriding inference",
+    )
+    b.add_argument(
+        "--boolean",
+        type=_names,
+        default=[],
+        metavar="COL,COL",
+        help="columns to treat as boolean (true/false, 1/0, yes/no), overriding inference",
+    )
     s = sub.add_parser("serve", help="serve a bundle over HTTP (OIP v2, KServe v1, /predict)")
     config.add_arguments(s)
     return parser
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bundle":
         try:
-            out = bundle_from_files(args.model, args.reference, args.name, args.version, args.out)
+            out = bundle_from_files(
+                args.model,
+                args.reference,
+                args.name,
+                args.version,
+                args.out,
+                categorical=args.categorical,
+                boolean=args.boolean,
+            )
         except (BundleError, TableError) as exc:
             print(f"modeldeploy-predictor bundle: {exc}", file=sys.stderr)
             return 2

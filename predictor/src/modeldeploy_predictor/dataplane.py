@@ -18,12 +18,16 @@ from typing import Any
 import numpy as np
 import sklearn
 
-from . import drift, parsing
+from . import columns, drift, parsing
 from .batching import AdaptiveBatcher, BatcherStopped
 from .config import Settings
 from .metrics import Metrics
 from .model import SklearnModel
 from .predlog import PredictionLog
+from .schema import BOOLEAN, CATEGORICAL, Feature
+
+# Rows past which a request is predicted in a worker thread instead of on the event loop.
+BIG_ROWS = 20_000
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +58,15 @@ class DataPlane:
             "revision": settings.revision,
         }
         pred_bins = model.bundle.prediction_bins
-        window = drift.DriftWindow(model.bundle.feature_bins, pred_bins, settings.drift_window)
+        seen = [_seen(f) for f in model.schema.features]
+        window = drift.DriftWindow(
+            model.bundle.feature_bins, pred_bins, settings.drift_window, seen
+        )
         buckets = None
         if not model.is_classifier and isinstance(pred_bins, drift.NumericBins):
             buckets = pred_bins.edges.tolist()
-        self.metrics = Metrics(base, window, model.feature_names, buckets)
+        categorical = [f.name for f in model.schema.features if f.kind == CATEGORICAL]
+        self.metrics = Metrics(base, window, model.feature_names, buckets, categorical)
         self.metrics.model_info(
             model.bundle.digest,
             model.bundle.meta["versions"].get("sklearn", ""),
@@ -72,6 +80,7 @@ class DataPlane:
                 settings.max_wait_ms,
                 in_thread=settings.predict_in_thread,
                 on_batch=self.metrics.batch,
+                concat=columns.concat,
             )
         self.predlog: PredictionLog | None = None
         self._drift_task: asyncio.Task | None = None
@@ -120,13 +129,17 @@ class DataPlane:
             except Exception:  # a drift bug must never take serving down
                 log.exception("drift refresh failed")
 
-    async def predict(
-        self, x: np.ndarray, proba: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+    async def predict(self, x: Any, proba: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``x``: a float matrix (all-numeric models) or :class:`columns.Columns`."""
         if not self.ready:
             raise NotReady("model is not ready")
-        parsing.check_finite(x, self.model.allow_nan)
+        if isinstance(x, np.ndarray):
+            parsing.check_finite(x, self.model.allow_nan)
         try:
+            if x.shape[0] > BIG_ROWS:
+                # A huge request runs beside the event loop (and the batcher), so small
+                # requests keep being answered meanwhile.
+                return await asyncio.to_thread(self._predict_counted, x, proba)
             if self.batcher is not None:
                 pred, probabilities = await self.batcher.submit(x, proba)
             else:
@@ -135,16 +148,40 @@ class DataPlane:
         except BatcherStopped as exc:
             raise NotReady(str(exc)) from None
         except Exception as exc:
-            self.metrics.model_error(type(exc).__name__)
-            raise ModelError(exc) from exc
+            raise self._model_failure(x, exc) from exc
         self.metrics.predictions(x, pred)
         return pred, probabilities
 
+    def _predict_counted(self, x: Any, proba: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        pred, probabilities = self.model.predict(x, proba)
+        self.metrics.batch(1, x.shape[0])
+        self.metrics.predictions(x, pred)
+        return pred, probabilities
+
+    def _model_failure(self, x: Any, exc: Exception) -> Exception:
+        """A category the pipeline refuses (handle_unknown="error") is the client's 422."""
+        if isinstance(x, columns.Columns):
+            unseen = columns.first_unseen(self.model.schema, x)
+            if unseen is not None:
+                feature, value = unseen
+                return parsing.InputError(
+                    "unknown_category",
+                    f"column {feature!r}: category {value!r:.60} was never seen in training "
+                    f"and this model refuses unknown categories ({type(exc).__name__})",
+                    feature,
+                    "a category seen in training",
+                    value,
+                )
+        self.metrics.model_error(type(exc).__name__)
+        return ModelError(exc)
+
     def log_prediction(
-        self, request_id: str, endpoint: str, x: np.ndarray, pred: Any, started: float
+        self, request_id: str, endpoint: str, x: Any, pred: Any, started: float
     ) -> None:
         if self.predlog is None:
             return
+        if isinstance(x, columns.Columns):
+            x = x.tolist()
         self.predlog.write(
             {
                 "ts": time.time(),
@@ -167,13 +204,19 @@ class DataPlane:
             outputs.append(
                 {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(meta["classes"])]}
             )
+        schema = self.model.schema
+        if schema.all_numeric:
+            inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(schema.names)]}]
+        else:  # one input per column, as MLServer's pandas codec sends them
+            inputs = [
+                {"name": f.name, "datatype": _input_datatype(f), "shape": [-1]}
+                for f in schema.features
+            ]
         return {
             "name": self.name,
             "versions": [self.version],
             "platform": f"sklearn-{sklearn.__version__}",
-            "inputs": [
-                {"name": "input-0", "datatype": "FP64", "shape": [-1, self.model.n_features]}
-            ],
+            "inputs": inputs,
             "outputs": outputs,
             "parameters": {
                 "task": meta["task"],
@@ -181,8 +224,24 @@ class DataPlane:
                 "features": self.model.feature_names,
                 "digest": self.model.bundle.digest,
                 "estimator": meta["estimator"].get("class"),
+                "schema": schema.to_json(),
             },
         }
+
+
+def _seen(feature: Feature) -> list | None:
+    """Values a feature's reference had, to count unseen ones (None: not counted)."""
+    if feature.kind == BOOLEAN:
+        return [False, True]
+    if feature.kind == CATEGORICAL and feature.categories:
+        return list(feature.categories)
+    return None
+
+
+def _input_datatype(feature: Feature) -> str:
+    if feature.kind == BOOLEAN:
+        return "BOOL"
+    return "BYTES" if feature.string_values else "FP64"
 
 
 def _datatype(model: SklearnModel) -> str:

@@ -13,6 +13,7 @@ on scrape and on a timer, never inside a request.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ class Metrics:
         window: DriftWindow,
         feature_names: list[str],
         prediction_buckets: list[float] | None = None,
+        categorical: list[str] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.base = base
@@ -73,6 +75,24 @@ class Metrics:
             )
         self._feature_psi = m(Gauge, "feature_drift_psi", "PSI per feature vs reference", "feature")
         self._feature_psi_max = m(Gauge, "feature_drift_psi_max", "Largest feature PSI")
+        self._missing_share = m(
+            Gauge, "feature_missing_share", "Share of missing values per feature", "feature"
+        )
+        self._unseen_share = m(
+            Gauge,
+            "feature_unseen_share",
+            "Share of categories the reference never had, per feature",
+            "feature",
+        )
+        self._unseen_total = m(
+            Counter,
+            "unseen_categories",
+            "Values of a categorical feature that the reference never had",
+            "feature",
+        )
+        self._unseen_reported = np.zeros(len(feature_names), dtype=np.int64)
+        for name in categorical or []:  # present at 0 from the start, so rate() works
+            self._unseen_total.labels(**self.base, feature=name)
         self._prediction_psi = m(Gauge, "prediction_drift_psi", "PSI of predictions vs reference")
         self._window_rows = m(Gauge, "drift_window_rows", "Rows in the drift window")
         self._info = m(Gauge, "model_info", "Served model (1)", "digest", "sklearn_version")
@@ -81,6 +101,8 @@ class Metrics:
         self._children: dict[tuple, Any] = {}
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
+        # Large requests are predicted (and counted) in a worker thread, beside the loop.
+        self._lock = threading.Lock()
 
     def _metric(self, kind: type, name: str, doc: str, *extra: str, **kwargs: Any) -> Any:
         """A metric with the base labels; without extra labels, its one bound child."""
@@ -114,22 +136,36 @@ class Metrics:
         self._batch.observe(rows)
         self._rows.inc(rows)
 
-    def predictions(self, x: np.ndarray, pred: np.ndarray) -> None:
+    def predictions(self, x: Any, pred: np.ndarray) -> None:
         """Queue a prediction for the scrape-time fold (O(1) on the request path)."""
-        self._pending.append(pred)
-        self._pending_rows += pred.shape[0]
-        if self._pending_rows >= FOLD_ROWS:
-            self._fold_predictions()
-        self.window.add(x, pred)
+        with self._lock:
+            self._pending.append(pred)
+            self._pending_rows += pred.shape[0]
+            if self._pending_rows >= FOLD_ROWS:
+                self._fold_predictions()
+            self.window.add(x, pred)
 
     def refresh(self) -> None:
         """Fold queued predictions into counters and recompute drift gauges."""
-        self._fold_predictions()
+        with self._lock:
+            self._fold_predictions()
         psis = self.window.feature_psi()
         for name, value in zip(self.feature_names, psis, strict=True):
             self._feature_psi.labels(**self.base, feature=name).set(value)
         finite = [v for v in psis if not math.isnan(v)]
         self._feature_psi_max.set(max(finite) if finite else math.nan)
+        for name, missing, unseen in zip(
+            self.feature_names,
+            self.window.missing_shares(),
+            self.window.unseen_shares(),
+            strict=True,
+        ):
+            self._missing_share.labels(**self.base, feature=name).set(missing)
+            self._unseen_share.labels(**self.base, feature=name).set(unseen)
+        new = self.window.unseen_total - self._unseen_reported
+        for j in np.flatnonzero(new):
+            self._unseen_total.labels(**self.base, feature=self.feature_names[j]).inc(int(new[j]))
+        self._unseen_reported = self.window.unseen_total.copy()
         self._prediction_psi.set(self.window.prediction_psi())
         self._window_rows.set(self.window.rows)
 

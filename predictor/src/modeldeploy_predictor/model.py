@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import bundle as bundle_mod
-from . import sources
+from . import columns, sources
 
 
 class SklearnModel:
@@ -28,6 +28,10 @@ class SklearnModel:
         self.classes = loaded.meta.get("classes")
         self.load_seconds = load_seconds
         self.allow_nan = _allows_nan(self.estimator)
+        self.schema = loaded.schema.with_nullable(self.allow_nan)
+        # Mixed types always go to the estimator as a DataFrame; all-numeric models take
+        # the float matrix (fast path) unless they select columns by name (see warm_up).
+        self.frame = not self.schema.all_numeric
         self._proba = self.is_classifier and hasattr(self.estimator, "predict_proba")
         # Bundles record feature names; predicting on a bare array is intended.
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
@@ -58,16 +62,31 @@ class SklearnModel:
     def has_proba(self) -> bool:
         return self._proba
 
-    def predict(self, x: np.ndarray, proba: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-        """Predictions, and class probabilities when asked for and available."""
+    def predict(self, x: Any, proba: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions, and class probabilities when asked for and available.
+
+        ``x`` is a float matrix or :class:`columns.Columns`; it becomes a DataFrame
+        here, once per batch, when the estimator needs one."""
+        if self.frame:
+            x = columns.to_frame(self.schema, x)
         pred = np.asarray(self.estimator.predict(x))
-        probabilities = self.estimator.predict_proba(x) if proba and self._proba else None
+        probabilities = None
+        if proba and self._proba:
+            # LightGBM returns a column-major view; orjson serialises C-contiguous arrays only
+            probabilities = np.ascontiguousarray(self.estimator.predict_proba(x))
         return pred, probabilities
 
     def warm_up(self) -> None:
         """One real prediction before readiness (lazy imports, caches, a sanity check)."""
         rows = self.bundle.warmup_rows()
-        pred, _ = self.predict(rows)
+        try:
+            pred, _ = self.predict(rows)
+        except Exception:
+            if self.frame:
+                raise
+            # e.g. a ColumnTransformer selecting numeric columns by name: give it a DataFrame
+            self.frame = True
+            pred, _ = self.predict(rows)
         if pred.shape[0] != rows.shape[0]:
             raise RuntimeError(f"warm-up returned {pred.shape[0]} rows for {rows.shape[0]}")
 

@@ -33,7 +33,9 @@ NUMERIC_TYPES = {
     "UINT32": "i",
     "UINT64": "i",
 }
-DATATYPES = sorted([*NUMERIC_TYPES, "BYTES"])
+DATATYPES = sorted([*NUMERIC_TYPES, "BYTES", "BOOL"])
+MAX_DIMS = 2  # [rows] or [rows, columns]: nothing served here takes more
+MAX_DIM = 2**31 - 1  # rows or columns in one request; far above any body limit
 
 
 @dataclass
@@ -124,8 +126,13 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _numbers(data: Any, field: str, integer: bool = False) -> np.ndarray:
-    """JSON numbers (nested lists allowed) -> ndarray; precise errors otherwise."""
+def _numbers(data: Any, field: str, integer: bool = False, bools: bool = True) -> np.ndarray:
+    """JSON numbers (nested lists allowed) -> ndarray; precise errors otherwise.
+
+    NumPy reads ``[1, true, 3]`` as integers, so when the body may hold booleans
+    (``bools``: the endpoints pass False when the raw bytes have no ``true`` /
+    ``false`` at all, which keeps the common case free of a per-element scan)
+    the values are scanned for them."""
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError):
@@ -137,7 +144,8 @@ def _numbers(data: Any, field: str, integer: bool = False) -> np.ndarray:
             "ragged array",
         ) from None
     kind = arr.dtype.kind
-    if kind in "iu" or (kind == "f" and not integer) or (kind == "f" and arr.size == 0):
+    numeric = kind in "iu" or (kind == "f" and not integer) or (kind == "f" and arr.size == 0)
+    if numeric and not (bools and _has_bool(data)):
         return arr
     bad = _first_bad(data, integer)
     expected = "integers" if integer else "numbers"
@@ -151,6 +159,12 @@ def _numbers(data: Any, field: str, integer: bool = False) -> np.ndarray:
         expected[:-1],
         _kind_name(value),
     )
+
+
+def _has_bool(data: Any) -> bool:
+    if isinstance(data, list):
+        return any(v is True or v is False or (type(v) is list and _has_bool(v)) for v in data)
+    return isinstance(data, bool)
 
 
 def _first_bad(data: Any, integer: bool, where: str = "") -> tuple[str, Any] | None:
@@ -186,23 +200,53 @@ def _from_bytes(data: Any, field: str) -> np.ndarray:
     return out
 
 
-def _tensor(tensor: Any, field: str) -> tuple[str, list[int], np.ndarray]:
-    name = _require(tensor, "name", str, field)
-    shape = _require(tensor, "shape", list, field)
-    datatype = _require(tensor, "datatype", str, field)
-    data = _require(tensor, "data", list, field)
+def tensor_data(tensor: dict, field: str) -> Any:
+    """A tensor's JSON ``data`` list, or the array the binary extension decoded."""
+    data = tensor.get("data")
+    return data if isinstance(data, np.ndarray) else _require(tensor, "data", list, field)
+
+
+def check_shape(shape: list, field: str) -> None:
+    """Before anything is allocated: 1 or 2 dimensions, each a sane row / column count."""
+    if 1 <= len(shape) <= MAX_DIMS and all(type(d) is int and 0 <= d <= MAX_DIM for d in shape):
+        return  # the usual case, in one pass
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InputError(
             "shape",
             f"{field}.shape must be non-negative integers",
             f"{field}.shape",
             "[int, ...]",
-            shape,
+            shape[:MAX_DIMS],
         )
+    if not 1 <= len(shape) <= MAX_DIMS:
+        raise InputError(
+            "shape",
+            f"{field}.shape has {len(shape)} dimensions; a tensor here has 1 or 2",
+            f"{field}.shape",
+            f"1 to {MAX_DIMS} dimensions",
+            f"{len(shape)} dimensions",
+        )
+    for k, dim in enumerate(shape):
+        if dim > MAX_DIM:
+            raise InputError(
+                "shape",
+                f"{field}.shape[{k}] = {dim} is larger than any request can be",
+                f"{field}.shape[{k}]",
+                f"<= {MAX_DIM}",
+                dim,
+            )
+
+
+def _tensor(tensor: Any, field: str, bools: bool = True) -> tuple[str, list[int], np.ndarray]:
+    name = _require(tensor, "name", str, field)
+    shape = _require(tensor, "shape", list, field)
+    datatype = _require(tensor, "datatype", str, field)
+    data = tensor_data(tensor, field)
+    check_shape(shape, field)
     if datatype == "BYTES":
         arr = _from_bytes(data, f"{field}.data")
     elif datatype in NUMERIC_TYPES:
-        arr = _numbers(data, f"{field}.data", integer=NUMERIC_TYPES[datatype] == "i")
+        arr = _numbers(data, f"{field}.data", NUMERIC_TYPES[datatype] == "i", bools)
         if datatype == "FP32" or datatype == "FP16":
             with np.errstate(over="ignore"):  # overflow -> inf, caught by check_finite
                 arr = arr.astype(np.float32 if datatype == "FP32" else np.float16)
@@ -211,7 +255,7 @@ def _tensor(tensor: Any, field: str) -> tuple[str, list[int], np.ndarray]:
             "dtype",
             f"{field}.datatype {datatype!r} is not supported",
             f"{field}.datatype",
-            DATATYPES,
+            sorted([*NUMERIC_TYPES, "BYTES"]),
             datatype,
         )
     if arr.size != math.prod(shape):
@@ -225,8 +269,8 @@ def _tensor(tensor: Any, field: str) -> tuple[str, list[int], np.ndarray]:
     return name, shape, arr.reshape(shape).astype(np.float64, copy=False)
 
 
-def v2_request(doc: Any, features: list[str]) -> tuple[np.ndarray, list[str] | None, Any]:
-    """OIP v2 inference request -> (X, requested output names or None, request id)."""
+def v2_head(doc: Any) -> tuple[list, list[str] | None]:
+    """The non-empty ``inputs`` list and the requested output names (None: all)."""
     inputs = _require(doc, "inputs", list, "")
     if not inputs:
         raise InputError("empty", "inputs is empty", "inputs", "at least one tensor", [])
@@ -234,11 +278,19 @@ def v2_request(doc: Any, features: list[str]) -> tuple[np.ndarray, list[str] | N
     wanted = None
     if isinstance(outputs, list):
         wanted = [o.get("name") for o in outputs if isinstance(o, dict)]
+    return inputs, wanted
+
+
+def v2_request(
+    doc: Any, features: list[str], bools: bool = True
+) -> tuple[np.ndarray, list[str] | None, Any]:
+    """OIP v2 inference request -> (X, requested output names or None, request id)."""
+    inputs, wanted = v2_head(doc)
     n_feat = len(features)
     if len(inputs) == 1 and (
         n_feat > 1 or _require(inputs[0], "name", str, "inputs[0]") not in features
     ):
-        _, shape, arr = _tensor(inputs[0], "inputs[0]")
+        _, shape, arr = _tensor(inputs[0], "inputs[0]", bools)
         if len(shape) == 1 and shape[0] == n_feat:  # a single row given as a vector
             arr = arr.reshape(1, n_feat)
         elif len(shape) != 2 or shape[1] != n_feat:
@@ -250,13 +302,13 @@ def v2_request(doc: Any, features: list[str]) -> tuple[np.ndarray, list[str] | N
                 shape,
             )
         return _nonempty(arr, "inputs[0]"), wanted, doc.get("id")
-    return _nonempty(_named(inputs, features), "inputs"), wanted, doc.get("id")
+    return _nonempty(_named(inputs, features, bools), "inputs"), wanted, doc.get("id")
 
 
-def _named(inputs: list, features: list[str]) -> np.ndarray:
+def _named(inputs: list, features: list[str], bools: bool) -> np.ndarray:
     columns: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(inputs):
-        name, shape, arr = _tensor(tensor, f"inputs[{i}]")
+        name, shape, arr = _tensor(tensor, f"inputs[{i}]", bools)
         if name not in features:
             raise InputError(
                 "unknown_feature",
@@ -301,21 +353,21 @@ def _assemble(columns: dict[str, np.ndarray], features: list[str], field: str) -
     return np.column_stack([columns[f] for f in features]).astype(np.float64, copy=False)
 
 
-def v1_request(doc: Any, features: list[str]) -> np.ndarray:
+def v1_request(doc: Any, features: list[str], bools: bool = True) -> np.ndarray:
     """KServe v1: ``{"instances": [[...], ...]}`` or a list of feature objects."""
     instances = _require(doc, "instances", list, "")
     if instances and isinstance(instances[0], dict):
-        return records(instances, features, "instances")
-    arr = _numbers(instances, "instances")
+        return records(instances, features, "instances", bools)
+    arr = _numbers(instances, "instances", bools=bools)
     return _nonempty(_matrix(arr, features, "instances"), "instances")
 
 
-def predict_request(doc: Any, features: list[str]) -> np.ndarray:
+def predict_request(doc: Any, features: list[str], bools: bool = True) -> np.ndarray:
     """``/predict``: a list of records, ``{"records": [...]}`` or ``{"columns": {name: [...]}}``."""
     if isinstance(doc, list):
-        return records(doc, features, "records")
+        return records(doc, features, "records", bools)
     if isinstance(doc, dict) and "records" in doc:
-        return records(_require(doc, "records", list, ""), features, "records")
+        return records(_require(doc, "records", list, ""), features, "records", bools)
     if isinstance(doc, dict) and "columns" in doc:
         cols = _require(doc, "columns", dict, "")
         unknown = [k for k in cols if k not in features]
@@ -329,7 +381,7 @@ def predict_request(doc: Any, features: list[str]) -> np.ndarray:
             )
         arrays = {}
         for name, values in cols.items():
-            arr = _numbers(values, f"columns.{name}")
+            arr = _numbers(values, f"columns.{name}", bools=bools)
             if arr.ndim != 1:
                 raise InputError(
                     "shape",
@@ -349,7 +401,15 @@ def predict_request(doc: Any, features: list[str]) -> np.ndarray:
     )
 
 
-def records(rows: list, features: list[str], field: str) -> np.ndarray:
+def records(rows: list, features: list[str], field: str, bools: bool = True) -> np.ndarray:
+    check_records(rows, features, field)
+    table = [[rec[f] for f in features] for rec in rows]
+    arr = _numbers(table, field, bools=bools)
+    return _nonempty(_matrix(arr, features, field), field)
+
+
+def check_records(rows: list, features: list[str], field: str) -> None:
+    """Every record an object with exactly the features as keys, or an error naming it."""
     wanted = set(features)
     for i, rec in enumerate(rows):
         if not isinstance(rec, dict):
@@ -379,9 +439,6 @@ def records(rows: list, features: list[str], field: str) -> np.ndarray:
                 features,
                 sorted(rec),
             )
-    table = [[rec[f] for f in features] for rec in rows]
-    arr = _numbers(table, field)
-    return _nonempty(_matrix(arr, features, field), field)
 
 
 def _short(names: list[str], n: int = 5) -> str:

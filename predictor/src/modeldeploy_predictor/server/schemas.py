@@ -10,7 +10,8 @@ from typing import Any
 
 from ..parsing import DATATYPES
 
-_NUMBER_ROWS = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+_VALUE = {"type": ["number", "string", "boolean", "null"]}  # per the feature's kind
+_NUMBER_ROWS = {"type": "array", "items": {"type": "array", "items": _VALUE}}
 
 V2_REQUEST: dict[str, Any] = {
     "type": "object",
@@ -20,7 +21,8 @@ V2_REQUEST: dict[str, Any] = {
         "parameters": {"type": "object"},
         "inputs": {
             "type": "array",
-            "description": "one 2-D tensor [rows, features], or one 1-D tensor per feature (named)",
+            "description": "one 2-D tensor [rows, features] (all-numeric models), or one "
+            "1-D tensor per feature (named; BYTES for strings, BOOL for booleans)",
             "items": {
                 "type": "object",
                 "required": ["name", "shape", "datatype", "data"],
@@ -49,7 +51,7 @@ V1_REQUEST: dict[str, Any] = {
                 _NUMBER_ROWS,
                 {
                     "type": "array",
-                    "items": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "items": {"type": "object", "additionalProperties": _VALUE},
                 },
             ]
         }
@@ -58,7 +60,7 @@ V1_REQUEST: dict[str, Any] = {
 
 _RECORDS = {
     "type": "array",
-    "items": {"type": "object", "additionalProperties": {"type": "number"}},
+    "items": {"type": "object", "additionalProperties": _VALUE},
 }
 
 PLAIN_REQUEST: dict[str, Any] = {
@@ -71,7 +73,7 @@ PLAIN_REQUEST: dict[str, Any] = {
             "properties": {
                 "columns": {
                     "type": "object",
-                    "additionalProperties": {"type": "array", "items": {"type": "number"}},
+                    "additionalProperties": {"type": "array", "items": _VALUE},
                 }
             },
         },
