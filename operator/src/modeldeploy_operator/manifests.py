@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldeploy_operator import podtemplate, stores
 from modeldeploy_operator.spec import GROUP, KIND, PLURAL, VERSION, ModelDeployment
 
 PORT = 8080
@@ -85,7 +86,15 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
     container: dict[str, Any] = {
         "name": "predictor",
         "image": p.image,
-        "args": ["serve", "--bundle", md.model.uri, "--port", str(PORT), "--host", "$(POD_IP)"],
+        "args": [
+            "serve",
+            "--bundle",
+            stores.bundle_location(md.model),
+            "--port",
+            str(PORT),
+            "--host",
+            "$(POD_IP)",
+        ],
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {
@@ -104,12 +113,21 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
             "replicas": replicas,
             "revisionHistoryLimit": 1,
             "selector": {"matchLabels": {REVISION_LABEL: revision}},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
-                "spec": {"containers": [container]},
-            },
+            "template": _with_user_settings(
+                md,
+                {
+                    "metadata": {"labels": pod_labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
+                    "spec": {"containers": [container]},
+                },
+            ),
         },
     }
+
+
+def _with_user_settings(md: ModelDeployment, pod: dict[str, Any]) -> dict[str, Any]:
+    """The model store's volume / credentials, then the user's pod template, merged in."""
+    pod = podtemplate.merge_pod(pod, stores.store_template(md.model))
+    return podtemplate.merge_pod(pod, md.predictor.template)
 
 
 def scale_patch(replicas: int) -> dict[str, Any]:
