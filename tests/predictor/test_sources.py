@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -153,29 +151,8 @@ def test_server_serves_an_http_bundle(http_bundle, serve, tmp_path, classifier_b
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory, helpers):
-    port = helpers.free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    moto = Path(sys.executable).with_name("moto_server")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    try:
-        helpers.wait_for(up, 60, what="moto server")
+    with helpers.moto_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        helpers.stop(proc)
 
 
 @pytest.fixture
