@@ -97,6 +97,9 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
         ],
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        # A failed start (e.g. a store error) leaves its last log lines in the pod
+        # status, where podhealth finds them for the rollback message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": PORT},
             "periodSeconds": 2,
