@@ -61,12 +61,13 @@ def router_name(md: ModelDeployment) -> str:
     return f"{md.name}-router"
 
 
-def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[str, Any]:
+def revision_deployment(md: ModelDeployment, replicas: int | None, track: str) -> dict[str, Any]:
     """The Deployment of the desired revision (model + predictor spec).
 
     `track` is the role the revision starts in; it is exported as a metric
     label only. Analysis selects series by revision, so the label need not
-    (and does not, to avoid restarting pods) change on promotion.
+    (and does not, to avoid restarting pods) change on promotion. `replicas`
+    None leaves the field out: an HPA owns it (autoscaling.py).
     """
     revision = md.revision
     pod_labels = labels(md, **{REVISION_LABEL: revision, COMPONENT_LABEL: "predictor"})
@@ -113,7 +114,7 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
         "kind": "Deployment",
         "metadata": _meta(md, revision, pod_labels),
         "spec": {
-            "replicas": replicas,
+            **({} if replicas is None else {"replicas": replicas}),
             "revisionHistoryLimit": 1,
             "selector": {"matchLabels": {REVISION_LABEL: revision}},
             "template": _with_user_settings(

@@ -86,6 +86,16 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Autoscaling:
+    """One HorizontalPodAutoscaler per active revision (autoscaling.py)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 10
+    target_cpu: int | None = 80  # percent of the CPU request
+    target_rps: float | None = None  # per pod, needs a custom-metrics adapter
+
+
+@dataclass(frozen=True)
 class Predictor:
     image: str
     replicas: int = 1
@@ -95,6 +105,8 @@ class Predictor:
     env: tuple[tuple[str, str], ...] = ()
     # The user's partial pod template (podtemplate.py merges it into ours).
     template: dict[str, Any] = field(default_factory=dict)
+    # None: the operator sets replicas itself; else HPAs own them (not in the hash).
+    autoscaling: Autoscaling | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +255,7 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
             max_latency_ms=int(batching.get("maxLatencyMs", 5)),
             env=tuple((e["name"], str(e.get("value", ""))) for e in p.get("env") or ()),
             template=dict(p.get("template") or {}),
+            autoscaling=_parse_autoscaling(p.get("autoscaling")),
         ),
         strategy=_parse_strategy(s),
         traffic=Traffic(
@@ -252,6 +265,20 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         ),
         revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
         annotations=dict(meta.get("annotations") or {}),
+    )
+
+
+def _parse_autoscaling(a: dict[str, Any] | None) -> Autoscaling | None:
+    if a is None:
+        return None
+    rps = a.get("targetRequestsPerSecond")
+    cpu = a.get("targetCPUUtilizationPercentage")
+    return Autoscaling(
+        min_replicas=int(a.get("minReplicas", 1)),
+        max_replicas=int(a["maxReplicas"]),
+        # CPU is the default target unless only requests per second is asked for.
+        target_cpu=int(cpu) if cpu is not None else (None if rps is not None else 80),
+        target_rps=float(rps) if rps is not None else None,
     )
 
 
