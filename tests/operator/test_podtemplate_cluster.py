@@ -8,7 +8,8 @@ import subprocess
 from typing import Any
 
 import pytest
-from cluster_helpers import GROUP, PLURAL, VERSION, apply_crd
+import yaml
+from cluster_helpers import GROUP, PLURAL, ROOT, VERSION, apply_crd
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -195,3 +196,22 @@ def test_kubectl_explain_describes_the_template(cluster, api):
     assert "serviceAccountName" in explain("md.spec.predictor.template.spec")
     assert "IRSA" in explain("md.spec.predictor.template.spec.serviceAccountName")
     assert "secretRef" in explain("md.spec.model.credentials")
+
+
+OTHER_OBJECTS = [
+    (path, doc)
+    for path in sorted((ROOT / "examples").glob("*/*.yaml"))
+    for doc in yaml.safe_load_all(path.read_text())
+    if doc
+    and doc["kind"] != "ModelDeployment"
+    and path.parent.name != "04-gatewayapi"  # its Gateway API objects: test_gatewayapi_cluster
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"), OTHER_OBJECTS, ids=[f"{p.parent.name}-{d['kind']}" for p, d in OTHER_OBJECTS]
+)
+def test_example_companion_objects_are_accepted(api, namespace, path, doc):
+    """The ServiceAccount, Secret and PVC beside the examples pass the API server (dry run)."""
+    resource = DynamicClient(api).resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+    resource.create(body=doc, namespace=namespace, dry_run="All")
