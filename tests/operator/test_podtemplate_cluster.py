@@ -146,7 +146,7 @@ def test_operator_owned_container_fields_are_unknown_fields(api, namespace):
             body(container(image="evil:latest", args=["sh"])),
             field_validation="Strict",
         )
-    assert info.value.status == 422, info.value.body
+    assert info.value.status == 400, info.value.body  # strict decoding (kubectl's default)
     message = json.loads(info.value.body)["message"]
     assert 'unknown field "spec.predictor.template.spec.containers[0].image"' in message, message
 
