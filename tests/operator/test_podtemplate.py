@@ -223,3 +223,27 @@ def test_credentials_secret_becomes_the_predictors_environment():
     assert (
         "volumes" not in manifests.revision_deployment(m, 1, "stable")["spec"]["template"]["spec"]
     )
+
+
+def test_router_template_subset_is_merged_into_the_router_pods():
+    template = {
+        "metadata": {"annotations": {"cost-center": "42", "prometheus.io/port": "1"}},
+        "spec": {
+            "nodeSelector": {"pool": "edge"},
+            "tolerations": [{"key": "edge", "operator": "Exists"}],
+            "containers": [{"name": "router", "resources": {"requests": {"cpu": "200m"}}}],
+        },
+    }
+    m = md(traffic={"provider": "builtin", "router": {"template": template}})
+    assert m.revision == md().revision  # the router is not part of a revision
+    *_, dep, _ = manifests.router_objects(m, IMAGE)
+    pod = dep["spec"]["template"]
+    assert pod["metadata"]["annotations"]["cost-center"] == "42"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"  # ours win
+    assert pod["spec"]["nodeSelector"] == {"pool": "edge"}
+    assert pod["spec"]["tolerations"] == [{"key": "edge", "operator": "Exists"}]
+    assert pod["spec"]["serviceAccountName"] == "fraud-router"
+    (c,) = pod["spec"]["containers"]
+    assert c["name"] == "router" and c["resources"] == {"requests": {"cpu": "200m"}}
+    plain = manifests.router_objects(md(), IMAGE)[3]["spec"]["template"]
+    assert "nodeSelector" not in plain["spec"] and "resources" not in plain["spec"]["containers"][0]

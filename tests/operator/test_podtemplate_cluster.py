@@ -180,6 +180,50 @@ def test_template_is_kept_and_its_deployment_is_a_valid_pod(api, namespace):
     assert "/var/lib/modeldeploy/store/fraud/1" in c["args"]
 
 
+def test_router_template_subset_on_the_api_server(api, namespace):
+    router = {
+        "template": {
+            "metadata": {"annotations": {"cost-center": "42"}},
+            "spec": {
+                "nodeSelector": {"pool": "edge"},
+                "tolerations": [{"key": "edge", "operator": "Exists"}],
+                "containers": [{"name": "router", "resources": {"limits": {"memory": "256Mi"}}}],
+            },
+        }
+    }
+    obj = body({})
+    obj["spec"]["traffic"] = {"provider": "builtin", "router": router}
+    created = create(api, namespace, obj)
+    assert created["spec"]["traffic"]["router"] == router
+    md = spec.parse(created)
+    *_, deployment, _ = manifests.router_objects(md, "ghcr.io/modeldeploy/predictor:0.1.0")
+    apps = DynamicClient(api).resources.get(api_version="apps/v1", kind="Deployment")
+    applied = apps.server_side_apply(
+        body=deployment,
+        name=deployment["metadata"]["name"],
+        namespace=namespace,
+        field_manager=kubemod.FIELD_MANAGER,
+        dry_run="All",
+    ).to_dict()
+    assert applied["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "edge"}
+    # The router keeps its own ServiceAccount: the subset has no field for it.
+    obj["metadata"]["name"] = "fraud2"
+    obj["spec"]["traffic"]["router"]["template"]["spec"]["serviceAccountName"] = "other"
+    with pytest.raises(ApiException) as info:
+        create(api, namespace, obj, field_validation="Strict")
+    assert "unknown field" in json.loads(info.value.body)["message"]
+    gateway = body({})
+    gateway["metadata"]["name"] = "fraud3"
+    gateway["spec"]["traffic"] = {
+        "provider": "gatewayapi",
+        "httpRoute": {"name": "web"},
+        "router": router,
+    }
+    with pytest.raises(ApiException) as info:
+        create(api, namespace, gateway)
+    assert "only with traffic.provider builtin" in json.loads(info.value.body)["message"]
+
+
 def test_kubectl_explain_describes_the_template(cluster, api):
     def explain(path: str) -> str:
         out = subprocess.run(

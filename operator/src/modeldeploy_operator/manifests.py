@@ -223,10 +223,15 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             "replicas": replicas,
             "revisionHistoryLimit": 1,
             "selector": {"matchLabels": {NAME_LABEL: md.name, COMPONENT_LABEL: "router"}},
-            "template": {
-                "metadata": {"labels": lbls, "annotations": dict(SCRAPE_ANNOTATIONS)},
-                "spec": {"serviceAccountName": name, "containers": [container]},
-            },
+            # traffic.router.template: annotations, nodeSelector, tolerations, resources
+            "template": podtemplate.merge_pod(
+                {
+                    "metadata": {"labels": lbls, "annotations": dict(SCRAPE_ANNOTATIONS)},
+                    "spec": {"serviceAccountName": name, "containers": [container]},
+                },
+                md.traffic.router_template,
+                container="router",
+            ),
         },
     }
     service = {

@@ -44,8 +44,16 @@ POD_FIELDS = (
 OVERLAY_FIELDS = ("securityContext",)
 
 
-def merge_pod(generated: dict[str, Any], template: dict[str, Any] | None) -> dict[str, Any]:
-    """The generated pod template with the user's partial template merged in."""
+def merge_pod(
+    generated: dict[str, Any],
+    template: dict[str, Any] | None,
+    container: str = PREDICTOR_CONTAINER,
+) -> dict[str, Any]:
+    """The generated pod template with the user's partial template merged in.
+
+    `container` names the one container the template's container settings
+    apply to (predictor pods; the router's subset uses "router").
+    """
     pod = copy.deepcopy(generated)
     if not template:
         return pod
@@ -62,16 +70,16 @@ def merge_pod(generated: dict[str, Any], template: dict[str, Any] | None) -> dic
     volumes = _union(spec.get("volumes") or [], user_spec.get("volumes") or [], "name")
     if volumes:
         spec["volumes"] = volumes
-    user_container = predictor_container(user_spec)
+    user_container = _user_container(user_spec, container)
     if user_container:
-        _merge_container(_find_container(spec), user_container)
+        _merge_container(_find_container(spec, container), user_container)
     return pod
 
 
-def predictor_container(pod_spec: dict[str, Any]) -> dict[str, Any]:
-    """The user's settings for the predictor container (empty when none)."""
+def _user_container(pod_spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """The user's settings for container `name` (empty when none)."""
     for c in pod_spec.get("containers") or []:
-        if c.get("name", PREDICTOR_CONTAINER) == PREDICTOR_CONTAINER:
+        if c.get("name", name) == name:
             return c
     return {}
 
@@ -82,11 +90,11 @@ def _merge_metadata(meta: dict[str, Any], user: dict[str, Any]) -> None:
             meta[key] = {**user[key], **(meta.get(key) or {})}
 
 
-def _find_container(spec: dict[str, Any]) -> dict[str, Any]:
+def _find_container(spec: dict[str, Any], name: str) -> dict[str, Any]:
     for c in spec.get("containers") or []:
-        if c.get("name") == PREDICTOR_CONTAINER:
+        if c.get("name") == name:
             return c
-    raise ValueError("generated pod has no predictor container")
+    raise ValueError(f"generated pod has no {name} container")
 
 
 def _merge_container(ours: dict[str, Any], user: dict[str, Any]) -> None:

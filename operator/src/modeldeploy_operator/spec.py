@@ -169,6 +169,8 @@ class Traffic:
     provider: str = "builtin"
     http_route: str | None = None
     rule_index: int = 0
+    # traffic.router.template: the router pods' subset of a pod template.
+    router_template: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
             provider=t.get("provider", "builtin"),
             http_route=(t.get("httpRoute") or {}).get("name"),
             rule_index=int((t.get("httpRoute") or {}).get("ruleIndex", 0)),
+            router_template=dict((t.get("router") or {}).get("template") or {}),
         ),
         revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
         annotations=dict(meta.get("annotations") or {}),
