@@ -126,6 +126,18 @@ def create(api: client.ApiClient, namespace: str, obj: dict[str, Any], **kw: Any
     )
 
 
+def dry_run_apply(api: client.ApiClient, namespace: str, obj: dict[str, Any]) -> dict:
+    """Server-side apply with dryRun=All: validated and defaulted, nothing stored."""
+    resource = DynamicClient(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    return resource.server_side_apply(
+        body=obj,
+        name=obj["metadata"]["name"],
+        namespace=namespace,
+        field_manager=kubemod.FIELD_MANAGER,
+        dry_run="All",
+    ).to_dict()
+
+
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_template_is_refused_with_a_readable_message(api, namespace, case):
     template, expected = BAD[case]
@@ -159,16 +171,8 @@ def test_template_is_kept_and_its_deployment_is_a_valid_pod(api, namespace):
     )
     assert obj["spec"]["predictor"]["template"] == TEMPLATE  # nothing pruned
     md = spec.parse(obj)
-    deployment = manifests.revision_deployment(md, 1, "stable")
     # The API server's own Pod validation of the merged result (dry run: no pods).
-    apps = DynamicClient(api).resources.get(api_version="apps/v1", kind="Deployment")
-    applied = apps.server_side_apply(
-        body=deployment,
-        name=deployment["metadata"]["name"],
-        namespace=namespace,
-        field_manager=kubemod.FIELD_MANAGER,
-        dry_run="All",
-    ).to_dict()
+    applied = dry_run_apply(api, namespace, manifests.revision_deployment(md, 1, "stable"))
     pod = applied["spec"]["template"]
     assert pod["metadata"]["labels"]["team"] == "risk"
     assert pod["spec"]["serviceAccountName"] == "fraud-reader"
@@ -197,14 +201,7 @@ def test_router_template_subset_on_the_api_server(api, namespace):
     assert created["spec"]["traffic"]["router"] == router
     md = spec.parse(created)
     *_, deployment, _ = manifests.router_objects(md, "ghcr.io/modeldeploy/predictor:0.1.0")
-    apps = DynamicClient(api).resources.get(api_version="apps/v1", kind="Deployment")
-    applied = apps.server_side_apply(
-        body=deployment,
-        name=deployment["metadata"]["name"],
-        namespace=namespace,
-        field_manager=kubemod.FIELD_MANAGER,
-        dry_run="All",
-    ).to_dict()
+    applied = dry_run_apply(api, namespace, deployment)
     assert applied["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "edge"}
     # The router keeps its own ServiceAccount: the subset has no field for it.
     obj["metadata"]["name"] = "fraud2"

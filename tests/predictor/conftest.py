@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +163,20 @@ def serve(tmp_path):
     return factory
 
 
+@contextlib.contextmanager
+def http_server(handler_factory) -> Iterator[str]:
+    """A threaded HTTP server on 127.0.0.1 (free port) for the store tests; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_factory)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 # ----- moto (S3, STS, IAM) on loopback -------------------------------------------
 @contextlib.contextmanager
 def moto_server(log_dir: Path) -> Iterator[str]:
@@ -217,6 +233,7 @@ def helpers():
         wait_for = staticmethod(wait_for)
         stop = staticmethod(procs.stop)
         moto_server = staticmethod(moto_server)
+        http_server = staticmethod(http_server)
         isolate_aws = staticmethod(isolate_aws)
 
     return _Helpers

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import boto3
@@ -76,7 +75,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_bundle(classifier_bundle, tmp_path):
+def http_bundle(classifier_bundle, tmp_path, helpers):
     root = tmp_path / "www"
     shutil.copytree(classifier_bundle, root / "models" / "cancer" / "1.0.0")
     handler = type("H", (_Handler,), {"behaviour": {}, "requests": []})
@@ -84,15 +83,8 @@ def http_bundle(classifier_bundle, tmp_path):
     def factory(*args, **kwargs):
         return handler(*args, directory=str(root), **kwargs)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/models/cancer/1.0.0/", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with helpers.http_server(factory) as url:
+        yield f"{url}/models/cancer/1.0.0/", handler
 
 
 def test_http_download_verifies_and_caches(http_bundle, classifier_bundle, tmp_path):

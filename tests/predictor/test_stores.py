@@ -8,7 +8,6 @@ import http.server
 import json
 import shutil
 import sys
-import threading
 from pathlib import Path
 
 import boto3
@@ -124,7 +123,7 @@ def test_s3_with_web_identity_like_irsa(helpers, open_s3, monkeypatch, tmp_path,
 
 
 @pytest.fixture
-def private_http(classifier_bundle, tmp_path):
+def private_http(classifier_bundle, tmp_path, helpers):
     """Serves the bundle only to requests with the right Authorization header."""
     root = tmp_path / "www"
     shutil.copytree(classifier_bundle, root / "m")
@@ -141,17 +140,9 @@ def private_http(classifier_bundle, tmp_path):
                 return
             super().do_GET()
 
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a, **kw: Handler(*a, directory=str(root), **kw)
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/m/", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    factory = lambda *a, **kw: Handler(*a, directory=str(root), **kw)  # noqa: E731
+    with helpers.http_server(factory) as url:
+        yield f"{url}/m/", seen
 
 
 def test_http_headers_from_the_environment(private_http, monkeypatch, tmp_path, classifier_bundle):
