@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from md_factories import Driver, md, result
 from modeldeploy_operator import autoscaling, manifests, spec
+from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator.analysis.verdicts import Verdict
 
 IMAGE = "ghcr.io/modeldeploy/predictor:0.1.0"
@@ -115,3 +116,24 @@ def test_floors_for_shadow_and_full():
         assert autoscaling.floors(m, status, 10) == {"fraud-a": 10, "fraud-b": expected}
         # shadow heads into promotion (no canary steps): all of the stable's pods
         assert autoscaling.floors(m, {**status, "stage": "Shadow"}, 10)["fraud-b"] == 10
+
+
+def test_ready_at_least_the_floor():
+    def dep(ready: int, updated: int, generation: int = 1, observed: int = 1) -> dict:
+        return {
+            "metadata": {"generation": generation},
+            "spec": {"replicas": 5},
+            "status": {
+                "observedGeneration": observed,
+                "readyReplicas": ready,
+                "updatedReplicas": updated,
+            },
+        }
+
+    assert kubemod.deployment_ready_at_least(dep(3, 3), 3)
+    assert kubemod.deployment_ready_at_least(dep(5, 5), 3)  # the HPA asked for more
+    assert not kubemod.deployment_ready_at_least(dep(2, 3), 3)
+    assert not kubemod.deployment_ready_at_least(dep(3, 2), 3)
+    assert not kubemod.deployment_ready_at_least(dep(3, 3, generation=2), 3)
+    assert not kubemod.deployment_ready_at_least(None, 1)
+    assert kubemod.replicas_of(dep(0, 0)) == 5 and kubemod.replicas_of(None) == 0
