@@ -91,3 +91,14 @@ def test_a_store_error_in_the_termination_message_is_named():
     long = pod(1)
     long["status"]["containerStatuses"][0]["lastState"]["terminated"]["message"] = "x" * 900
     assert podhealth.crash_loop([long], 1).endswith("; it said: " + "x" * 400 + "...")
+
+
+def test_running_but_never_ready_is_named_after_waiting_reasons():
+    slow = pod(0, None)
+    slow["status"]["containerStatuses"][0]["ready"] = False
+    assert podhealth.waiting_reason([slow]) == (
+        "pod fraud-abc-1 container predictor running but not ready"
+    )
+    assert podhealth.waiting_reason([slow, pod(0, "ImagePullBackOff")]).endswith("ImagePullBackOff")
+    slow["status"]["containerStatuses"][0]["ready"] = True
+    assert podhealth.waiting_reason([slow]) is None

@@ -8,6 +8,7 @@ import http.server
 import json
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import boto3
@@ -156,6 +157,30 @@ def test_http_headers_from_the_environment(private_http, monkeypatch, tmp_path, 
     local = sources.fetch(url, cache, digest=_digest(classifier_bundle))
     assert load_bundle(local).name == "cancer"
     assert seen[1:] == ["Bearer s3cret"] * 3  # model.json, estimator, reference
+
+
+def test_a_slow_store_is_bounded_by_the_timeout(helpers, tmp_path):
+    """A store that accepts the connection and never answers: each attempt times out,
+    the fetch gives up after its retries and names the timeout; nothing is cached."""
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            release.wait(10)  # far beyond the client's timeout
+
+    with helpers.http_server(Stalling) as url:
+        cache = tmp_path / "cache"
+        try:
+            with pytest.raises(sources.SourceError) as info:
+                sources.fetch(f"{url}/m/", cache, timeout=0.3, retries=2, backoff=0.01)
+        finally:
+            release.set()
+    assert "model.json failed after 2 attempts" in str(info.value)
+    assert "Timeout" in str(info.value)
+    assert list(cache.iterdir()) == []
 
 
 @pytest.mark.parametrize("raw", ["not json", '["a"]', '{"Authorization": 1}'])

@@ -46,6 +46,10 @@ def waiting_reason(pods: list[dict[str, Any]]) -> str | None:
             detail = f": {waiting['message']}" if waiting.get("message") else ""
             said = _said(status)
             return f"pod {pod} container {status.get('name')} {waiting['reason']}{detail}{said}"
+    # Started but never ready: e.g. still fetching from a slow store, or stuck.
+    for pod, status in _containers(pods):
+        if "running" in (status.get("state") or {}) and status.get("ready") is False:
+            return f"pod {pod} container {status.get('name')} running but not ready{_said(status)}"
     return None
 
 
