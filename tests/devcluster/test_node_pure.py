@@ -199,6 +199,20 @@ class TestRestartsAndProbes:
         assert container.exit_code(-15) == 143
         assert container.exit_code(3) == 3
 
+    def test_fallback_to_logs_takes_the_last_runs_tail(self) -> None:
+        log = (
+            "--- devcluster: starting ['a'] at t0\nold run\n"
+            "--- devcluster: starting ['a'] at t1\nfirst\n"
+            + "".join(f"line {i}\n" for i in range(100))
+            + "--- devcluster: liveness probe failed, restarting\nserve: store error\n"
+        )
+        message = container.fallback_message(log)
+        lines = message.splitlines()
+        assert len(lines) == container.FALLBACK_LINES
+        assert lines[-1] == "serve: store error" and "old run" not in message
+        assert "devcluster" not in message
+        assert len(container.fallback_message("x" * 5000).encode()) == container.FALLBACK_BYTES
+
     def test_probe_parse_resolves_named_port_and_defaults(self) -> None:
         spec = probes.parse({"httpGet": {"path": "/h", "port": "http"}}, "127.0.0.9", {"http": 81})
         assert (spec.kind, spec.host, spec.port, spec.path) == ("http", "127.0.0.9", 81, "/h")

@@ -237,5 +237,9 @@ def test_h_crash_looping_candidate_is_rolled_back_at_the_restart_threshold(env, 
     assert degraded["reason"] == "CandidateFailing", degraded
     found = re.search(r"CrashLoopBackOff after (\d+) restarts", degraded["message"])
     assert found and int(found.group(1)) >= 3, degraded["message"]
+    # The store error reaches the rollout message (terminationMessagePolicy
+    # FallbackToLogsOnError: the predictor's last words).
+    assert "it said: modeldeploy-predictor serve: " in degraded["message"], degraded["message"]
+    assert "no-such-bundle/model.json: missing" in degraded["message"], degraded["message"]
     assert st["traffic"]["tracks"].keys() == {"stable"}
     assert st["stable"]["version"] == "1.0.0"

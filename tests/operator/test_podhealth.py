@@ -73,3 +73,32 @@ def test_a_canary_pod_restarting_under_load_is_kept_until_the_threshold(restarts
         degraded = d.condition("Degraded")
         assert degraded["reason"] == "CandidateFailing"
         assert "CrashLoopBackOff after 3 restarts" in degraded["message"]
+
+
+def test_a_store_error_in_the_termination_message_is_named():
+    """FallbackToLogsOnError puts the log tail in lastState; its last line is quoted."""
+    said = (
+        "INFO starting\n"
+        "modeldeploy-predictor serve: s3://models/fraud/model.json: AccessDenied: Access Denied\n"
+    )
+    failing = pod(3)
+    failing["status"]["containerStatuses"][0]["lastState"]["terminated"]["message"] = said
+    tail = "; it said: modeldeploy-predictor serve: s3://models/fraud/model.json: AccessDenied"
+    assert podhealth.crash_loop([failing], 3).endswith(tail + ": Access Denied")
+    assert podhealth.waiting_reason([failing]) == (
+        "pod fraud-abc-1 container predictor CrashLoopBackOff" + tail + ": Access Denied"
+    )
+    long = pod(1)
+    long["status"]["containerStatuses"][0]["lastState"]["terminated"]["message"] = "x" * 900
+    assert podhealth.crash_loop([long], 1).endswith("; it said: " + "x" * 400 + "...")
+
+
+def test_running_but_never_ready_is_named_after_waiting_reasons():
+    slow = pod(0, None)
+    slow["status"]["containerStatuses"][0]["ready"] = False
+    assert podhealth.waiting_reason([slow]) == (
+        "pod fraud-abc-1 container predictor running but not ready"
+    )
+    assert podhealth.waiting_reason([slow, pod(0, "ImagePullBackOff")]).endswith("ImagePullBackOff")
+    slow["status"]["containerStatuses"][0]["ready"] = True
+    assert podhealth.waiting_reason([slow]) is None

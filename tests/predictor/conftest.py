@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,6 +181,67 @@ def serve(tmp_path):
     return factory
 
 
+@contextlib.contextmanager
+def http_server(handler_factory) -> Iterator[str]:
+    """A threaded HTTP server on 127.0.0.1 (free port) for the store tests; yields its URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_factory)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+# ----- moto (S3, STS, IAM) on loopback -------------------------------------------
+@contextlib.contextmanager
+def moto_server(log_dir: Path) -> Iterator[str]:
+    """Start `moto_server` on 127.0.0.1 at a free port; yields its URL."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    with open(log_dir / f"moto-{port}.log", "wb") as out:
+        proc = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, 60, what="moto server")
+        yield url
+    finally:
+        procs.stop(proc)
+
+
+def isolate_aws(monkeypatch, tmp_path: Path) -> None:
+    """No credentials from the machine, and never a call to an instance metadata address."""
+    for key in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
 @pytest.fixture(scope="session")
 def helpers():
     """Plain helpers for tests (no package imports between test modules)."""
@@ -188,6 +251,9 @@ def helpers():
         metric = staticmethod(metric)
         wait_for = staticmethod(wait_for)
         stop = staticmethod(procs.stop)
+        moto_server = staticmethod(moto_server)
+        http_server = staticmethod(http_server)
+        isolate_aws = staticmethod(isolate_aws)
 
     return _Helpers
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import boto3
@@ -78,7 +75,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_bundle(classifier_bundle, tmp_path):
+def http_bundle(classifier_bundle, tmp_path, helpers):
     root = tmp_path / "www"
     shutil.copytree(classifier_bundle, root / "models" / "cancer" / "1.0.0")
     handler = type("H", (_Handler,), {"behaviour": {}, "requests": []})
@@ -86,15 +83,8 @@ def http_bundle(classifier_bundle, tmp_path):
     def factory(*args, **kwargs):
         return handler(*args, directory=str(root), **kwargs)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/models/cancer/1.0.0/", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with helpers.http_server(factory) as url:
+        yield f"{url}/models/cancer/1.0.0/", handler
 
 
 def test_http_download_verifies_and_caches(http_bundle, classifier_bundle, tmp_path):
@@ -153,29 +143,8 @@ def test_server_serves_an_http_bundle(http_bundle, serve, tmp_path, classifier_b
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory, helpers):
-    port = helpers.free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    moto = Path(sys.executable).with_name("moto_server")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    try:
-        helpers.wait_for(up, 60, what="moto server")
+    with helpers.moto_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        helpers.stop(proc)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ WORKLOADS: dict[tuple[str, str], set[str]] = {
     ("", "serviceaccounts"): OWN,
     ("rbac.authorization.k8s.io", "roles"): OWN,
     ("rbac.authorization.k8s.io", "rolebindings"): OWN,
+    ("autoscaling", "horizontalpodautoscalers"): OWN,
     ("", "pods"): READ,
     ("discovery.k8s.io", "endpointslices"): READ,
     ("", "events"): {"create", "patch"},

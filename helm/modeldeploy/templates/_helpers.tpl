@@ -96,6 +96,10 @@ RBAC table in tests/shipping/test_chart_rbac.py.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# spec.predictor.autoscaling: one HorizontalPodAutoscaler per active revision.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # Crash-loop detection of the revisions it rolls out.
 - apiGroups: [""]
   resources: ["pods"]

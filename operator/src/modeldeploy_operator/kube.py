@@ -64,6 +64,7 @@ class Kube:
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.hpas = client.AutoscalingV2Api(api_client)
         self._applied: dict[tuple[str, str, str], tuple[str, float]] = {}
 
     # -- children -----------------------------------------------------------
@@ -124,6 +125,28 @@ class Kube:
 
         await asyncio.to_thread(call)
         self.forget("Deployment", namespace, name)
+
+    async def list_hpas(self, namespace: str, selector: str) -> list[str]:
+        """Names of the HorizontalPodAutoscalers matching `selector`."""
+
+        def call() -> list[str]:
+            items = self.hpas.list_namespaced_horizontal_pod_autoscaler(
+                namespace, label_selector=selector
+            ).items
+            return [h.metadata.name for h in items]
+
+        return await asyncio.to_thread(call)
+
+    async def delete_hpa(self, namespace: str, name: str) -> None:
+        def call() -> None:
+            try:
+                self.hpas.delete_namespaced_horizontal_pod_autoscaler(name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        await asyncio.to_thread(call)
+        self.forget("HorizontalPodAutoscaler", namespace, name)
 
     async def list_pods(self, namespace: str, revision: str) -> list[dict[str, Any]]:
         """The revision's pods as the API server returns them (camelCase dicts)."""
@@ -191,6 +214,24 @@ class Kube:
             )
 
         await asyncio.to_thread(call)
+
+
+def deployment_ready_at_least(dep: dict[str, Any] | None, replicas: int) -> bool:
+    """Whether a Deployment whose replicas an HPA owns runs at least `replicas` ready,
+    up-to-date pods (the HPA may have asked for more)."""
+    if dep is None:
+        return False
+    status = dep.get("status") or {}
+    if int(status.get("observedGeneration", 0)) < int(dep["metadata"].get("generation", 0)):
+        return False
+    return (
+        int(status.get("readyReplicas") or 0) >= replicas
+        and int(status.get("updatedReplicas") or 0) >= replicas
+    )
+
+
+def replicas_of(dep: dict[str, Any] | None) -> int:
+    return int(((dep or {}).get("spec") or {}).get("replicas") or 0)
 
 
 def deployment_ready(dep: dict[str, Any] | None, replicas: int) -> bool:

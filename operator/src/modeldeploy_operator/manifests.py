@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldeploy_operator import podtemplate, stores
 from modeldeploy_operator.spec import GROUP, KIND, PLURAL, VERSION, ModelDeployment
 
 PORT = 8080
@@ -44,6 +45,11 @@ CONTAINER_SECURITY = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+# emptyDirs of every pod; the CRD reserves the `modeldeploy-` prefix for our volumes.
+TMP_VOLUME = "modeldeploy-tmp"
+BUNDLE_CACHE_VOLUME = "modeldeploy-bundle-cache"
 
 
 def _scratch_volume(name: str, size: str) -> dict[str, Any]:
@@ -82,12 +88,13 @@ def router_name(md: ModelDeployment) -> str:
     return f"{md.name}-router"
 
 
-def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[str, Any]:
+def revision_deployment(md: ModelDeployment, replicas: int | None, track: str) -> dict[str, Any]:
     """The Deployment of the desired revision (model + predictor spec).
 
     `track` is the role the revision starts in; it is exported as a metric
     label only. Analysis selects series by revision, so the label need not
-    (and does not, to avoid restarting pods) change on promotion.
+    (and does not, to avoid restarting pods) change on promotion. `replicas`
+    None leaves the field out: an HPA owns it (autoscaling.py).
     """
     revision = md.revision
     pod_labels = labels(md, **{REVISION_LABEL: revision, COMPONENT_LABEL: "predictor"})
@@ -107,9 +114,20 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
     container: dict[str, Any] = {
         "name": "predictor",
         "image": p.image,
-        "args": ["serve", "--bundle", md.model.uri, "--port", str(PORT), "--host", LISTEN_ALL],
+        "args": [
+            "serve",
+            "--bundle",
+            stores.bundle_location(md.model),
+            "--port",
+            str(PORT),
+            "--host",
+            LISTEN_ALL,
+        ],
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        # A failed start (e.g. a store error) leaves its last log lines in the pod
+        # status, where podhealth finds them for the rollback message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": PORT},
             "periodSeconds": 2,
@@ -130,8 +148,8 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
         },
         "securityContext": dict(CONTAINER_SECURITY),
         "volumeMounts": [
-            {"name": "bundle-cache", "mountPath": BUNDLE_CACHE},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": BUNDLE_CACHE_VOLUME, "mountPath": BUNDLE_CACHE},
+            {"name": TMP_VOLUME, "mountPath": "/tmp"},
         ],
     }
     if p.resources:
@@ -141,22 +159,31 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
         "kind": "Deployment",
         "metadata": _meta(md, revision, pod_labels),
         "spec": {
-            "replicas": replicas,
+            **({} if replicas is None else {"replicas": replicas}),
             "revisionHistoryLimit": 1,
             "selector": {"matchLabels": {REVISION_LABEL: revision}},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
-                "spec": {
-                    "securityContext": dict(POD_SECURITY),
-                    "containers": [container],
-                    "volumes": [
-                        _scratch_volume("bundle-cache", "2Gi"),
-                        _scratch_volume("tmp", "256Mi"),
-                    ],
+            "template": _with_user_settings(
+                md,
+                {
+                    "metadata": {"labels": pod_labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
+                    "spec": {
+                        "securityContext": dict(POD_SECURITY),
+                        "containers": [container],
+                        "volumes": [
+                            _scratch_volume(BUNDLE_CACHE_VOLUME, "2Gi"),
+                            _scratch_volume(TMP_VOLUME, "256Mi"),
+                        ],
+                    },
                 },
-            },
+            ),
         },
     }
+
+
+def _with_user_settings(md: ModelDeployment, pod: dict[str, Any]) -> dict[str, Any]:
+    """The model store's volume / credentials, then the user's pod template, merged in."""
+    pod = podtemplate.merge_pod(pod, stores.store_template(md.model))
+    return podtemplate.merge_pod(pod, md.predictor.template)
 
 
 def scale_patch(replicas: int) -> dict[str, Any]:
@@ -240,7 +267,7 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             "failureThreshold": 3,
         },
         "securityContext": dict(CONTAINER_SECURITY),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -250,15 +277,20 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             "replicas": replicas,
             "revisionHistoryLimit": 1,
             "selector": {"matchLabels": {NAME_LABEL: md.name, COMPONENT_LABEL: "router"}},
-            "template": {
-                "metadata": {"labels": lbls, "annotations": dict(SCRAPE_ANNOTATIONS)},
-                "spec": {
-                    "serviceAccountName": name,
-                    "securityContext": dict(POD_SECURITY),
-                    "containers": [container],
-                    "volumes": [_scratch_volume("tmp", "64Mi")],
+            # traffic.router.template: annotations, nodeSelector, tolerations, resources
+            "template": podtemplate.merge_pod(
+                {
+                    "metadata": {"labels": lbls, "annotations": dict(SCRAPE_ANNOTATIONS)},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "securityContext": dict(POD_SECURITY),
+                        "containers": [container],
+                        "volumes": [_scratch_volume(TMP_VOLUME, "64Mi")],
+                    },
                 },
-            },
+                md.traffic.router_template,
+                container="router",
+            ),
         },
     }
     service = {

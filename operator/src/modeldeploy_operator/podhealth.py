@@ -33,6 +33,7 @@ def crash_loop(pods: list[dict[str, Any]], restarts: int) -> str | None:
             return (
                 f"pod {pod} container {status.get('name')}: {CRASH_LOOP} after "
                 f"{count} restarts{exit_text} (crashLoopRestarts {restarts})"
+                f"{_said(status)}"
             )
     return None
 
@@ -43,8 +44,33 @@ def waiting_reason(pods: list[dict[str, Any]]) -> str | None:
         waiting = (status.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") and waiting["reason"] != "ContainerCreating":
             detail = f": {waiting['message']}" if waiting.get("message") else ""
-            return f"pod {pod} container {status.get('name')} {waiting['reason']}{detail}"
+            said = _said(status)
+            return f"pod {pod} container {status.get('name')} {waiting['reason']}{detail}{said}"
+    # Started but never ready: e.g. still fetching from a slow store, or stuck.
+    for pod, status in _containers(pods):
+        if "running" in (status.get("state") or {}) and status.get("ready") is False:
+            return f"pod {pod} container {status.get('name')} running but not ready{_said(status)}"
     return None
+
+
+# Longest part of a container's last words quoted in a status message.
+MAX_SAID = 400
+
+
+def _said(status: dict[str, Any]) -> str:
+    """The last line the container wrote before it exited (its termination message).
+
+    The predictor container has terminationMessagePolicy FallbackToLogsOnError,
+    so the kubelet puts the tail of its log there on a failed exit: for a bundle
+    that cannot be fetched, the store's error (e.g. `s3://b/m/model.json:
+    AccessDenied: ...`), which the rollback message then names.
+    """
+    message = ((status.get("lastState") or {}).get("terminated") or {}).get("message") or ""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    return f"; it said: {last[:MAX_SAID]}{'...' if len(last) > MAX_SAID else ''}"
 
 
 def _containers(pods: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:

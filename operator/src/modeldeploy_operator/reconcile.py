@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from modeldeploy_operator import autoscaling, manifests, podhealth, rollout, spec, traffic
 from modeldeploy_operator import kube as kubemod
-from modeldeploy_operator import manifests, podhealth, rollout, spec, traffic
 from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis import runner
 from modeldeploy_operator.analysis.prometheus import MetricProvider
@@ -138,10 +138,12 @@ class Reconciler:
         cand = (status.get("candidate") or {}).get("revision")
         active = status.get("stage") in spec.ACTIVE_STAGES
         stable_dep = await self.kube.get_deployment(md.namespace, stable) if stable else None
+        # With autoscaling, ready means at least the floor for the traffic ahead.
+        floors = autoscaling.floors(md, status, kubemod.replicas_of(stable_dep))
         cand_ready, failure, waiting = False, None, None
         if active and cand:
             cand_dep = await self.kube.get_deployment(md.namespace, cand)
-            cand_ready = kubemod.deployment_ready(cand_dep, replicas)
+            cand_ready = _ready(cand_dep, replicas, floors.get(cand))
             pods = await self.kube.list_pods(md.namespace, cand)
             failure = podhealth.crash_loop(pods, md.strategy.crash_loop_restarts)
             waiting = None if cand_ready else podhealth.waiting_reason(pods)
@@ -150,7 +152,7 @@ class Reconciler:
             analysis = await runner.run(md, status, self.provider)
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
         return rollout.Observations(
-            stable_ready=kubemod.deployment_ready(stable_dep, replicas),
+            stable_ready=_ready(stable_dep, replicas, floors.get(stable or "")),
             candidate_ready=cand_ready,
             candidate_failure=failure,
             candidate_waiting=waiting,
@@ -169,7 +171,9 @@ class Reconciler:
             await self._ensure_revision(md, replicas, track)
         elif stable == md.revision:
             await self._ensure_revision(md, replicas, "stable")
-        if stable != md.revision:
+        if md.predictor.autoscaling is not None:
+            await self._autoscale(md, status)
+        elif stable != md.revision:
             await self._scale_existing(md.namespace, stable, replicas)
         await self.kube.apply(manifests.track_service(md, "stable", stable))
         if cand and stage in spec.ACTIVE_STAGES:
@@ -182,12 +186,27 @@ class Reconciler:
     async def _ensure_revision(self, md: spec.ModelDeployment, replicas: int, track: str) -> None:
         # Created once; afterwards only scaled, so that the pods (and the track
         # they were started with) are not restarted by a promotion.
+        scaled = md.predictor.autoscaling is not None  # then an HPA owns replicas
         dep = await self.kube.get_deployment(md.namespace, md.revision)
         if dep is None:
             self.kube.forget("Deployment", md.namespace, md.revision)
-            await self.kube.apply(manifests.revision_deployment(md, replicas, track))
-        elif int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
+            manifest = manifests.revision_deployment(md, None if scaled else replicas, track)
+            await self.kube.apply(manifest)
+        elif not scaled and int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
             await self.kube.scale(md.namespace, md.revision, replicas)
+
+    async def _autoscale(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+        """Each active revision's HPA with its floor; pods up to the floor at once."""
+        stable_dep = await self.kube.get_deployment(md.namespace, status["stable"]["revision"])
+        floors = autoscaling.floors(md, status, kubemod.replicas_of(stable_dep))
+        for revision, floor in floors.items():
+            dep = await self.kube.get_deployment(md.namespace, revision)
+            if dep is None:
+                continue
+            # Raise only: lowering is the HPA's job (behind its stabilisation window).
+            if kubemod.replicas_of(dep) < floor:
+                await self.kube.scale(md.namespace, revision, floor)
+            await self.kube.apply(autoscaling.hpa(md, revision, floor))
 
     async def _scale_existing(self, namespace: str, name: str, replicas: int) -> None:
         dep = await self.kube.get_deployment(namespace, name)
@@ -201,6 +220,12 @@ class Reconciler:
         if status["stage"] in spec.ACTIVE_STAGES and status.get("candidate"):
             keep.add(status["candidate"]["revision"])
         selector = f"{manifests.NAME_LABEL}={md.name},{manifests.COMPONENT_LABEL}=predictor"
+        # An HPA would scale a revision back up: it goes first (all of them once
+        # autoscaling is switched off; the operator then sets replicas again).
+        active = keep if md.predictor.autoscaling is not None else set()
+        for name in await self.kube.list_hpas(md.namespace, selector):
+            if name not in active:
+                await self.kube.delete_hpa(md.namespace, name)
         deps = await self.kube.list_deployments(md.namespace, selector)
         old = sorted(
             (d for d in deps if d["metadata"]["name"] not in keep),
@@ -220,3 +245,10 @@ class Reconciler:
         opmetrics.set_counts(opmetrics.ROLLOUTS, "phase", phases)
         paused = opmetrics.tally((r for _, r in states if r), rollout.PAUSE_REASONS)
         opmetrics.set_counts(opmetrics.PAUSED_ROLLOUTS, "reason", paused)
+
+
+def _ready(dep: dict[str, Any] | None, replicas: int, floor: int | None) -> bool:
+    """Ready at the spec's replicas, or (autoscaled) at least at the floor."""
+    if floor is None:
+        return kubemod.deployment_ready(dep, replicas)
+    return kubemod.deployment_ready_at_least(dep, floor)

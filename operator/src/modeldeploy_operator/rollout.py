@@ -289,7 +289,9 @@ class _Machine:
             return
         if obs.analysis is not None and not self.record(obs.analysis):
             return
-        if self.stage_complete():
+        # Autoscaled: the pods for the next weight must be ready before it moves.
+        capacity = self.md.predictor.autoscaling is None or obs.candidate_ready
+        if self.stage_complete() and capacity:
             self.next_stage()
 
     def enter_first_stage(self) -> None:

@@ -81,6 +81,18 @@ class Model:
     version: str
     uri: str
     digest: str = ""
+    # Secret whose keys become the predictor's environment (store credentials).
+    credentials_secret: str = ""
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """One HorizontalPodAutoscaler per active revision (autoscaling.py)."""
+
+    min_replicas: int = 1
+    max_replicas: int = 10
+    target_cpu: int | None = 80  # percent of the CPU request
+    target_rps: float | None = None  # per pod, needs a custom-metrics adapter
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,10 @@ class Predictor:
     max_batch_size: int = 32
     max_latency_ms: int = 5
     env: tuple[tuple[str, str], ...] = ()
+    # The user's partial pod template (podtemplate.py merges it into ours).
+    template: dict[str, Any] = field(default_factory=dict)
+    # None: the operator sets replicas itself; else HPAs own them (not in the hash).
+    autoscaling: Autoscaling | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +169,8 @@ class Traffic:
     provider: str = "builtin"
     http_route: str | None = None
     rule_index: int = 0
+    # traffic.router.template: the router pods' subset of a pod template.
+    router_template: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -178,22 +196,34 @@ class ModelDeployment:
 
 def revision_name(name: str, model: Model, predictor: Predictor) -> str:
     payload = json.dumps(
-        {"model": model.__dict__, "predictor": _predictor_dict(predictor)},
+        {"model": _model_dict(model), "predictor": _predictor_dict(predictor)},
         sort_keys=True,
         separators=(",", ":"),
     )
     return f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
 
 
+def _model_dict(m: Model) -> dict[str, Any]:
+    # Fields added later enter the hash only when set, so that upgrading the
+    # operator does not roll every existing ModelDeployment out again.
+    out: dict[str, Any] = {"name": m.name, "version": m.version, "uri": m.uri, "digest": m.digest}
+    if m.credentials_secret:
+        out["credentials"] = m.credentials_secret
+    return out
+
+
 def _predictor_dict(p: Predictor) -> dict[str, Any]:
     # replicas are left out: scaling must not start a new rollout.
-    return {
+    out: dict[str, Any] = {
         "image": p.image,
         "resources": p.resources,
         "maxBatchSize": p.max_batch_size,
         "maxLatencyMs": p.max_latency_ms,
         "env": [list(e) for e in p.env],
     }
+    if p.template:  # a pod template change restarts pods: a new revision
+        out["template"] = p.template
+    return out
 
 
 def parse(body: dict[str, Any]) -> ModelDeployment:
@@ -211,7 +241,13 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         uid=meta.get("uid", ""),
         generation=int(meta.get("generation") or 0),
         model=Model(
-            name=m["name"], version=str(m["version"]), uri=m["uri"], digest=m.get("digest", "")
+            name=m["name"],
+            version=str(m["version"]),
+            uri=m["uri"],
+            digest=m.get("digest", ""),
+            credentials_secret=((m.get("credentials") or {}).get("secretRef") or {}).get(
+                "name", ""
+            ),
         ),
         predictor=Predictor(
             image=p["image"],
@@ -220,15 +256,32 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
             max_batch_size=int(batching.get("maxBatchSize", 32)),
             max_latency_ms=int(batching.get("maxLatencyMs", 5)),
             env=tuple((e["name"], str(e.get("value", ""))) for e in p.get("env") or ()),
+            template=dict(p.get("template") or {}),
+            autoscaling=_parse_autoscaling(p.get("autoscaling")),
         ),
         strategy=_parse_strategy(s),
         traffic=Traffic(
             provider=t.get("provider", "builtin"),
             http_route=(t.get("httpRoute") or {}).get("name"),
             rule_index=int((t.get("httpRoute") or {}).get("ruleIndex", 0)),
+            router_template=dict((t.get("router") or {}).get("template") or {}),
         ),
         revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
         annotations=dict(meta.get("annotations") or {}),
+    )
+
+
+def _parse_autoscaling(a: dict[str, Any] | None) -> Autoscaling | None:
+    if a is None:
+        return None
+    rps = a.get("targetRequestsPerSecond")
+    cpu = a.get("targetCPUUtilizationPercentage")
+    return Autoscaling(
+        min_replicas=int(a.get("minReplicas", 1)),
+        max_replicas=int(a["maxReplicas"]),
+        # CPU is the default target unless only requests per second is asked for.
+        target_cpu=int(cpu) if cpu is not None else (None if rps is not None else 80),
+        target_rps=float(rps) if rps is not None else None,
     )
 
 

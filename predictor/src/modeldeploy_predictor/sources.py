@@ -1,4 +1,10 @@
-"""Fetching a bundle from where the ModelDeployment says it is: a path, HTTP(S) or S3.
+"""Fetching a bundle from where the ModelDeployment says it is.
+
+Stores: a local path (also a mounted PVC: the operator turns ``pvc://`` into
+one), HTTP(S) with optional headers from ``MODELDEPLOY_STORE_HEADERS`` (a JSON
+object, usually from a Secret), S3 through boto3's default credential chain
+(environment, web identity of the pod's ServiceAccount, shared config), and
+``gs://`` / ``az://`` through fsspec (gcsfs / adlfs, when installed).
 
 Remote bundles are fetched file by file: ``model.json`` first, then every file
 it lists, each streamed to disk and checked against the sha256 in ``model.json``
@@ -17,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -29,6 +35,7 @@ from .bundle import MODEL_JSON, BundleError
 log = logging.getLogger(__name__)
 
 Opener = Callable[[str], Iterator[bytes]]  # relative name -> byte chunks
+HEADERS_ENV = "MODELDEPLOY_STORE_HEADERS"
 
 
 class SourceError(BundleError):
@@ -58,12 +65,31 @@ def fetch(
         return path
     if parsed.scheme in ("http", "https"):
         base = uri if uri.endswith("/") else uri + "/"
-        opener = _http_opener(base, timeout)
+        opener = _http_opener(base, timeout, store_headers(os.environ))
     elif parsed.scheme == "s3":
         opener = _s3_opener(parsed.netloc, parsed.path.lstrip("/"), timeout)
+    elif parsed.scheme in FSSPEC_SCHEMES:
+        opener = fsspec_opener(uri)
+    elif parsed.scheme == "pvc":
+        raise SourceError(
+            f"{uri}: pvc:// is resolved by the operator (it mounts the claim and passes the path)"
+        )
     else:
-        raise SourceError(f"{uri}: unsupported scheme {parsed.scheme!r} (file, http, https, s3)")
-    return _download(uri, opener, cache_dir or default_cache_dir(), digest, retries, backoff)
+        known = ", ".join(("file", "http", "https", "s3", *FSSPEC_SCHEMES))
+        raise SourceError(f"{uri}: unsupported scheme {parsed.scheme!r} ({known})")
+    return download(uri, opener, cache_dir or default_cache_dir(), digest, retries, backoff)
+
+
+def download(
+    uri: str,
+    opener: Opener,
+    cache: Path,
+    digest: str | None = None,
+    retries: int = 4,
+    backoff: float = 0.5,
+) -> Path:
+    """All-or-nothing, verified download of the bundle that `opener` reads."""
+    return _download(uri, opener, cache, digest, retries, backoff)
 
 
 def _download(
@@ -152,14 +178,36 @@ class _HTTPStatusError(Exception):
     pass
 
 
-def _http_opener(base: str, timeout: float) -> Opener:
+def store_headers(environ: Mapping[str, str]) -> dict[str, str]:
+    """HTTP headers for the store from MODELDEPLOY_STORE_HEADERS (a JSON object)."""
+    raw = environ.get(HEADERS_ENV)
+    if not raw:
+        return {}
+    try:
+        headers = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        headers = None
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        # The value is a secret: the message never repeats it.
+        raise SourceError(f"{HEADERS_ENV} must be a JSON object of header names to string values")
+    return headers
+
+
+def _http_opener(base: str, timeout: float, headers: dict[str, str] | None = None) -> Opener:
     def open_(name: str) -> Iterator[bytes]:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=True) as client,
+            httpx.Client(timeout=timeout, follow_redirects=True, headers=headers) as client,
             client.stream("GET", base + name) as response,
         ):
             if response.status_code == 404:
                 raise SourceError(f"{base}{name}: 404 Not Found")
+            if response.status_code in (401, 403):  # retrying cannot fix credentials
+                raise SourceError(
+                    f"{base}{name}: HTTP {response.status_code} {response.reason_phrase} "
+                    f"(check the store credentials, {HEADERS_ENV})"
+                )
             if response.status_code >= 400:
                 raise _HTTPStatusError(f"{base}{name}: HTTP {response.status_code}")
             expected = response.headers.get("content-length")
@@ -177,10 +225,14 @@ def _s3_opener(bucket: str, prefix: str, timeout: float) -> Opener:
     try:
         import boto3
         from botocore.config import Config
+        from botocore.exceptions import ClientError, NoCredentialsError
     except ImportError:  # pragma: no cover - depends on the install
         raise SourceError("s3:// needs boto3: pip install 'modeldeploy-predictor[s3]'") from None
-    # Credentials and endpoint come from the usual AWS_* environment variables.
-    client = boto3.client(
+    # boto3's default chain: AWS_* variables (e.g. from a Secret via envFrom), web
+    # identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, as IRSA injects), config files.
+    # A fresh session: the chain is resolved for this fetch (the default session
+    # would keep the credentials it found first for the whole process).
+    client = boto3.session.Session().client(
         "s3",
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
         config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 3}),
@@ -188,10 +240,78 @@ def _s3_opener(bucket: str, prefix: str, timeout: float) -> Opener:
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
     def open_(name: str) -> Iterator[bytes]:
+        where = f"s3://{bucket}/{prefix}{name}"
         try:
             body = client.get_object(Bucket=bucket, Key=prefix + name)["Body"]
         except client.exceptions.NoSuchKey:
-            raise SourceError(f"s3://{bucket}/{prefix}{name}: no such key") from None
+            raise SourceError(f"{where}: no such key") from None
+        except NoCredentialsError:
+            raise SourceError(
+                f"{where}: no AWS credentials (environment, the ServiceAccount's web "
+                "identity, or spec.model.credentials.secretRef)"
+            ) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _S3_PERMANENT:  # retrying cannot fix these
+                message = exc.response.get("Error", {}).get("Message", "")
+                raise SourceError(f"{where}: {code}: {message}") from None
+            raise
         yield from body.iter_chunks(1 << 16)
+
+    return open_
+
+
+# S3 error codes that no retry fixes: wrong or missing credentials, no bucket.
+_S3_PERMANENT = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "NoSuchBucket",
+        "403",
+    }
+)
+
+# fsspec protocol -> (package, extra) that implements it.
+FSSPEC_SCHEMES = {
+    "gs": ("gcsfs", "gcs"),
+    "gcs": ("gcsfs", "gcs"),
+    "az": ("adlfs", "azure"),
+    "abfs": ("adlfs", "azure"),
+    "abfss": ("adlfs", "azure"),
+}
+
+
+def fsspec_opener(uri: str) -> Opener:
+    """Opener for any fsspec URL (gs:// with gcsfs, az:// with adlfs, ...).
+
+    Credentials are each library's defaults: for gcsfs the pod's Workload
+    Identity or GOOGLE_APPLICATION_CREDENTIALS, for adlfs AZURE_STORAGE_* and
+    Azure workload identity variables.
+    """
+    scheme = urlparse(uri).scheme
+    package, extra = FSSPEC_SCHEMES.get(scheme, (scheme, scheme))
+    try:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(uri)
+    except ImportError:
+        raise SourceError(
+            f"{scheme}:// needs fsspec and {package}: pip install 'modeldeploy-predictor[{extra}]'"
+        ) from None
+    root = root.rstrip("/")
+
+    def open_(name: str) -> Iterator[bytes]:
+        try:
+            handle = fs.open(f"{root}/{name}", "rb")
+        except FileNotFoundError:
+            raise SourceError(f"{uri.rstrip('/')}/{name}: not found") from None
+        except PermissionError as exc:
+            raise SourceError(f"{uri.rstrip('/')}/{name}: permission denied ({exc})") from None
+        with handle:
+            while chunk := handle.read(1 << 16):
+                yield chunk
 
     return open_

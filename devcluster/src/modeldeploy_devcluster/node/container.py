@@ -8,6 +8,7 @@ uses 10 s .. 5 min) so that tests see restarts quickly.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import shutil
 import subprocess
@@ -43,6 +44,21 @@ def exit_code(returncode: int | None) -> int:
     if returncode is None:
         return 137
     return 128 - returncode if returncode < 0 else returncode
+
+
+# The kubelet's limits for a termination message taken from the log.
+FALLBACK_LINES = 80
+FALLBACK_BYTES = 2048
+_MARKER = "--- devcluster:"
+
+
+def fallback_message(log_text: str) -> str:
+    """What FallbackToLogsOnError puts in `terminated.message`: the tail of the
+    last run's output (our own marker lines left out), at most 80 lines / 2 KiB."""
+    run = log_text.rsplit(f"{_MARKER} starting", 1)[-1].split("\n", 1)[-1]
+    lines = [line for line in run.splitlines() if not line.startswith(_MARKER)]
+    tail = "\n".join(lines[-FALLBACK_LINES:]).encode()[-FALLBACK_BYTES:]
+    return tail.decode(errors="replace")
 
 
 def rfc3339(ts: float) -> str:
@@ -140,6 +156,10 @@ class Container:
             "finishedAt": rfc3339(now),
             "containerID": f"devcluster://{self.proc.pid if self.proc else 0}",
         }
+        # The kubelet's FallbackToLogsOnError (no termination-message file here).
+        if code != 0 and self.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            with contextlib.suppress(OSError):
+                finished["message"] = fallback_message(self.log_path.read_text(errors="replace"))
         self.proc = None
         self.pgid_path.unlink(missing_ok=True)
         self.ready = False
