@@ -220,9 +220,12 @@ def test_credentials_secret_becomes_the_predictors_environment():
     (c,) = manifests.revision_deployment(m2, 1, "stable")["spec"]["template"]["spec"]["containers"]
     assert c["envFrom"] == [{"secretRef": {"name": "s3-reader"}}, {"configMapRef": {"name": "c"}}]
     assert c["args"][c["args"].index("--bundle") + 1] == "s3://models/fraud/1/"
-    assert (
-        "volumes" not in manifests.revision_deployment(m, 1, "stable")["spec"]["template"]["spec"]
-    )
+    # No store volume for S3: only the pod's own emptyDirs.
+    volumes = manifests.revision_deployment(m, 1, "stable")["spec"]["template"]["spec"]["volumes"]
+    assert {v["name"] for v in volumes} == {
+        manifests.TMP_VOLUME,
+        manifests.BUNDLE_CACHE_VOLUME,
+    }
 
 
 def test_router_template_subset_is_merged_into_the_router_pods():
