@@ -69,7 +69,7 @@ def render_status(obj: dict[str, Any]) -> str:
             m.get("metric"),
             _num(m.get("value")),
             m.get("threshold"),
-            m.get("verdict"),
+            f"{m.get('verdict')} (dry run)" if m.get("dryRun") else m.get("verdict"),
         )
         for m in (a.get("measurements") or [])[-10:]
     ]

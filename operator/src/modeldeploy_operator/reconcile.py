@@ -149,6 +149,7 @@ class Reconciler:
         if rollout.analysis_due(md, status, now):
             analysis = await runner.run(md, status, self.provider)
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
+            opmetrics.count_measurements(analysis.measurements)
         return rollout.Observations(
             stable_ready=kubemod.deployment_ready(stable_dep, replicas),
             candidate_ready=cand_ready,

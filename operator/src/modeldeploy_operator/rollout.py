@@ -317,6 +317,12 @@ class _Machine:
         measurements = a.setdefault("measurements", [])
         measurements.extend(m.to_status(a["lastRunAt"]) for m in result.measurements)
         del measurements[:-MAX_MEASUREMENTS]
+        for m in result.dry_run_failures:
+            self.emit("Warning", "DryRunMetricFailed", f"dry run, not counted: {m.message}")
+        if not result.counted and not self.md.strategy.analysis.gating_metrics:
+            # Only dry-run metrics: measured and shown, never a pass, failure or pause.
+            a["requests"] = a.get("requests", 0) + (result.requests or 0)
+            return True
         verdict = result.verdict
         if verdict is Verdict.FAIL:
             a["failures"] = a.get("failures", 0) + 1
@@ -347,7 +353,7 @@ class _Machine:
         strategy = self.md.strategy
         stage = self.stage
         a = self.s.get("analysis") or {}
-        if strategy.analysis.metrics and a.get("passes", 0) < 1:
+        if strategy.analysis.gating_metrics and a.get("passes", 0) < 1:
             return False
         if stage is Stage.SHADOW:
             shadow = strategy.shadow

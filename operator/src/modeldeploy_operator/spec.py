@@ -99,6 +99,8 @@ class MetricSpec:
     min: float | None = None
     max: float | None = None
     query: str | None = None
+    # Measured and shown, never counted toward failureLimit / inconclusiveLimit.
+    dry_run: bool = False
 
     @property
     def threshold_text(self) -> str:
@@ -121,6 +123,11 @@ class Analysis:
         MetricSpec("error-rate", max=0.01),
         MetricSpec("latency-p99", max=0.5),
     )
+
+    @property
+    def gating_metrics(self) -> tuple[MetricSpec, ...]:
+        """The metrics whose verdicts decide (dry-run ones are only shown)."""
+        return tuple(m for m in self.metrics if not m.dry_run)
 
 
 @dataclass(frozen=True)
@@ -258,7 +265,13 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
             metrics=Analysis.metrics
             if metrics is None
             else tuple(
-                MetricSpec(name=x["name"], min=x.get("min"), max=x.get("max"), query=x.get("query"))
+                MetricSpec(
+                    name=x["name"],
+                    min=x.get("min"),
+                    max=x.get("max"),
+                    query=x.get("query"),
+                    dry_run=bool(x.get("dryRun", False)),
+                )
                 for x in metrics
             ),
         ),
