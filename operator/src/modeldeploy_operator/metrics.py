@@ -53,6 +53,11 @@ MEASUREMENTS = Counter(
     "Metric measurements by metric, verdict and dry run (true: shown, never counted)",
     ["metric", "verdict", "dry_run"],
 )
+WEBHOOK_CALLS = Counter(
+    "modeldeploy_operator_webhook_calls_total",
+    "Webhook and notification deliveries by type and result (ok, failed, dropped)",
+    ["type", "result"],
+)
 RECONCILE_SECONDS = Histogram(
     "modeldeploy_operator_reconcile_duration_seconds",
     "Time of one reconcile (observations, analysis, status write, children)",

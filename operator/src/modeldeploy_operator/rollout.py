@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeldeploy_operator.analysis.verdicts import AnalysisResult, Verdict
+from modeldeploy_operator.gates.hookspec import CONFIRM_PROMOTION, PRE_ROLLOUT, ROLLOUT, of_type
 from modeldeploy_operator.spec import (
     ACTIVE_STAGES,
     ANALYSED_STAGES,
@@ -66,6 +67,14 @@ def parse_command(value: str | None) -> Command | None:
 
 
 @dataclass(frozen=True)
+class HookResult:
+    """The answer of one kind of webhook this tick: all 2xx, or why not."""
+
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class Observations:
     """What the caller saw in the cluster (and Prometheus) for this tick."""
 
@@ -77,6 +86,10 @@ class Observations:
     candidate_waiting: str | None = None
     analysis: AnalysisResult | None = None
     command: Command | None = None
+    # Webhooks called this tick (None: not called): see gates/observe.py.
+    pre_rollout: HookResult | None = None
+    confirmation: HookResult | None = None
+    rollback_request: str | None = None  # a rollback webhook answered 2xx
 
 
 @dataclass(frozen=True)
@@ -113,7 +126,8 @@ def analysis_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) 
     after the stage began, so that the range covers the stage's own traffic.
     """
     a = md.strategy.analysis
-    if status.get("stage") not in ANALYSED_STAGES or status.get("paused") or not a.metrics:
+    judged = a.metrics or of_type(md.strategy.webhooks, ROLLOUT)
+    if status.get("stage") not in ANALYSED_STAGES or status.get("paused") or not judged:
         return False
     started = parse_time(status.get("stageStartedAt"))
     if started is None:
@@ -123,6 +137,29 @@ def analysis_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) 
     if last is not None and last > since:
         since = last
     return (now - since).total_seconds() + _SLACK >= a.interval
+
+
+def pre_rollout_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+    """Whether the caller should call the pre-rollout webhooks (candidate Ready aside):
+    still starting, not passed yet, and at most once per analysis interval."""
+    if status.get("stage") != Stage.STARTING or status.get("paused"):
+        return False
+    if not of_type(md.strategy.webhooks, PRE_ROLLOUT):
+        return False
+    pre = (status.get("gates") or {}).get("preRollout") or {}
+    if pre.get("state") == "Passed":
+        return False
+    last = parse_time(pre.get("lastCallAt"))
+    return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
+
+
+def confirmation_due(status: dict[str, Any]) -> bool:
+    """Whether promotion waits for the confirm-promotion webhooks (asked every tick)."""
+    return (
+        status.get("stage") in ANALYSED_STAGES
+        and not status.get("paused")
+        and bool((status.get("gates") or {}).get("confirmPromotion"))
+    )
 
 
 def step(
@@ -220,6 +257,7 @@ class _Machine:
         self.s["paused"] = None
         self.s["degraded"] = None
         self.s.pop("blockedRevision", None)
+        self.s.pop("gates", None)
         self.enter(
             Stage.STARTING,
             "RolloutStarted",
@@ -275,10 +313,13 @@ class _Machine:
         if obs.candidate_failure:
             self.rollback("CandidateFailing", obs.candidate_failure)
             return
+        if obs.rollback_request:
+            self.rollback("RollbackWebhook", obs.rollback_request)
+            return
         if self.s.get("paused"):
             return
         if stage is Stage.STARTING:
-            if obs.candidate_ready:
+            if obs.candidate_ready and self.pre_rollout_passed(obs):
                 self.enter_first_stage()
             elif self.elapsed("rolloutStartedAt") > strategy.progress_deadline:
                 why = f" ({obs.candidate_waiting})" if obs.candidate_waiting else ""
@@ -290,7 +331,7 @@ class _Machine:
         if obs.analysis is not None and not self.record(obs.analysis):
             return
         if self.stage_complete():
-            self.next_stage()
+            self.next_stage(obs)
 
     def enter_first_stage(self) -> None:
         strategy = self.md.strategy
@@ -353,7 +394,8 @@ class _Machine:
         strategy = self.md.strategy
         stage = self.stage
         a = self.s.get("analysis") or {}
-        if strategy.analysis.gating_metrics and a.get("passes", 0) < 1:
+        judged = strategy.analysis.gating_metrics or of_type(strategy.webhooks, ROLLOUT)
+        if judged and a.get("passes", 0) < 1:
             return False
         if stage is Stage.SHADOW:
             shadow = strategy.shadow
@@ -368,7 +410,51 @@ class _Machine:
             return self.elapsed("stageStartedAt") >= strategy.steps[index].pause
         return self.elapsed("stageStartedAt") >= strategy.bake_duration
 
-    def next_stage(self) -> None:
+    def pre_rollout_passed(self, obs: Observations) -> bool:
+        """Pre-rollout webhooks before any traffic: a failure counts like a failed
+        analysis run (rollback at failureLimit), retried once per interval."""
+        if not of_type(self.md.strategy.webhooks, PRE_ROLLOUT):
+            return True
+        pre = self.s.setdefault("gates", {}).setdefault("preRollout", {"state": "Pending"})
+        if pre.get("state") == "Passed":
+            return True
+        if obs.pre_rollout is None:
+            return False
+        pre["lastCallAt"] = timestamp(self.now)
+        pre["message"] = obs.pre_rollout.message
+        if obs.pre_rollout.ok:
+            pre["state"] = "Passed"
+            self.emit("Normal", "PreRolloutPassed", obs.pre_rollout.message)
+            return True
+        a = self.s.setdefault("analysis", {})
+        a["failures"] = a.get("failures", 0) + 1
+        if a["failures"] >= self.md.strategy.analysis.failure_limit:
+            self.rollback("PreRolloutFailed", obs.pre_rollout.message)
+        else:
+            self.emit("Warning", "PreRolloutFailed", obs.pre_rollout.message)
+        return False
+
+    def promotion_confirmed(self, obs: Observations) -> bool:
+        """Confirm-promotion webhooks gate the promotion; analysis goes on meanwhile."""
+        hooks = of_type(self.md.strategy.webhooks, CONFIRM_PROMOTION)
+        if not hooks:
+            return True
+        gates = self.s.setdefault("gates", {})
+        waiting = gates.get("confirmPromotion")
+        if waiting and obs.confirmation is not None and obs.confirmation.ok:
+            return True
+        if not waiting:
+            names = ", ".join(h.name for h in hooks)
+            gates["confirmPromotion"] = {
+                "waitingSince": timestamp(self.now),
+                "message": f"{self.cand_text()} passed; waiting for confirm-promotion: {names}",
+            }
+            self.emit("Normal", "AwaitingConfirmation", gates["confirmPromotion"]["message"])
+        elif obs.confirmation is not None:
+            waiting["message"] = obs.confirmation.message
+        return False
+
+    def next_stage(self, obs: Observations) -> None:
         stage = self.stage
         steps = self.md.strategy.steps
         if stage is Stage.SHADOW and steps:
@@ -376,7 +462,8 @@ class _Machine:
         elif stage is Stage.CANARY and int(self.s.get("currentStep", 0)) + 1 < len(steps):
             self.enter_canary(int(self.s.get("currentStep", 0)) + 1)
         elif self.md.strategy.auto_promote:
-            self.promote("analysis passed")
+            if self.promotion_confirmed(obs):
+                self.promote("analysis passed")
         else:
             self.pause(
                 PAUSE_AWAITING_PROMOTION, f"{self.cand_text()} passed; run `promote` to finish"
@@ -389,6 +476,7 @@ class _Machine:
         self.s["stable"] = cand
         self.s.pop("candidate", None)
         self.s["paused"] = None
+        (self.s.get("gates") or {}).pop("confirmPromotion", None)
         self.enter(Stage.DONE, "Promoted", f"{_ref_text(cand)} promoted to stable: {why}")
 
     def rollback(self, reason: str, message: str) -> None:
@@ -471,6 +559,9 @@ def _derive(md: ModelDeployment, s: dict[str, Any], now: dt.datetime) -> None:
         ready = ("False", str(phase), (degraded or {}).get("message", str(phase)))
     if paused and stage in ACTIVE_STAGES:
         progressing = ("False", paused["reason"], paused["message"])
+    elif stage in ACTIVE_STAGES and (s.get("gates") or {}).get("confirmPromotion"):
+        confirm = s["gates"]["confirmPromotion"]
+        progressing = ("True", "AwaitingConfirmation", confirm.get("message", ""))
     elif stage in ACTIVE_STAGES or stage is Stage.INITIAL:
         progressing = ("True", f"{stage}", _stage_text(md, s, stage))
     else:

@@ -15,6 +15,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from modeldeploy_operator.gates.hookspec import (
+    Notification,
+    Webhook,
+    parse_notifications,
+    parse_webhooks,
+)
+
 GROUP = "modeldeploy.io"
 VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
@@ -153,6 +160,7 @@ class Strategy:
     progress_deadline: float = 600.0
     bake_duration: float = 300.0
     crash_loop_restarts: int = 3
+    webhooks: tuple[Webhook, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,7 @@ class ModelDeployment:
     traffic: Traffic
     revision_history_limit: int = 3
     annotations: dict[str, str] = field(default_factory=dict)
+    notifications: tuple[Notification, ...] = ()
 
     @property
     def revision(self) -> str:
@@ -236,6 +245,7 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         ),
         revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
         annotations=dict(meta.get("annotations") or {}),
+        notifications=parse_notifications(spec.get("notifications")),
     )
 
 
@@ -279,4 +289,5 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
         progress_deadline=parse_duration(s.get("progressDeadline", "10m")),
         bake_duration=parse_duration(s.get("bakeDuration", "5m")),
         crash_loop_restarts=int(s.get("crashLoopRestarts", 3)),
+        webhooks=parse_webhooks(s.get("webhooks")),
     )
