@@ -206,3 +206,28 @@ class TestPayload:
             name="fraud", namespace="ns", event=("Warning", "RolledBack", "error-rate 0.2")
         )
         assert body == {"text": ":warning: *ns/fraud* RolledBack: error-rate 0.2"}
+
+
+def test_plugin_status_shows_the_gates():
+    from modeldeploy_operator import plugin
+
+    obj = {
+        "metadata": {"name": "fraud", "namespace": "ns"},
+        "spec": {"model": {"name": "fraud"}},
+        "status": {
+            "phase": "Canary",
+            "stage": "Canary",
+            "gates": {
+                "preRollout": {
+                    "state": "Passed",
+                    "message": "pre-rollout webhooks answered 2xx: smoke",
+                },
+                "confirmPromotion": {"waitingSince": "T", "message": "gate answered 403"},
+            },
+        },
+    }
+    text = plugin.render_status(obj)
+    assert "Pre-rollout: Passed pre-rollout webhooks answered 2xx: smoke" in text
+    assert "Promotion:  waiting since T: gate answered 403" in text
+    obj["status"]["stage"] = "Done"
+    assert "Promotion:" not in plugin.render_status(obj)

@@ -1,0 +1,115 @@
+"""The real API server refuses malformed webhooks and notifications, readably.
+
+Same method as test_crd_cluster.py: each bad manifest is created on the local
+cluster and the refusal must name the field and what is wrong; good ones are
+accepted and defaulted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from cluster_helpers import GROUP, PLURAL, VERSION, apply_crd
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from test_crd_cluster import good, with_change
+
+pytestmark = pytest.mark.cluster
+
+
+def hook(**kw: Any) -> dict[str, Any]:
+    return {"name": "smoke", "type": "pre-rollout", "url": "http://tester.ns/gate", **kw}
+
+
+BAD = {
+    "webhook-unknown-type": (
+        with_change("spec.strategy.webhooks", [hook(type="pre-promotion")]),
+        ["spec.strategy.webhooks[0].type", "Unsupported value", "confirm-promotion"],
+    ),
+    "webhook-relative-url": (
+        with_change("spec.strategy.webhooks", [hook(url="/gate")]),
+        ["spec.strategy.webhooks[0]", "webhook url must be an absolute http:// or https:// URL"],
+    ),
+    "webhook-ftp-url": (
+        with_change("spec.strategy.webhooks", [hook(url="ftp://tester/gate")]),
+        ["webhook url must be an absolute http:// or https:// URL"],
+    ),
+    "webhook-duplicate-name": (
+        with_change("spec.strategy.webhooks", [hook(), hook(type="rollout")]),
+        ["spec.strategy.webhooks[1]", "Duplicate value"],
+    ),
+    "webhook-long-timeout": (
+        with_change("spec.strategy.webhooks", [hook(timeout="10m")]),
+        ["webhook timeout must be at most 5m"],
+    ),
+    "webhook-bad-timeout": (
+        with_change("spec.strategy.webhooks", [hook(timeout="ten seconds")]),
+        ["spec.strategy.webhooks[0].timeout", "should match"],
+    ),
+    "webhook-without-url": (
+        with_change("spec.strategy.webhooks", [{"name": "smoke", "type": "rollout"}]),
+        ["spec.strategy.webhooks[0].url", "Required value"],
+    ),
+    "webhook-non-string-metadata": (
+        with_change("spec.strategy.webhooks", [hook(metadata={"cmd": {"a": 1}})]),
+        ["spec.strategy.webhooks[0].metadata.cmd", "must be of type string"],
+    ),
+    "notification-unknown-type": (
+        with_change("spec.notifications", [{"name": "chat", "type": "teams", "url": "https://x"}]),
+        ["spec.notifications[0].type", "Unsupported value", "slack"],
+    ),
+    "notification-bad-url": (
+        with_change("spec.notifications", [{"name": "chat", "url": "hooks.slack.com/x"}]),
+        ["notification url must be an absolute http:// or https:// URL"],
+    ),
+}
+
+
+@pytest.fixture
+def api(cluster) -> client.ApiClient:
+    api = cluster.api_client()
+    apply_crd(api)
+    return api
+
+
+def create(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_gate_settings_are_refused_with_a_readable_message(api, namespace, case):
+    body, expected = BAD[case]
+    with pytest.raises(ApiException) as info:
+        create(api, namespace, body)
+    assert info.value.status == 422, info.value.body
+    message = json.loads(info.value.body)["message"]
+    for text in expected:
+        assert text in message, f"{case}: {text!r} not in {message!r}"
+
+
+def test_good_gate_settings_are_accepted_and_defaulted(api, namespace):
+    body = good()
+    body["spec"]["strategy"]["webhooks"] = [
+        hook(metadata={"cmd": "hey -z 1m http://fraud.ns:8080/predict"}),
+        hook(name="gate", type="confirm-promotion", url="https://gate.example/approve"),
+    ]
+    body["spec"]["strategy"]["analysis"]["metrics"].append(
+        {"name": "feature-drift", "max": 0.1, "dryRun": True}
+    )
+    body["spec"]["notifications"] = [{"name": "chat", "url": "https://hooks.example/T0/B0/x"}]
+    spec = create(api, namespace, body)["spec"]
+    assert [w["timeout"] for w in spec["strategy"]["webhooks"]] == ["10s", "10s"]
+    assert spec["notifications"] == [
+        {
+            "name": "chat",
+            "type": "webhook",
+            "url": "https://hooks.example/T0/B0/x",
+            "timeout": "10s",
+        }
+    ]
+    metrics = spec["strategy"]["analysis"]["metrics"]
+    assert [m["dryRun"] for m in metrics] == [False, True]
