@@ -58,6 +58,16 @@ WEBHOOK_CALLS = Counter(
     "Webhook and notification deliveries by type and result (ok, failed, dropped)",
     ["type", "result"],
 )
+VALIDATIONS = Counter(
+    "modeldeploy_operator_validations_total",
+    "Pre-traffic validations of candidates by result (passed, failed)",
+    ["result"],
+)
+VALIDATION_VALUES = Gauge(
+    "modeldeploy_operator_validation_value",
+    "Last pre-traffic validation values (agreement, accuracyDrop, latencyRatio, ...)",
+    ["namespace", "name", "metric"],
+)
 RECONCILE_SECONDS = Histogram(
     "modeldeploy_operator_reconcile_duration_seconds",
     "Time of one reconcile (observations, analysis, status write, children)",
@@ -113,3 +123,15 @@ def count_measurements(measurements: Iterable[Measured]) -> None:
         MEASUREMENTS.labels(
             metric=m.metric, verdict=str(m.verdict), dry_run=str(m.dry_run).lower()
         ).inc()
+
+
+class Validated(Protocol):
+    passed: bool
+    metrics: Mapping[str, float | None]
+
+
+def count_validation(namespace: str, name: str, outcome: Validated) -> None:
+    VALIDATIONS.labels(result="passed" if outcome.passed else "failed").inc()
+    for metric, value in outcome.metrics.items():
+        if value is not None:
+            VALIDATION_VALUES.labels(namespace=namespace, name=name, metric=metric).set(value)

@@ -88,6 +88,12 @@ def _gate_lines(st: dict[str, Any]) -> list[str]:
         lines.append(
             f"Pre-rollout: {pre.get('state', 'Pending')} {pre.get('message', '')}".rstrip()
         )
+    val = st.get("validation")
+    if val:
+        lines.append(f"Validation: {val.get('state', 'Pending')}: {val.get('message', '')}")
+        shown = [f"{k} {_num(v)}" for k, v in (val.get("metrics") or {}).items() if v is not None]
+        if shown:
+            lines.append(f"            {', '.join(shown)}")
     confirm = gates.get("confirmPromotion")
     if confirm and st.get("stage") in ("Shadow", "Canary", "Bake"):
         lines.append(

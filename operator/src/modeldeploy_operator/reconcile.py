@@ -23,6 +23,7 @@ from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis import runner
 from modeldeploy_operator.analysis.prometheus import MetricProvider
 from modeldeploy_operator.analysis.verdicts import AnalysisResult
+from modeldeploy_operator.gates import validation as validation_io
 from modeldeploy_operator.gates.observe import Gates
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,10 @@ class Reconciler:
                 analysis = AnalysisResult(analysis.measurements + hooked, analysis.requests)
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
             opmetrics.count_measurements(analysis.measurements)
+        validated = None
+        if cand_ready and rollout.validation_due(md, status):
+            validated = await validation_io.validate(md, status, self.kube)
+            opmetrics.count_validation(md.namespace, md.name, validated)
         gates = await self.gates.observe(
             md, status, now, candidate_ready=cand_ready, analysis_due=due
         )
@@ -171,6 +176,7 @@ class Reconciler:
             pre_rollout=gates.pre_rollout,
             confirmation=gates.confirmation,
             rollback_request=gates.rollback_request,
+            validation=validated,
         )
 
     async def _apply(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:

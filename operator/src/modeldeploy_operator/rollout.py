@@ -75,6 +75,15 @@ class HookResult:
 
 
 @dataclass(frozen=True)
+class ValidationOutcome:
+    """Pre-traffic validation of the candidate against stable (gates/validation.py)."""
+
+    passed: bool
+    message: str
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Observations:
     """What the caller saw in the cluster (and Prometheus) for this tick."""
 
@@ -90,6 +99,7 @@ class Observations:
     pre_rollout: HookResult | None = None
     confirmation: HookResult | None = None
     rollback_request: str | None = None  # a rollback webhook answered 2xx
+    validation: ValidationOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,16 @@ def pre_rollout_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetim
         return False
     last = parse_time(pre.get("lastCallAt"))
     return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
+
+
+def validation_due(md: ModelDeployment, status: dict[str, Any]) -> bool:
+    """Whether the caller should validate the (Ready) candidate before any traffic."""
+    return (
+        md.strategy.validation is not None
+        and status.get("stage") == Stage.STARTING
+        and not status.get("paused")
+        and (status.get("validation") or {}).get("state") != "Passed"
+    )
 
 
 def confirmation_due(status: dict[str, Any]) -> bool:
@@ -258,6 +278,7 @@ class _Machine:
         self.s["degraded"] = None
         self.s.pop("blockedRevision", None)
         self.s.pop("gates", None)
+        self.s.pop("validation", None)
         self.enter(
             Stage.STARTING,
             "RolloutStarted",
@@ -319,8 +340,10 @@ class _Machine:
         if self.s.get("paused"):
             return
         if stage is Stage.STARTING:
-            if obs.candidate_ready and self.pre_rollout_passed(obs):
-                self.enter_first_stage()
+            if obs.candidate_ready:
+                # Gates before any traffic; each bounds its own wait (timeout, failureLimit).
+                if self.validation_passed(obs) and self.pre_rollout_passed(obs):
+                    self.enter_first_stage()
             elif self.elapsed("rolloutStartedAt") > strategy.progress_deadline:
                 why = f" ({obs.candidate_waiting})" if obs.candidate_waiting else ""
                 self.rollback(
@@ -409,6 +432,29 @@ class _Machine:
             index = int(self.s.get("currentStep", 0))
             return self.elapsed("stageStartedAt") >= strategy.steps[index].pause
         return self.elapsed("stageStartedAt") >= strategy.bake_duration
+
+    def validation_passed(self, obs: Observations) -> bool:
+        """The validation set replayed on candidate and stable, before any traffic:
+        a failure rolls back at once (nothing reached the candidate yet)."""
+        if self.md.strategy.validation is None:
+            return True
+        v = self.s.setdefault("validation", {"state": "Pending"})
+        if v.get("state") == "Passed":
+            return True
+        if obs.validation is None:
+            return False
+        result = obs.validation
+        v.update(
+            state="Passed" if result.passed else "Failed",
+            message=result.message,
+            metrics=dict(result.metrics),
+            time=timestamp(self.now),
+        )
+        if result.passed:
+            self.emit("Normal", "ValidationPassed", result.message)
+            return True
+        self.rollback("ValidationFailed", result.message)
+        return False
 
     def pre_rollout_passed(self, obs: Observations) -> bool:
         """Pre-rollout webhooks before any traffic: a failure counts like a failed

@@ -151,6 +151,18 @@ class Shadow:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """strategy.validation: replay the bundle's validation set before any traffic."""
+
+    min_agreement: float | None = None
+    max_accuracy_drop: float | None = None
+    max_latency_ratio: float | None = None
+    batch_size: int = 64
+    latency_samples: int = 50
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
 class Strategy:
     type: str = "Canary"
     shadow: Shadow | None = None
@@ -161,6 +173,7 @@ class Strategy:
     bake_duration: float = 300.0
     crash_loop_restarts: int = 3
     webhooks: tuple[Webhook, ...] = ()
+    validation: Validation | None = None
 
 
 @dataclass(frozen=True)
@@ -290,4 +303,18 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
         bake_duration=parse_duration(s.get("bakeDuration", "5m")),
         crash_loop_restarts=int(s.get("crashLoopRestarts", 3)),
         webhooks=parse_webhooks(s.get("webhooks")),
+        validation=_parse_validation(s.get("validation")),
+    )
+
+
+def _parse_validation(v: dict[str, Any] | None) -> Validation | None:
+    if v is None:
+        return None
+    return Validation(
+        min_agreement=v.get("minAgreement"),
+        max_accuracy_drop=v.get("maxAccuracyDrop"),
+        max_latency_ratio=v.get("maxLatencyRatio"),
+        batch_size=int(v.get("batchSize", 64)),
+        latency_samples=int(v.get("latencySamples", 50)),
+        timeout=parse_duration(v.get("timeout", "2m")),
     )
