@@ -64,6 +64,22 @@ BAD = {
         with_change("spec.notifications", [{"name": "chat", "url": "hooks.slack.com/x"}]),
         ["notification url must be an absolute http:// or https:// URL"],
     ),
+    "validation-without-threshold": (
+        with_change("spec.strategy.validation", {"batchSize": 32}),
+        ["strategy.validation needs at least one threshold: minAgreement, maxAccuracyDrop"],
+    ),
+    "validation-agreement-over-1": (
+        with_change("spec.strategy.validation", {"minAgreement": 1.5}),
+        ["spec.strategy.validation.minAgreement", "less than or equal to 1"],
+    ),
+    "validation-zero-latency-ratio": (
+        with_change("spec.strategy.validation", {"maxLatencyRatio": 0}),
+        ["spec.strategy.validation.maxLatencyRatio", "greater than 0"],
+    ),
+    "validation-long-timeout": (
+        with_change("spec.strategy.validation", {"minAgreement": 0.9, "timeout": "1h"}),
+        ["strategy.validation.timeout must be at most 30m"],
+    ),
 }
 
 
@@ -101,7 +117,14 @@ def test_good_gate_settings_are_accepted_and_defaulted(api, namespace):
         {"name": "feature-drift", "max": 0.1, "dryRun": True}
     )
     body["spec"]["notifications"] = [{"name": "chat", "url": "https://hooks.example/T0/B0/x"}]
+    body["spec"]["strategy"]["validation"] = {"minAgreement": 0.95}
     spec = create(api, namespace, body)["spec"]
+    assert spec["strategy"]["validation"] == {
+        "minAgreement": 0.95,
+        "batchSize": 64,
+        "latencySamples": 50,
+        "timeout": "2m",
+    }
     assert [w["timeout"] for w in spec["strategy"]["webhooks"]] == ["10s", "10s"]
     assert spec["notifications"] == [
         {
