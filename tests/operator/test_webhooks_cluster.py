@@ -87,7 +87,7 @@ def test_failing_pre_rollout_hook_rolls_back_before_any_traffic(env, receiver):
     )
     generic = [b["reason"] for b in receiver.got("generic")]
     assert "RolloutStarted" in generic
-    assert "PreRolloutFailed" in env.events()
+    assert "RolledBack" in env.events()
 
 
 def test_confirm_promotion_gates_promotion_until_2xx(env, receiver):
