@@ -102,3 +102,25 @@ def test_served_on_the_v2_extension_endpoint(made, classifier_bundle, serve):
     with serve(classifier_bundle) as server:
         none = httpx.get(server.url + "/v2/models/cancer/validation", timeout=10)
         assert none.status_code == 404 and "has no validation set" in none.json()["error"]
+
+
+def test_a_remote_bundle_brings_its_validation_set(made, tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from modeldeploy_predictor import sources
+
+    out, *_ = made
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        local = sources.fetch(f"http://127.0.0.1:{server.server_address[1]}/", tmp_path / "cache")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    doc = validation_set.load(local, orjson.loads((local / "model.json").read_bytes()))
+    assert doc is not None and len(doc["rows"]) == 40
