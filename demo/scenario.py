@@ -53,6 +53,11 @@ def shadow(duration: str = "12s") -> dict[str, Any]:
     }
 
 
+def validated(pause: str = "6s") -> dict[str, Any]:
+    """Canary preceded by a differential test on the bundle's held-out rows."""
+    return {**canary(pause), "validation": {"minAgreement": 0.9, "maxAccuracyDrop": 0.05}}
+
+
 def manifest(version: str, uri: str, strategy: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
@@ -87,4 +92,5 @@ def plan() -> list[Stage]:
         Stage("v2 canary", "2.0.0", canary(), "promoted"),
         Stage("v3 canary", "3.0.0", canary(), "rolled-back", "feature-drift"),
         Stage("v4 shadow", "4.0.0", shadow(), "rolled-back", "shadow-agreement"),
+        Stage("v5 validated", "5.0.0", validated(), "rolled-back", "agreement"),
     ]
