@@ -54,8 +54,12 @@ def shadow(duration: str = "12s") -> dict[str, Any]:
 
 
 def validated(pause: str = "6s") -> dict[str, Any]:
-    """Canary preceded by a differential test on the bundle's held-out rows."""
-    return {**canary(pause), "validation": {"minAgreement": 0.9, "maxAccuracyDrop": 0.05}}
+    """Canary preceded by a differential test on the bundle's held-out rows.
+
+    Applied as a merge patch after the shadow stage: `shadow: None` removes the
+    previous stage's shadow settings (the CRD allows them only with Shadow)."""
+    validation = {"minAgreement": 0.9, "maxAccuracyDrop": 0.05}
+    return {**canary(pause), "shadow": None, "validation": validation}
 
 
 def manifest(version: str, uri: str, strategy: dict[str, Any]) -> dict[str, Any]:
