@@ -12,20 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, apply_crd, manifest, wait_for
+from cluster_helpers import manifest, wait_for
 from hook_receiver import Receiver
+from test_dataplane_cluster import env
 
 pytestmark = pytest.mark.cluster
+__all__ = ["env"]  # the fixture: CRD applied, operator started
 STEPS = [{"weight": 10, "pause": "1s"}, {"weight": 50, "pause": "1s"}]
-
-
-@pytest.fixture
-def env(cluster, namespace) -> Iterator[Env]:
-    apply_crd(cluster.api_client())
-    e = Env(cluster, namespace, cluster.prometheus_url)
-    e.start_operator()
-    yield e
-    e.operator.close()
 
 
 @pytest.fixture

@@ -45,14 +45,7 @@ class Gates:
         now = dt.datetime.now(dt.UTC)
 
         async def one(hook: hookspec.Webhook) -> tuple[hookspec.Webhook, Outcome]:
-            body = payload.hook_payload(
-                hook,
-                name=md.name,
-                namespace=md.namespace,
-                model=md.model.name,
-                status=status,
-                now=now,
-            )
+            body = _body(md, hook, status, now)
             outcome = await self.client.post(hook.url, body, hook.timeout)
             result = "ok" if outcome.ok else "failed"
             opmetrics.WEBHOOK_CALLS.labels(type=hook.type, result=result).inc()
@@ -127,15 +120,7 @@ class Gates:
             if event.reason in POST_ROLLOUT_REASONS:
                 hooks += hookspec.of_type(md.strategy.webhooks, hookspec.POST_ROLLOUT)
             for hook in hooks:
-                body = payload.hook_payload(
-                    hook,
-                    name=md.name,
-                    namespace=md.namespace,
-                    model=md.model.name,
-                    status=status,
-                    event=triple,
-                    now=now,
-                )
+                body = _body(md, hook, status, now, triple)
                 self.dispatcher.submit(Delivery(hook.type, hook.name, hook.url, body, hook.timeout))
             if event.reason in QUIET_REASONS:
                 continue
@@ -155,3 +140,21 @@ class Gates:
     async def aclose(self) -> None:
         await self.dispatcher.aclose()
         await self.client.aclose()
+
+
+def _body(
+    md: spec.ModelDeployment,
+    hook: hookspec.Webhook,
+    status: dict[str, Any],
+    now: dt.datetime,
+    event: tuple[str, str, str] | None = None,
+) -> dict[str, Any]:
+    return payload.hook_payload(
+        hook,
+        name=md.name,
+        namespace=md.namespace,
+        model=md.model.name,
+        status=status,
+        event=event,
+        now=now,
+    )
