@@ -63,11 +63,6 @@ VALIDATIONS = Counter(
     "Pre-traffic validations of candidates by result (passed, failed)",
     ["result"],
 )
-VALIDATION_VALUES = Gauge(
-    "modeldeploy_operator_validation_value",
-    "Last pre-traffic validation values (agreement, accuracyDrop, latencyRatio, ...)",
-    ["namespace", "name", "metric"],
-)
 RECONCILE_SECONDS = Histogram(
     "modeldeploy_operator_reconcile_duration_seconds",
     "Time of one reconcile (observations, analysis, status write, children)",
@@ -125,13 +120,6 @@ def count_measurements(measurements: Iterable[Measured]) -> None:
         ).inc()
 
 
-class Validated(Protocol):
-    passed: bool
-    metrics: Mapping[str, float | None]
-
-
-def count_validation(namespace: str, name: str, outcome: Validated) -> None:
-    VALIDATIONS.labels(result="passed" if outcome.passed else "failed").inc()
-    for metric, value in outcome.metrics.items():
-        if value is not None:
-            VALIDATION_VALUES.labels(namespace=namespace, name=name, metric=metric).set(value)
+def count_validation(passed: bool) -> None:
+    # Process-wide like every operator series; the values are in status.validation.
+    VALIDATIONS.labels(result="passed" if passed else "failed").inc()

@@ -162,7 +162,7 @@ class Reconciler:
         validated = None
         if cand_ready and rollout.validation_due(md, status):
             validated = await validation_io.validate(md, status, self.kube)
-            opmetrics.count_validation(md.namespace, md.name, validated)
+            opmetrics.count_validation(validated.passed)
         gates = await self.gates.observe(
             md, status, now, candidate_ready=cand_ready, analysis_due=due
         )
