@@ -71,8 +71,11 @@ def test_failing_pre_rollout_hook_rolls_back_before_any_traffic(env, receiver):
     def reasons(path: str) -> list[str]:
         return [b["metadata"]["eventReason"] for b in receiver.got(path)]
 
-    wait_for(lambda: "RolledBack" in reasons("events"), timeout=30, message="RolledBack event")
-    assert "RolloutStarted" in reasons("events")
+    wait_for(
+        lambda: {"RolloutStarted", "RolledBack"} <= set(reasons("events")),
+        timeout=30,
+        message="event webhook calls for the start and the rollback",
+    )
     wait_for(
         lambda: any("RolledBack" in b["text"] for b in receiver.got("slack")),
         timeout=30,

@@ -187,7 +187,8 @@ class TestGates:
             await asyncio.wait_for(gates.dispatcher.drain(), 10)
         finally:
             await gates.aclose()
-        assert [b["metadata"]["eventReason"] for b in receiver.got("events")] == [
+        # Four workers deliver: the order between deliveries is not kept.
+        assert sorted(b["metadata"]["eventReason"] for b in receiver.got("events")) == [
             "AnalysisInconclusive",
             "RolledBack",
         ]
