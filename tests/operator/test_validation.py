@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import pytest
@@ -92,7 +93,7 @@ def ready_candidate() -> Driver:
     d.deploy_stable()
     d.change("2.0.0")
     d.tick(1, stable_ready=True, candidate_ready=False)
-    assert rollout.validation_due(d.md, d.status)
+    assert rollout.validation_due(d.md, d.status, d.now)
     return d
 
 
@@ -113,7 +114,7 @@ class TestStateMachine:
         assert d.status["validation"]["state"] == "Passed"
         assert d.status["validation"]["metrics"] == {"agreement": 1.0}
         assert "ValidationPassed" in d.reasons()
-        assert not rollout.validation_due(d.md, d.status)
+        assert not rollout.validation_due(d.md, d.status, d.now)
 
     def test_failure_rolls_back_before_any_traffic(self):
         d = ready_candidate()
@@ -129,13 +130,36 @@ class TestStateMachine:
         assert d.status["traffic"]["tracks"].keys() == {"stable"}
         assert not any(e.reason in ("CanaryStep", "ShadowStarted") for e in d.events)
 
+    def test_an_attempt_that_could_not_run_is_retried_each_interval(self):
+        d = ready_candidate()
+        down = rollout.ValidationOutcome(
+            False, "no Ready stable pod of fraud-x to validate with", conclusive=False
+        )
+        d.tick(1, stable_ready=True, candidate_ready=True, validation=down)
+        assert d.stage == "Starting" and "ValidationInconclusive" in d.reasons()
+        assert not rollout.validation_due(d.md, d.status, d.now + dt.timedelta(seconds=10))
+        assert rollout.validation_due(d.md, d.status, d.now + dt.timedelta(seconds=30))
+        ok = rollout.ValidationOutcome(True, "validation passed", {})
+        d.tick(30, stable_ready=True, candidate_ready=True, validation=ok)
+        assert d.stage == "Canary"
+
+    def test_it_fails_after_three_attempts_that_could_not_run(self):
+        d = ready_candidate()
+        down = rollout.ValidationOutcome(False, "candidate unreachable", conclusive=False)
+        for _ in range(rollout.VALIDATION_ATTEMPTS):
+            d.tick(30, stable_ready=True, candidate_ready=True, validation=down)
+        assert d.phase == "RolledBack"
+        degraded = d.condition("Degraded")
+        assert degraded["reason"] == "ValidationFailed"
+        assert "validation could not run 3 times: candidate unreachable" in degraded["message"]
+
     def test_a_new_candidate_validates_again(self):
         d = ready_candidate()
         ok = rollout.ValidationOutcome(True, "ok", {})
         d.tick(1, stable_ready=True, candidate_ready=True, validation=ok)
         d.change("3.0.0")
         d.tick(1, stable_ready=True, candidate_ready=False)
-        assert "validation" not in d.status and rollout.validation_due(d.md, d.status)
+        assert "validation" not in d.status and rollout.validation_due(d.md, d.status, d.now)
 
 
 def test_plugin_shows_validation():
@@ -154,3 +178,16 @@ def test_plugin_shows_validation():
     text = plugin.render_status(obj)
     assert "Validation: Failed: agreement 0.1 below the minimum 0.9" in text
     assert "agreement 0.1" in text and "latencyRatio 1.25" in text
+
+
+async def test_no_ready_pod_is_an_attempt_that_could_not_run():
+    from modeldeploy_operator.gates import validation as validation_io
+
+    class NoPods:
+        async def list_pods(self, namespace: str, revision: str) -> list:
+            return [{"metadata": {"name": "p"}, "status": {"podIP": "127.0.0.9"}}]  # not Ready
+
+    d = ready_candidate()
+    outcome = await validation_io.validate(d.md, d.status, NoPods())
+    assert not outcome.passed and not outcome.conclusive
+    assert outcome.message.startswith("no Ready candidate pod of fraud-")

@@ -160,7 +160,7 @@ class Reconciler:
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
             opmetrics.count_measurements(analysis.measurements)
         validated = None
-        if cand_ready and rollout.validation_due(md, status):
+        if cand_ready and rollout.validation_due(md, status, now):
             validated = await validation_io.validate(md, status, self.kube)
             opmetrics.count_validation(validated.passed)
         gates = await self.gates.observe(

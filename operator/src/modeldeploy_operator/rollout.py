@@ -35,6 +35,7 @@ PAUSE_AWAITING_PROMOTION = "AwaitingPromotion"
 PAUSE_MANUAL = "ManualPause"
 PAUSE_REASONS = (PAUSE_INCONCLUSIVE, PAUSE_AWAITING_PROMOTION, PAUSE_MANUAL)
 MAX_MEASUREMENTS = 20
+VALIDATION_ATTEMPTS = 3
 MAX_HISTORY = 20
 # Timer ticks jitter; an analysis a quarter second early is still on time.
 _SLACK = 0.25
@@ -81,6 +82,9 @@ class ValidationOutcome:
     passed: bool
     message: str
     metrics: dict[str, float | None] = field(default_factory=dict)
+    # False when it could not run (no Ready pod, unreachable, too slow): tried
+    # again one analysis interval later, a failure only after VALIDATION_ATTEMPTS.
+    conclusive: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,14 +167,16 @@ def pre_rollout_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetim
     return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
 
 
-def validation_due(md: ModelDeployment, status: dict[str, Any]) -> bool:
-    """Whether the caller should validate the (Ready) candidate before any traffic."""
-    return (
-        md.strategy.validation is not None
-        and status.get("stage") == Stage.STARTING
-        and not status.get("paused")
-        and (status.get("validation") or {}).get("state") != "Passed"
-    )
+def validation_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+    """Whether the caller should validate the (Ready) candidate before any traffic:
+    not passed yet, and an attempt that could not run is retried one interval later."""
+    if md.strategy.validation is None or status.get("stage") != Stage.STARTING:
+        return False
+    v = status.get("validation") or {}
+    if status.get("paused") or v.get("state") == "Passed":
+        return False
+    last = parse_time(v.get("time"))
+    return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
 
 
 def confirmation_due(status: dict[str, Any]) -> bool:
@@ -444,15 +450,21 @@ class _Machine:
         if obs.validation is None:
             return False
         result = obs.validation
-        v.update(
-            state="Passed" if result.passed else "Failed",
-            message=result.message,
-            metrics=dict(result.metrics),
-            time=timestamp(self.now),
-        )
+        v.update(message=result.message, metrics=dict(result.metrics), time=timestamp(self.now))
         if result.passed:
+            v["state"] = "Passed"
             self.emit("Normal", "ValidationPassed", result.message)
             return True
+        if not result.conclusive:
+            v["attempts"] = v.get("attempts", 0) + 1
+            if v["attempts"] < VALIDATION_ATTEMPTS:
+                self.emit("Warning", "ValidationInconclusive", result.message)
+                return False
+            result = ValidationOutcome(
+                False, f"validation could not run {v['attempts']} times: {result.message}"
+            )
+            v["message"] = result.message
+        v["state"] = "Failed"
         self.rollback("ValidationFailed", result.message)
         return False
 

@@ -24,7 +24,12 @@ from modeldeploy_operator.kube import Kube
 
 
 class ValidationError(Exception):
-    """The validation could not be carried out; the message says why."""
+    """The candidate failed the validation outside the verdict (no validation set,
+    non-200 answers, wrong row counts); the message says why."""
+
+
+class CouldNotRun(ValidationError):
+    """The validation could not run (no Ready pod, a connection failed): inconclusive."""
 
 
 async def validate(
@@ -35,7 +40,10 @@ async def validate(
     try:
         return await asyncio.wait_for(_validate(md, status, kube, cfg), cfg.timeout)
     except TimeoutError:
-        return rollout.ValidationOutcome(False, f"validation did not finish in {cfg.timeout:g}s")
+        msg = f"validation did not finish in {cfg.timeout:g}s"
+        return rollout.ValidationOutcome(False, msg, conclusive=False)
+    except CouldNotRun as exc:
+        return rollout.ValidationOutcome(False, str(exc), conclusive=False)
     except ValidationError as exc:
         return rollout.ValidationOutcome(False, str(exc))
 
@@ -66,14 +74,14 @@ async def _pod_url(kube: Kube, namespace: str, revision: str, who: str) -> str:
             host = st["podIP"]
             host = f"[{host}]" if ":" in host else host
             return f"http://{host}:{manifests.PORT}"
-    raise ValidationError(f"no Ready {who} pod of {revision} to validate with")
+    raise CouldNotRun(f"no Ready {who} pod of {revision} to validate with")
 
 
 async def _validation_set(http: httpx.AsyncClient, url: str, model: str) -> dict[str, Any]:
     try:
         r = await http.get(f"{url}/v2/models/{model}/validation")
     except httpx.HTTPError as exc:
-        raise ValidationError(f"candidate unreachable for its validation set: {exc!r}") from None
+        raise CouldNotRun(f"candidate unreachable for its validation set: {exc!r}") from None
     if r.status_code == 404:
         raise ValidationError("the candidate's bundle has no validation set (bundle --validation)")
     if r.status_code != 200:
@@ -105,7 +113,7 @@ async def _predict(
     try:
         r = await http.post(f"{url}/predict", json=rows)
     except httpx.HTTPError as exc:
-        raise ValidationError(f"{who} unreachable on /predict: {exc!r}") from None
+        raise CouldNotRun(f"{who} unreachable on /predict: {exc!r}") from None
     seconds = time.perf_counter() - started
     if r.status_code != 200:
         raise ValidationError(f"{who} answered {r.status_code} on /predict: {r.text[:200]}")
