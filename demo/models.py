@@ -1,11 +1,13 @@
-"""The demo's four model versions, trained on scikit-learn's iris data set.
+"""The demo's five model versions, trained on scikit-learn's iris data set.
 
 v1 and v2 are honest models (v2 at least as accurate on the held-out rows);
 v3 was trained behind a feature pipeline bug (petal length shifted by 4 cm)
 so live traffic drifts away from its training reference; v4 learnt permuted
-labels, so it disagrees with stable on most requests. Bundles are made by
-the predictor's own `build_bundle`, exactly what `modeldeploy-predictor
-bundle` writes.
+labels, so it disagrees with stable on most requests; v5 learnt labels
+permuted the other way and is stopped by pre-traffic validation on the
+held-out rows. Bundles are made by the predictor's own `build_bundle` and
+carry the held-out rows as their validation set (`validation_set.attach`),
+exactly what `modeldeploy-predictor bundle --validation` writes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from modeldeploy_predictor import bundle
+from modeldeploy_predictor import bundle, validation_set
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -63,6 +65,7 @@ def train() -> list[Version]:
         ("3.0.0", f"{SHIFTED} shifted by {SHIFT_CM:g} cm in training", fit(shifted, y_train),
          shifted),
         ("4.0.0", "labels permuted in training", fit(x_train, (y_train + 1) % 3), x_train),
+        ("5.0.0", "labels permuted the other way", fit(x_train, (y_train + 2) % 3), x_train),
     ]  # fmt: skip
     return [
         Version(v, story, est, ref, float((est.predict(x_test) == y_test).mean()))
@@ -71,7 +74,13 @@ def train() -> list[Version]:
 
 
 def bundle_all(versions: list[Version], out: Path) -> dict[str, Path]:
-    """One bundle directory per version under `out`; returns version -> path."""
+    """One bundle directory per version under `out`, each with the held-out rows
+    (and labels) as its validation set; returns version -> path."""
+    _, x_test, _, y_test = data()
+    out.mkdir(parents=True, exist_ok=True)
+    holdout = out / "holdout.csv"
+    np.savetxt(holdout, np.column_stack([x_test, y_test]), delimiter=",",
+               header=",".join([*FEATURES, "species"]), comments="")  # fmt: skip
     paths = {}
     for v in versions:
         target = out / f"{NAME}-{v.version}"
@@ -79,4 +88,5 @@ def bundle_all(versions: list[Version], out: Path) -> dict[str, Path]:
         paths[v.version] = bundle.build_bundle(
             v.estimator, v.reference, NAME, v.version, target, feature_names=FEATURES
         )
+        validation_set.attach(paths[v.version], holdout, "species")
     return paths

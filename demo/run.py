@@ -1,4 +1,4 @@
-"""The demo's driver: cluster, operator, models, load, the four stages, report.
+"""The demo's driver: cluster, operator, models, load, the five stages, report.
 
 Every stage polls the ModelDeployment once a second, prints a timeline row
 when something changed, and ends when the status reaches its expected
@@ -136,7 +136,7 @@ def one_stage(
         return timeline.judge_promoted(stage.label, st, stage.version, steps, weights,
                                        ended - began)  # fmt: skip
     leaked = None
-    if kind == "shadow":
+    if kind == "shadow" or "validation" in stage.strategy:  # the candidate answers no user
         leaked = timeline.served_between(run.load.snapshot(), began, ended)
     return timeline.judge_rolled_back(stage.label, st, stage.metric, stable, ended - began,
                                       leaked, stage.version)  # fmt: skip

@@ -53,6 +53,15 @@ def shadow(duration: str = "12s") -> dict[str, Any]:
     }
 
 
+def validated(pause: str = "6s") -> dict[str, Any]:
+    """Canary preceded by a differential test on the bundle's held-out rows.
+
+    Applied as a merge patch after the shadow stage: `shadow: None` removes the
+    previous stage's shadow settings (the CRD allows them only with Shadow)."""
+    validation = {"minAgreement": 0.9, "maxAccuracyDrop": 0.05}
+    return {**canary(pause), "shadow": None, "validation": validation}
+
+
 def manifest(
     version: str, uri: str, strategy: dict[str, Any], env: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -90,4 +99,5 @@ def plan() -> list[Stage]:
         Stage("v2 canary", "2.0.0", canary(), "promoted"),
         Stage("v3 canary", "3.0.0", canary(), "rolled-back", "feature-drift"),
         Stage("v4 shadow", "4.0.0", shadow(), "rolled-back", "shadow-agreement"),
+        Stage("v5 validated", "5.0.0", validated(), "rolled-back", "agreement"),
     ]

@@ -11,9 +11,9 @@ from demo import models
 
 
 def test_versions_tell_the_story(tmp_path):
-    v1, v2, v3, v4 = models.train()
+    v1, v2, v3, v4, v5 = models.train()
     assert v2.accuracy >= v1.accuracy > 0.8
-    assert v3.accuracy < 0.6 and v4.accuracy < 0.2
+    assert v3.accuracy < 0.6 and v4.accuracy < 0.2 and v5.accuracy < 0.2
     j = models.FEATURES.index(models.SHIFTED)
     assert np.allclose(v3.reference[:, j] - v1.reference[:, j], models.SHIFT_CM)
     rows = np.array([list(r.values()) for r in models.traffic_rows()])
@@ -23,5 +23,6 @@ def test_versions_tell_the_story(tmp_path):
     meta = json.loads((paths["4.0.0"] / "model.json").read_text())
     assert meta["version"] == "4.0.0" and meta["name"] == models.NAME
     loaded = bundle.load_bundle(paths["1.0.0"])
+    assert loaded.meta["validation"]["rows"] == 50 and loaded.meta["validation"]["labels"]
     assert loaded.feature_names == models.FEATURES
     assert len(models.traffic_rows()) == 150

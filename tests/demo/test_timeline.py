@@ -113,13 +113,14 @@ def test_threshold_parsing(text, value):
 
 def test_plan_and_manifests_are_consistent():
     stages = scenario.plan()
-    assert [s.expect for s in stages] == ["stable", "promoted", "rolled-back", "rolled-back"]
+    assert [s.expect for s in stages] == ["stable", "promoted"] + ["rolled-back"] * 3
     v2 = scenario.manifest("2.0.0", "/b/2", stages[1].strategy)
     steps = [s["weight"] for s in v2["spec"]["strategy"]["canary"]["steps"]]
     assert steps == list(scenario.CANARY_STEPS) and v2["spec"]["model"]["uri"] == "/b/2"
     metrics = {m["name"] for m in stages[2].strategy["analysis"]["metrics"]}
     assert stages[2].metric in metrics
     assert stages[3].strategy["type"] == "Shadow"
+    assert stages[4].strategy["validation"]["minAgreement"] == 0.9
 
 
 def test_png_is_written(tmp_path):

@@ -95,6 +95,8 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         if "provider" in memo:
             await memo["provider"].aclose()
+        if "reconciler" in memo:
+            await memo["reconciler"].gates.aclose()
         if "health" in memo:
             await memo["health"].cleanup()
 

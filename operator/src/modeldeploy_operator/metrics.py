@@ -9,8 +9,18 @@ from __future__ import annotations
 from collections import Counter as _Tally
 from collections.abc import Iterable, Mapping
 from importlib import metadata
+from typing import Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
+
+
+class Measured(Protocol):
+    """What count_measurements reads of a verdicts.Measurement (no import cycle)."""
+
+    metric: str
+    verdict: object
+    dry_run: bool
+
 
 INFO = Gauge(
     "modeldeploy_operator_info",
@@ -37,6 +47,21 @@ VERDICTS = Counter(
     "modeldeploy_operator_analysis_verdicts_total",
     "Analysis runs by overall verdict",
     ["verdict"],
+)
+MEASUREMENTS = Counter(
+    "modeldeploy_operator_measurements_total",
+    "Metric measurements by metric, verdict and dry run (true: shown, never counted)",
+    ["metric", "verdict", "dry_run"],
+)
+WEBHOOK_CALLS = Counter(
+    "modeldeploy_operator_webhook_calls_total",
+    "Webhook and notification deliveries by type and result (ok, failed, dropped)",
+    ["type", "result"],
+)
+VALIDATIONS = Counter(
+    "modeldeploy_operator_validations_total",
+    "Pre-traffic validations of candidates by result (passed, failed)",
+    ["result"],
 )
 RECONCILE_SECONDS = Histogram(
     "modeldeploy_operator_reconcile_duration_seconds",
@@ -85,3 +110,16 @@ def set_counts(gauge: Gauge, label: str, counts: Mapping[str, int]) -> None:
     gauge.clear()
     for value, count in counts.items():
         gauge.labels(**{label: value}).set(count)
+
+
+def count_measurements(measurements: Iterable[Measured]) -> None:
+    """One increment per measured metric, dry-run ones apart (`dry_run="true"`)."""
+    for m in measurements:
+        MEASUREMENTS.labels(
+            metric=m.metric, verdict=str(m.verdict), dry_run=str(m.dry_run).lower()
+        ).inc()
+
+
+def count_validation(passed: bool) -> None:
+    # Process-wide like every operator series; the values are in status.validation.
+    VALIDATIONS.labels(result="passed" if passed else "failed").inc()

@@ -57,6 +57,7 @@ def render_status(obj: dict[str, Any]) -> str:
             f"Analysis:   {a.get('failures', 0)} failed, {a.get('inconclusive', 0)} inconclusive, "
             f"{a.get('passes', 0)} passed in this step"
         )
+    lines += _gate_lines(st)
     conds = [
         (c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
         for c in st.get("conditions") or []
@@ -69,13 +70,36 @@ def render_status(obj: dict[str, Any]) -> str:
             m.get("metric"),
             _num(m.get("value")),
             m.get("threshold"),
-            m.get("verdict"),
+            f"{m.get('verdict')} (dry run)" if m.get("dryRun") else m.get("verdict"),
         )
         for m in (a.get("measurements") or [])[-10:]
     ]
     if ms:
         lines += ["", table(ms, ("TIME", "METRIC", "VALUE", "THRESHOLD", "VERDICT"))]
     return "\n".join(lines)
+
+
+def _gate_lines(st: dict[str, Any]) -> list[str]:
+    """Webhook gates of the current rollout, when it has any."""
+    gates = st.get("gates") or {}
+    lines = []
+    pre = gates.get("preRollout")
+    if pre:
+        lines.append(
+            f"Pre-rollout: {pre.get('state', 'Pending')} {pre.get('message', '')}".rstrip()
+        )
+    val = st.get("validation")
+    if val:
+        lines.append(f"Validation: {val.get('state', 'Pending')}: {val.get('message', '')}")
+        shown = [f"{k} {_num(v)}" for k, v in (val.get("metrics") or {}).items() if v is not None]
+        if shown:
+            lines.append(f"            {', '.join(shown)}")
+    confirm = gates.get("confirmPromotion")
+    if confirm and st.get("stage") in ("Shadow", "Canary", "Bake"):
+        lines.append(
+            f"Promotion:  waiting since {confirm.get('waitingSince')}: {confirm.get('message')}"
+        )
+    return lines
 
 
 def render_history(obj: dict[str, Any]) -> str:

@@ -22,6 +22,9 @@ from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis import runner
 from modeldeploy_operator.analysis.prometheus import MetricProvider
+from modeldeploy_operator.analysis.verdicts import AnalysisResult
+from modeldeploy_operator.gates import validation as validation_io
+from modeldeploy_operator.gates.observe import Gates
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[dict[str, Any], str, str, str], None]
@@ -57,6 +60,7 @@ class Reconciler:
     post_event: EventSink
     router_image: str | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    gates: Gates = field(default_factory=Gates)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     # Last status this process wrote, by uid, with its resourceVersion: the body a
     # timer sees can lag behind our own write by one watch event.
@@ -122,6 +126,7 @@ class Reconciler:
                 event.message,
                 extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
             )
+        self.gates.announce(md, decision.status, decision.events, now)
         self._phases[md.uid] = (decision.phase, rollout.pause_reason(decision.status))
         self._export_phases()
         return decision
@@ -148,9 +153,21 @@ class Reconciler:
             failure = podhealth.crash_loop(pods, md.strategy.crash_loop_restarts)
             waiting = None if cand_ready else podhealth.waiting_reason(pods)
         analysis = None
-        if rollout.analysis_due(md, status, now):
+        due = rollout.analysis_due(md, status, now)
+        if due:
             analysis = await runner.run(md, status, self.provider)
+            hooked = await self.gates.rollout_measurements(md, status)
+            if hooked:  # after the request gate: a load test's answer counts as it is
+                analysis = AnalysisResult(analysis.measurements + hooked, analysis.requests)
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
+            opmetrics.count_measurements(analysis.measurements)
+        validated = None
+        if cand_ready and rollout.validation_due(md, status, now):
+            validated = await validation_io.validate(md, status, self.kube)
+            opmetrics.count_validation(validated.passed)
+        gates = await self.gates.observe(
+            md, status, now, candidate_ready=cand_ready, analysis_due=due
+        )
         return rollout.Observations(
             stable_ready=_ready(stable_dep, replicas, floors.get(stable or "")),
             candidate_ready=cand_ready,
@@ -158,6 +175,10 @@ class Reconciler:
             candidate_waiting=waiting,
             analysis=analysis,
             command=command,
+            pre_rollout=gates.pre_rollout,
+            confirmation=gates.confirmation,
+            rollback_request=gates.rollback_request,
+            validation=validated,
         )
 
     async def _apply(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:

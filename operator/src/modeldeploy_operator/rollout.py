@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modeldeploy_operator.analysis.verdicts import AnalysisResult, Verdict
+from modeldeploy_operator.gates.hookspec import CONFIRM_PROMOTION, PRE_ROLLOUT, ROLLOUT, of_type
 from modeldeploy_operator.spec import (
     ACTIVE_STAGES,
     ANALYSED_STAGES,
@@ -34,6 +35,7 @@ PAUSE_AWAITING_PROMOTION = "AwaitingPromotion"
 PAUSE_MANUAL = "ManualPause"
 PAUSE_REASONS = (PAUSE_INCONCLUSIVE, PAUSE_AWAITING_PROMOTION, PAUSE_MANUAL)
 MAX_MEASUREMENTS = 20
+VALIDATION_ATTEMPTS = 3
 MAX_HISTORY = 20
 # Timer ticks jitter; an analysis a quarter second early is still on time.
 _SLACK = 0.25
@@ -66,6 +68,26 @@ def parse_command(value: str | None) -> Command | None:
 
 
 @dataclass(frozen=True)
+class HookResult:
+    """The answer of one kind of webhook this tick: all 2xx, or why not."""
+
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """Pre-traffic validation of the candidate against stable (gates/validation.py)."""
+
+    passed: bool
+    message: str
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    # False when it could not run (no Ready pod, unreachable, too slow): tried
+    # again one analysis interval later, a failure only after VALIDATION_ATTEMPTS.
+    conclusive: bool = True
+
+
+@dataclass(frozen=True)
 class Observations:
     """What the caller saw in the cluster (and Prometheus) for this tick."""
 
@@ -77,6 +99,11 @@ class Observations:
     candidate_waiting: str | None = None
     analysis: AnalysisResult | None = None
     command: Command | None = None
+    # Webhooks called this tick (None: not called): see gates/observe.py.
+    pre_rollout: HookResult | None = None
+    confirmation: HookResult | None = None
+    rollback_request: str | None = None  # a rollback webhook answered 2xx
+    validation: ValidationOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +140,8 @@ def analysis_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) 
     after the stage began, so that the range covers the stage's own traffic.
     """
     a = md.strategy.analysis
-    if status.get("stage") not in ANALYSED_STAGES or status.get("paused") or not a.metrics:
+    judged = a.metrics or of_type(md.strategy.webhooks, ROLLOUT)
+    if status.get("stage") not in ANALYSED_STAGES or status.get("paused") or not judged:
         return False
     started = parse_time(status.get("stageStartedAt"))
     if started is None:
@@ -123,6 +151,41 @@ def analysis_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) 
     if last is not None and last > since:
         since = last
     return (now - since).total_seconds() + _SLACK >= a.interval
+
+
+def pre_rollout_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+    """Whether the caller should call the pre-rollout webhooks (candidate Ready aside):
+    still starting, not passed yet, and at most once per analysis interval."""
+    if status.get("stage") != Stage.STARTING or status.get("paused"):
+        return False
+    if not of_type(md.strategy.webhooks, PRE_ROLLOUT):
+        return False
+    pre = (status.get("gates") or {}).get("preRollout") or {}
+    if pre.get("state") == "Passed":
+        return False
+    last = parse_time(pre.get("lastCallAt"))
+    return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
+
+
+def validation_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+    """Whether the caller should validate the (Ready) candidate before any traffic:
+    not passed yet, and an attempt that could not run is retried one interval later."""
+    if md.strategy.validation is None or status.get("stage") != Stage.STARTING:
+        return False
+    v = status.get("validation") or {}
+    if status.get("paused") or v.get("state") == "Passed":
+        return False
+    last = parse_time(v.get("time"))
+    return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
+
+
+def confirmation_due(status: dict[str, Any]) -> bool:
+    """Whether promotion waits for the confirm-promotion webhooks (asked every tick)."""
+    return (
+        status.get("stage") in ANALYSED_STAGES
+        and not status.get("paused")
+        and bool((status.get("gates") or {}).get("confirmPromotion"))
+    )
 
 
 def step(
@@ -220,6 +283,8 @@ class _Machine:
         self.s["paused"] = None
         self.s["degraded"] = None
         self.s.pop("blockedRevision", None)
+        self.s.pop("gates", None)
+        self.s.pop("validation", None)
         self.enter(
             Stage.STARTING,
             "RolloutStarted",
@@ -275,11 +340,16 @@ class _Machine:
         if obs.candidate_failure:
             self.rollback("CandidateFailing", obs.candidate_failure)
             return
+        if obs.rollback_request:
+            self.rollback("RollbackWebhook", obs.rollback_request)
+            return
         if self.s.get("paused"):
             return
         if stage is Stage.STARTING:
             if obs.candidate_ready:
-                self.enter_first_stage()
+                # Gates before any traffic; each bounds its own wait (timeout, failureLimit).
+                if self.validation_passed(obs) and self.pre_rollout_passed(obs):
+                    self.enter_first_stage()
             elif self.elapsed("rolloutStartedAt") > strategy.progress_deadline:
                 why = f" ({obs.candidate_waiting})" if obs.candidate_waiting else ""
                 self.rollback(
@@ -292,7 +362,7 @@ class _Machine:
         # Autoscaled: the pods for the next weight must be ready before it moves.
         capacity = self.md.predictor.autoscaling is None or obs.candidate_ready
         if self.stage_complete() and capacity:
-            self.next_stage()
+            self.next_stage(obs)
 
     def enter_first_stage(self) -> None:
         strategy = self.md.strategy
@@ -319,6 +389,12 @@ class _Machine:
         measurements = a.setdefault("measurements", [])
         measurements.extend(m.to_status(a["lastRunAt"]) for m in result.measurements)
         del measurements[:-MAX_MEASUREMENTS]
+        for m in result.dry_run_failures:
+            self.emit("Warning", "DryRunMetricFailed", f"dry run, not counted: {m.message}")
+        if not result.counted and not self.md.strategy.analysis.gating_metrics:
+            # Only dry-run metrics: measured and shown, never a pass, failure or pause.
+            a["requests"] = a.get("requests", 0) + (result.requests or 0)
+            return True
         verdict = result.verdict
         if verdict is Verdict.FAIL:
             a["failures"] = a.get("failures", 0) + 1
@@ -349,7 +425,8 @@ class _Machine:
         strategy = self.md.strategy
         stage = self.stage
         a = self.s.get("analysis") or {}
-        if strategy.analysis.metrics and a.get("passes", 0) < 1:
+        judged = strategy.analysis.gating_metrics or of_type(strategy.webhooks, ROLLOUT)
+        if judged and a.get("passes", 0) < 1:
             return False
         if stage is Stage.SHADOW:
             shadow = strategy.shadow
@@ -364,7 +441,80 @@ class _Machine:
             return self.elapsed("stageStartedAt") >= strategy.steps[index].pause
         return self.elapsed("stageStartedAt") >= strategy.bake_duration
 
-    def next_stage(self) -> None:
+    def validation_passed(self, obs: Observations) -> bool:
+        """The validation set replayed on candidate and stable, before any traffic:
+        a failure rolls back at once (nothing reached the candidate yet)."""
+        if self.md.strategy.validation is None:
+            return True
+        v = self.s.setdefault("validation", {"state": "Pending"})
+        if v.get("state") == "Passed":
+            return True
+        if obs.validation is None:
+            return False
+        result = obs.validation
+        v.update(message=result.message, metrics=dict(result.metrics), time=timestamp(self.now))
+        if result.passed:
+            v["state"] = "Passed"
+            self.emit("Normal", "ValidationPassed", result.message)
+            return True
+        if not result.conclusive:
+            v["attempts"] = v.get("attempts", 0) + 1
+            if v["attempts"] < VALIDATION_ATTEMPTS:
+                self.emit("Warning", "ValidationInconclusive", result.message)
+                return False
+            result = ValidationOutcome(
+                False, f"validation could not run {v['attempts']} times: {result.message}"
+            )
+            v["message"] = result.message
+        v["state"] = "Failed"
+        self.rollback("ValidationFailed", result.message)
+        return False
+
+    def pre_rollout_passed(self, obs: Observations) -> bool:
+        """Pre-rollout webhooks before any traffic: a failure counts like a failed
+        analysis run (rollback at failureLimit), retried once per interval."""
+        if not of_type(self.md.strategy.webhooks, PRE_ROLLOUT):
+            return True
+        pre = self.s.setdefault("gates", {}).setdefault("preRollout", {"state": "Pending"})
+        if pre.get("state") == "Passed":
+            return True
+        if obs.pre_rollout is None:
+            return False
+        pre["lastCallAt"] = timestamp(self.now)
+        pre["message"] = obs.pre_rollout.message
+        if obs.pre_rollout.ok:
+            pre["state"] = "Passed"
+            self.emit("Normal", "PreRolloutPassed", obs.pre_rollout.message)
+            return True
+        a = self.s.setdefault("analysis", {})
+        a["failures"] = a.get("failures", 0) + 1
+        if a["failures"] >= self.md.strategy.analysis.failure_limit:
+            self.rollback("PreRolloutFailed", obs.pre_rollout.message)
+        else:
+            self.emit("Warning", "PreRolloutFailed", obs.pre_rollout.message)
+        return False
+
+    def promotion_confirmed(self, obs: Observations) -> bool:
+        """Confirm-promotion webhooks gate the promotion; analysis goes on meanwhile."""
+        hooks = of_type(self.md.strategy.webhooks, CONFIRM_PROMOTION)
+        if not hooks:
+            return True
+        gates = self.s.setdefault("gates", {})
+        waiting = gates.get("confirmPromotion")
+        if waiting and obs.confirmation is not None and obs.confirmation.ok:
+            return True
+        if not waiting:
+            names = ", ".join(h.name for h in hooks)
+            gates["confirmPromotion"] = {
+                "waitingSince": timestamp(self.now),
+                "message": f"{self.cand_text()} passed; waiting for confirm-promotion: {names}",
+            }
+            self.emit("Normal", "AwaitingConfirmation", gates["confirmPromotion"]["message"])
+        elif obs.confirmation is not None:
+            waiting["message"] = obs.confirmation.message
+        return False
+
+    def next_stage(self, obs: Observations) -> None:
         stage = self.stage
         steps = self.md.strategy.steps
         if stage is Stage.SHADOW and steps:
@@ -372,7 +522,8 @@ class _Machine:
         elif stage is Stage.CANARY and int(self.s.get("currentStep", 0)) + 1 < len(steps):
             self.enter_canary(int(self.s.get("currentStep", 0)) + 1)
         elif self.md.strategy.auto_promote:
-            self.promote("analysis passed")
+            if self.promotion_confirmed(obs):
+                self.promote("analysis passed")
         else:
             self.pause(
                 PAUSE_AWAITING_PROMOTION, f"{self.cand_text()} passed; run `promote` to finish"
@@ -385,6 +536,7 @@ class _Machine:
         self.s["stable"] = cand
         self.s.pop("candidate", None)
         self.s["paused"] = None
+        (self.s.get("gates") or {}).pop("confirmPromotion", None)
         self.enter(Stage.DONE, "Promoted", f"{_ref_text(cand)} promoted to stable: {why}")
 
     def rollback(self, reason: str, message: str) -> None:
@@ -467,6 +619,9 @@ def _derive(md: ModelDeployment, s: dict[str, Any], now: dt.datetime) -> None:
         ready = ("False", str(phase), (degraded or {}).get("message", str(phase)))
     if paused and stage in ACTIVE_STAGES:
         progressing = ("False", paused["reason"], paused["message"])
+    elif stage in ACTIVE_STAGES and (s.get("gates") or {}).get("confirmPromotion"):
+        confirm = s["gates"]["confirmPromotion"]
+        progressing = ("True", "AwaitingConfirmation", confirm.get("message", ""))
     elif stage in ACTIVE_STAGES or stage is Stage.INITIAL:
         progressing = ("True", f"{stage}", _stage_text(md, s, stage))
     else:

@@ -15,6 +15,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from modeldeploy_operator.gates.hookspec import (
+    Notification,
+    Webhook,
+    parse_notifications,
+    parse_webhooks,
+)
+
 GROUP = "modeldeploy.io"
 VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
@@ -115,6 +122,8 @@ class MetricSpec:
     min: float | None = None
     max: float | None = None
     query: str | None = None
+    # Measured and shown, never counted toward failureLimit / inconclusiveLimit.
+    dry_run: bool = False
 
     @property
     def threshold_text(self) -> str:
@@ -138,6 +147,11 @@ class Analysis:
         MetricSpec("latency-p99", max=0.5),
     )
 
+    @property
+    def gating_metrics(self) -> tuple[MetricSpec, ...]:
+        """The metrics whose verdicts decide (dry-run ones are only shown)."""
+        return tuple(m for m in self.metrics if not m.dry_run)
+
 
 @dataclass(frozen=True)
 class CanaryStep:
@@ -153,6 +167,18 @@ class Shadow:
 
 
 @dataclass(frozen=True)
+class Validation:
+    """strategy.validation: replay the bundle's validation set before any traffic."""
+
+    min_agreement: float | None = None
+    max_accuracy_drop: float | None = None
+    max_latency_ratio: float | None = None
+    batch_size: int = 64
+    latency_samples: int = 50
+    timeout: float = 120.0
+
+
+@dataclass(frozen=True)
 class Strategy:
     type: str = "Canary"
     shadow: Shadow | None = None
@@ -162,6 +188,8 @@ class Strategy:
     progress_deadline: float = 600.0
     bake_duration: float = 300.0
     crash_loop_restarts: int = 3
+    webhooks: tuple[Webhook, ...] = ()
+    validation: Validation | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +215,7 @@ class ModelDeployment:
     traffic: Traffic
     revision_history_limit: int = 3
     annotations: dict[str, str] = field(default_factory=dict)
+    notifications: tuple[Notification, ...] = ()
 
     @property
     def revision(self) -> str:
@@ -268,6 +297,7 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         ),
         revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
         annotations=dict(meta.get("annotations") or {}),
+        notifications=parse_notifications(spec.get("notifications")),
     )
 
 
@@ -311,7 +341,13 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
             metrics=Analysis.metrics
             if metrics is None
             else tuple(
-                MetricSpec(name=x["name"], min=x.get("min"), max=x.get("max"), query=x.get("query"))
+                MetricSpec(
+                    name=x["name"],
+                    min=x.get("min"),
+                    max=x.get("max"),
+                    query=x.get("query"),
+                    dry_run=bool(x.get("dryRun", False)),
+                )
                 for x in metrics
             ),
         ),
@@ -319,4 +355,19 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
         progress_deadline=parse_duration(s.get("progressDeadline", "10m")),
         bake_duration=parse_duration(s.get("bakeDuration", "5m")),
         crash_loop_restarts=int(s.get("crashLoopRestarts", 3)),
+        webhooks=parse_webhooks(s.get("webhooks")),
+        validation=_parse_validation(s.get("validation")),
+    )
+
+
+def _parse_validation(v: dict[str, Any] | None) -> Validation | None:
+    if v is None:
+        return None
+    return Validation(
+        min_agreement=v.get("minAgreement"),
+        max_accuracy_drop=v.get("maxAccuracyDrop"),
+        max_latency_ratio=v.get("maxLatencyRatio"),
+        batch_size=int(v.get("batchSize", 64)),
+        latency_samples=int(v.get("latencySamples", 50)),
+        timeout=parse_duration(v.get("timeout", "2m")),
     )

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, validation_set
 from .bundle import BundleError, bundle_from_files
 from .tables import TableError
 
@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COL,COL",
         help="columns to treat as boolean (true/false, 1/0, yes/no), overriding inference",
     )
+    b.add_argument(
+        "--validation",
+        type=Path,
+        help="validation rows, CSV or Parquet, replayed before traffic (strategy.validation)",
+    )
+    b.add_argument("--label-column", help="column of --validation holding the true labels")
     s = sub.add_parser("serve", help="serve a bundle over HTTP (OIP v2, KServe v1, /predict)")
     config.add_arguments(s)
     return parser
@@ -57,7 +63,10 @@ def _names(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "bundle" and args.label_column and args.validation is None:
+        parser.error("--label-column needs --validation")
     if args.command == "bundle":
         try:
             out = bundle_from_files(
@@ -69,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 categorical=args.categorical,
                 boolean=args.boolean,
             )
+            if args.validation is not None:
+                validation_set.attach(out, args.validation, args.label_column)
         except (BundleError, TableError) as exc:
             print(f"modeldeploy-predictor bundle: {exc}", file=sys.stderr)
             return 2

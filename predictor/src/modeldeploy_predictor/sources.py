@@ -103,6 +103,8 @@ def _download(
         meta = orjson.loads(raw)
         files = {meta["estimator"]["file"]: meta["estimator"]["sha256"]}
         files[meta["reference"]["file"]] = meta["reference"]["sha256"]
+        if meta.get("validation"):  # optional: the set strategy.validation replays
+            files[meta["validation"]["file"]] = meta["validation"]["sha256"]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise SourceError(f"{uri}{MODEL_JSON}: not a bundle's model.json ({exc!r})") from None
     final = cache / hashlib.sha256(raw).hexdigest()

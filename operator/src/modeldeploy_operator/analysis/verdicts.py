@@ -3,6 +3,10 @@
 Missing data is never success. A value that is None or NaN, a query that
 failed, or an interval with fewer requests than required is *inconclusive*;
 the state machine counts those separately from failures.
+
+A dry-run metric (`dryRun: true`) is judged the same way and shown, but its
+verdict never enters the run's verdict: a team can try a new gate (a tighter
+drift bound) on real rollouts without letting it pause or roll them back.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modeldeploy_operator import spec
 
@@ -28,9 +32,10 @@ class Measurement:
     threshold: str
     verdict: Verdict
     message: str
+    dry_run: bool = False
 
     def to_status(self, time: str) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "metric": self.metric,
             "value": self.value,
             "threshold": self.threshold,
@@ -38,6 +43,9 @@ class Measurement:
             "message": self.message,
             "time": time,
         }
+        if self.dry_run:
+            out["dryRun"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -48,16 +56,26 @@ class AnalysisResult:
     requests: int | None  # candidate requests (or shadow comparisons) in the interval
 
     @property
+    def counted(self) -> tuple[Measurement, ...]:
+        """The measurements that decide: every one except the dry-run ones."""
+        return tuple(m for m in self.measurements if not m.dry_run)
+
+    @property
     def verdict(self) -> Verdict:
-        return overall([m.verdict for m in self.measurements])
+        return overall([m.verdict for m in self.counted])
 
     @property
     def first_failure(self) -> Measurement | None:
-        return next((m for m in self.measurements if m.verdict is Verdict.FAIL), None)
+        return next((m for m in self.counted if m.verdict is Verdict.FAIL), None)
 
     @property
     def first_inconclusive(self) -> Measurement | None:
-        return next((m for m in self.measurements if m.verdict is Verdict.INCONCLUSIVE), None)
+        return next((m for m in self.counted if m.verdict is Verdict.INCONCLUSIVE), None)
+
+    @property
+    def dry_run_failures(self) -> tuple[Measurement, ...]:
+        """Dry-run metrics that would have failed the run (shown, not counted)."""
+        return tuple(m for m in self.measurements if m.dry_run and m.verdict is Verdict.FAIL)
 
 
 def overall(verdicts: Sequence[Verdict]) -> Verdict:
@@ -71,6 +89,11 @@ def overall(verdicts: Sequence[Verdict]) -> Verdict:
 
 def judge(metric: spec.MetricSpec, value: float | None, *, error: str | None = None) -> Measurement:
     """Verdict of one metric value against its min/max."""
+    measurement = _judge(metric, value, error)
+    return replace(measurement, dry_run=True) if metric.dry_run else measurement
+
+
+def _judge(metric: spec.MetricSpec, value: float | None, error: str | None) -> Measurement:
     threshold = metric.threshold_text
     if error is not None:
         return Measurement(metric.name, None, threshold, Verdict.INCONCLUSIVE, error)
@@ -117,9 +140,7 @@ def gate_on_requests(
     gated = tuple(
         m
         if m.verdict is Verdict.INCONCLUSIVE  # keep the first reason (e.g. Prometheus down)
-        else Measurement(
-            m.metric, m.value, m.threshold, Verdict.INCONCLUSIVE, f"{why} for {m.metric}"
-        )
+        else replace(m, verdict=Verdict.INCONCLUSIVE, message=f"{why} for {m.metric}")
         for m in result_measurements
     )
     return AnalysisResult(gated, requests)

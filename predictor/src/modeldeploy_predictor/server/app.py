@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from starlette.routing import Route
 
 from ..dataplane import DataPlane
-from . import schemas
+from . import schemas, validation
 from .endpoints import Endpoints
 
 
@@ -109,6 +109,12 @@ def create_app(dataplane: DataPlane) -> FastAPI:
         "/predict", ep.predict, "Prediction from records or columns", "plain", schemas.PLAIN_REQUEST
     )
     get("/metrics", ep.metrics, "Prometheus metrics", "metrics")
+    get(
+        "/v2/models/{name}/validation",
+        validation.handler(dataplane),
+        "The bundle's validation set (modeldeploy extension, for the operator)",
+        "v2",
+    )
     app.router.routes[:0] = fast_routes
     app.state.dataplane = dataplane
     return app

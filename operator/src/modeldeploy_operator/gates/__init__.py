@@ -1,0 +1,2 @@
+"""Release gates beside analysis: webhooks (pre-rollout, rollout, confirm-promotion,
+post-rollout, rollback, event) and notifications."""

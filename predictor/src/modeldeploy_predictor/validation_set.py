@@ -1,0 +1,83 @@
+"""A bundle's validation set: rows (and optional labels) the operator replays
+against a candidate and the stable revision before any user request reaches
+the candidate (`strategy.validation`).
+
+Stored as ``validation.json`` in the bundle and listed in ``model.json``
+(``validation``: file, sha256, rows, whether labels exist, the source file's
+sha256), so the bundle digest covers it like every other file. Features are
+the bundle's, in the bundle's order; other columns are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from . import tables
+from .bundle import MODEL_JSON, BundleError, verify_file
+
+VALIDATION_JSON = "validation.json"
+# The operator holds the rows in memory and sends each to two revisions.
+MAX_ROWS = 10_000
+
+
+def attach(bundle_dir: Path, table: Path, label_column: str | None = None) -> Path:
+    """Add `table` (CSV or Parquet) as the bundle's validation set; returns the file."""
+    meta_path = bundle_dir / MODEL_JSON
+    meta = orjson.loads(meta_path.read_bytes())
+    features = [f["name"] for f in meta["features"]]
+    names, data = tables.read_table(table)
+    missing = [f for f in features if f not in names]
+    if missing:
+        raise BundleError(f"{table}: validation set lacks the model's features {missing}")
+    if label_column is not None and label_column not in names:
+        raise BundleError(f"{table}: no label column {label_column!r} (columns: {names})")
+    if not 0 < data.shape[0] <= MAX_ROWS:
+        raise BundleError(f"{table}: {data.shape[0]} rows; a validation set holds 1-{MAX_ROWS}")
+    rows = data[:, [names.index(f) for f in features]]
+    labels = None
+    if label_column is not None:
+        labels = _labels(data[:, names.index(label_column)], meta.get("classes"), table)
+    doc = {
+        "features": features,
+        "rows": [[None if math.isnan(v) else v for v in row] for row in rows.tolist()],
+        "labels": labels,
+    }
+    path = bundle_dir / VALIDATION_JSON
+    path.write_bytes(orjson.dumps(doc))
+    meta["validation"] = {
+        "file": VALIDATION_JSON,
+        "sha256": tables.file_sha256(path),
+        "rows": int(rows.shape[0]),
+        "labels": labels is not None,
+        "data_sha256": tables.file_sha256(table),
+    }
+    meta_path.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
+    return path
+
+
+def _labels(column: np.ndarray, classes: list[Any] | None, table: Path) -> list[Any]:
+    if np.isnan(column).any():
+        raise BundleError(f"{table}: the label column has empty values")
+    if classes is None:  # a regressor: the true values
+        return column.tolist()
+    # Labels are read as numbers; give them the type of the model's classes.
+    values = [int(v) if float(v).is_integer() else v for v in column.tolist()]
+    unknown = sorted({v for v in values if v not in classes}, key=str)
+    if unknown:
+        raise BundleError(f"{table}: labels {unknown[:5]} are not among the classes {classes}")
+    return values
+
+
+def load(bundle_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The verified validation set of a bundle, or None when it has none."""
+    entry = meta.get("validation")
+    if not entry:
+        return None
+    path = bundle_dir / entry["file"]
+    verify_file(path, entry["sha256"])
+    return orjson.loads(path.read_bytes())
