@@ -30,29 +30,27 @@ def attach(bundle_dir: Path, table: Path, label_column: str | None = None) -> Pa
     meta_path = bundle_dir / MODEL_JSON
     meta = orjson.loads(meta_path.read_bytes())
     features = [f["name"] for f in meta["features"]]
-    names, data = tables.read_table(table)
+    frame = tables.read_table(table)
+    names = list(frame.columns)
     missing = [f for f in features if f not in names]
     if missing:
         raise BundleError(f"{table}: validation set lacks the model's features {missing}")
     if label_column is not None and label_column not in names:
         raise BundleError(f"{table}: no label column {label_column!r} (columns: {names})")
-    if not 0 < data.shape[0] <= MAX_ROWS:
-        raise BundleError(f"{table}: {data.shape[0]} rows; a validation set holds 1-{MAX_ROWS}")
-    rows = data[:, [names.index(f) for f in features]]
+    if not 0 < len(frame) <= MAX_ROWS:
+        raise BundleError(f"{table}: {len(frame)} rows; a validation set holds 1-{MAX_ROWS}")
     labels = None
     if label_column is not None:
-        labels = _labels(data[:, names.index(label_column)], meta.get("classes"), table)
-    doc = {
-        "features": features,
-        "rows": [[None if math.isnan(v) else v for v in row] for row in rows.tolist()],
-        "labels": labels,
-    }
+        labels = _labels(frame[label_column], meta.get("classes"), table)
+    # Rows in the model's feature order, as JSON values (missing -> null).
+    rows = [[_json_value(v) for v in row] for row in frame[features].itertuples(index=False)]
+    doc = {"features": features, "rows": rows, "labels": labels}
     path = bundle_dir / VALIDATION_JSON
     path.write_bytes(orjson.dumps(doc))
     meta["validation"] = {
         "file": VALIDATION_JSON,
         "sha256": tables.file_sha256(path),
-        "rows": int(rows.shape[0]),
+        "rows": len(rows),
         "labels": labels is not None,
         "data_sha256": tables.file_sha256(table),
     }
@@ -60,13 +58,30 @@ def attach(bundle_dir: Path, table: Path, label_column: str | None = None) -> Pa
     return path
 
 
-def _labels(column: np.ndarray, classes: list[Any] | None, table: Path) -> list[Any]:
-    if np.isnan(column).any():
+def _json_value(value: Any) -> Any:
+    """A table cell as JSON: NumPy scalars as Python values, NaN / None / NA as null."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return _json_value(value.item())
+    try:
+        import pandas as pd
+
+        if value is pd.NA or value is pd.NaT:
+            return None
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pass
+    return value
+
+
+def _labels(column: Any, classes: list[Any] | None, table: Path) -> list[Any]:
+    values = [_json_value(v) for v in column.tolist()]
+    if any(v is None for v in values):
         raise BundleError(f"{table}: the label column has empty values")
     if classes is None:  # a regressor: the true values
-        return column.tolist()
-    # Labels are read as numbers; give them the type of the model's classes.
-    values = [int(v) if float(v).is_integer() else v for v in column.tolist()]
+        return [float(v) for v in values]
+    # Numeric labels may be read as floats; give them the type of the model's classes.
+    values = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
     unknown = sorted({v for v in values if v not in classes}, key=str)
     if unknown:
         raise BundleError(f"{table}: labels {unknown[:5]} are not among the classes {classes}")
