@@ -83,14 +83,24 @@ def response(status: int = 200, body: bytes = b"ok", *headers: str, reason: str 
 Script = Callable[["Backend", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+BIG = 64 * 1024  # size of a /big answer
+
+
 async def echo_script(backend: Backend, reader, writer) -> None:
-    """Answers every request with its method, target and body as JSON."""
+    """Answers every request with its method, target, headers and body as
+    JSON; /late?ms=N after N ms, /big with BIG bytes."""
     while (req := await read_request(reader)) is not None:
         head, body = req
         backend.requests.append((head, body))
-        doc = {"method": head.method, "target": head.target, "body": body.decode("latin-1"),
-               "headers": head.headers}  # fmt: skip
-        writer.write(response(200, orjson.dumps(doc), "Content-Type: application/json"))
+        path, _, query = head.target.partition("?")
+        if path == "/late":
+            await asyncio.sleep(int(query.split("=")[1].split("&")[0]) / 1000)
+        if path == "/big":
+            writer.write(response(200, b"b" * BIG))
+        else:
+            doc = {"method": head.method, "target": head.target, "body": body.decode("latin-1"),
+                   "headers": head.headers}  # fmt: skip
+            writer.write(response(200, orjson.dumps(doc), "Content-Type: application/json"))
         await writer.drain()
 
 

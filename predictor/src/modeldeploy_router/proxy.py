@@ -317,6 +317,9 @@ class _Exchange:
         if message["type"] == "http.disconnect":
             return
         first = message.get("body", b"")
+        if len(first) > settings.max_body_bytes:  # chunked: no length to refuse it by earlier
+            await self.fail(413, f"request body exceeds {settings.max_body_bytes} bytes", None)
+            return
         body: bytes | _Body
         if not message.get("more_body"):
             body = first

@@ -81,8 +81,9 @@ class RoutingTable:
 
     @property
     def ready(self) -> bool:
-        """The router can serve: stable has at least one ready endpoint."""
-        return self.has_endpoints(STABLE)
+        """The router can serve: stable has a ready endpoint, or the track its
+        requests fall back to has (`resolve`)."""
+        return resolve(self, STABLE).track is not None
 
 
 def sticky_bucket(key: str) -> float:

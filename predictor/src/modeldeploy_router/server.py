@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import socket
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class RouterProtocol(HttpToolsProtocol):
         self.in_head = True  # bytes of a request head are awaited or arriving
         self.head_bytes = 0  # exact count from the parser's callbacks
         self.head_raw = 0  # raw bytes read while a head is incomplete
+        self.read_body = 0  # body bytes parsed in the current read
         self.head_timer: asyncio.TimerHandle | None = None
         self.begun = False  # the first byte of the awaited head has arrived
         self.lingering = False
@@ -100,6 +102,7 @@ class RouterProtocol(HttpToolsProtocol):
             return  # discarded until the close
         self._unset_keepalive_if_required()
         headers = self.headers
+        self.read_body = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -123,10 +126,12 @@ class RouterProtocol(HttpToolsProtocol):
         else:
             # The parser keeps an unfinished header line to itself, so the
             # callbacks' count misses a line that never ends: bound the raw
-            # bytes of reads wholly inside one head too (twice the limit
-            # leaves room for the line overhead the exact count leaves out).
-            if self.in_head and self.headers is headers:
-                self.head_raw += len(data)
+            # bytes read while a head is incomplete too (less the body bytes
+            # of an earlier request in the same read; twice the limit leaves
+            # room for what else that read held and for line overhead).
+            if self.in_head:
+                same = self.headers is headers
+                self.head_raw += len(data) if same else len(data) - self.read_body
                 if self.head_raw > 2 * self.limits.max_head_bytes:
                     self.refuse(431, self._head_message())
 
@@ -153,6 +158,10 @@ class RouterProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
+
+    def on_body(self, body: bytes) -> None:
+        self.read_body += len(body)
+        super().on_body(body)
 
     def on_headers_complete(self) -> None:
         self.in_head = self.begun = False
@@ -184,6 +193,7 @@ class RouterProtocol(HttpToolsProtocol):
         body = orjson.dumps({"error": message})
         head = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error"))
         rid = next((v for k, v in self.headers or () if k == b"x-request-id"), None)
+        rid = rid or os.urandom(16).hex().encode()
         headers = [
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
