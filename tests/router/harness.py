@@ -95,7 +95,9 @@ async def echo_script(backend: Backend, reader, writer) -> None:
         path, _, query = head.target.partition("?")
         if path == "/late":
             await asyncio.sleep(int(query.split("=")[1].split("&")[0]) / 1000)
-        if path == "/big":
+        if head.method == "HEAD":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 123\r\n\r\n")
+        elif path == "/big":
             writer.write(response(200, b"b" * BIG))
         else:
             doc = {"method": head.method, "target": head.target, "body": body.decode("latin-1"),

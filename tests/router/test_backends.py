@@ -304,3 +304,20 @@ def test_shadow_queue_is_bounded_in_bytes(run) -> None:
                 assert dropped == 5
 
     run(main())
+
+
+def test_backend_cookies_are_passed_on_not_kept(run) -> None:
+    async def script(backend: Backend, reader, writer) -> None:
+        while (req := await read_request(reader)) is not None:
+            backend.requests.append(req)
+            writer.write(response(200, b"ok", "Set-Cookie: session=alice; Path=/"))
+            await writer.drain()
+
+    async def main() -> None:
+        async with Backend(script) as backend, serving(table(stable=backend.url)) as srv:
+            first = await srv.exchange(get("/login"))
+            assert first.headers["set-cookie"] == "session=alice; Path=/"  # the client's to keep
+            await srv.exchange(get("/other-user"))
+            assert "cookie" not in backend.requests[1][0].headers  # never added by the router
+
+    run(main())

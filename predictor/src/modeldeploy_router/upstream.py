@@ -1,25 +1,29 @@
-"""The router's upstream client: httpcore connection pools, one per endpoint.
+"""The router's upstream client: aiohttp, one session (and pool) per endpoint.
 
-Why httpcore and not aiohttp (faster per request): aiohttp hands bytes that an
-idle pooled connection received to the parser of the next response on it, so
-a backend's stray bytes reach another client's exchange; httpcore drops an
-idle connection whose socket is readable. Per-endpoint pools let a departed
-endpoint's connections be closed (`retain`).
+Why aiohttp: it was the fastest maintained client under the router benchmark
+(benchmarks/README.md, Router; httpx/httpcore were several times slower per
+request). Three of its defaults are wrong for a proxy and are switched off
+here: cookies (a backend's Set-Cookie would reach other users), the replay of
+an idempotent request whose pooled connection failed (the backend may have
+read it), and the reuse of a pooled connection that received bytes nobody
+asked for (they would be read as the next exchange's answer: `_Handler`).
 
 Retry policy lives in proxy.py; this module only says whether a failure
-provably happened before the request reached the endpoint (`NotSent`).
+provably happened before the request left (`NotSent`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +48,9 @@ HOP_BY_HOP = frozenset(
 # Idle upstream connections are dropped before the predictor's own keep-alive
 # (uvicorn: 5 s) would close them under a request.
 IDLE_SECONDS = 4.0
-MAX_CONNECTIONS_PER_ENDPOINT = 1024
-MAX_IDLE_PER_ENDPOINT = 256
 READ_CHUNK = 64 * 1024
+# aiohttp adds these unless told not to; a proxy forwards what the client sent
+SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
 class UpstreamError(Exception):
@@ -86,20 +90,29 @@ def forwardable(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return [pair for pair in kept if pair[0] not in named]
 
 
+class _Handler(ResponseHandler):
+    """aiohttp's connection protocol, never reused once it holds bytes that no
+    request asked for (a stray answer parsed while idle, raw bytes, a body
+    still open): the pool asks `is_connected` before handing it out."""
+
+    def is_connected(self) -> bool:
+        return super().is_connected() and not self.should_close
+
+
 @dataclass(slots=True)
 class Answer:
     """A response head; `chunks` yields its body (the caller must `close`)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
-    response: httpcore.Response
+    response: aiohttp.ClientResponse
     started: float
 
     def chunks(self) -> AsyncIterator[bytes]:
-        return self.response.aiter_stream()  # type: ignore[return-value]
+        return self.response.content.iter_chunked(READ_CHUNK)
 
     async def close(self) -> None:
-        await self.response.aclose()
+        self.response.release()
 
 
 @dataclass(slots=True)
@@ -116,47 +129,54 @@ class Upstream:
     def __init__(self, connect_timeout: float, timeout: float) -> None:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
-        self._pools: dict[str, tuple[httpcore.AsyncConnectionPool, bytes, bytes, int]] = {}
-        self._closing: set[asyncio.Task] = set()
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._closing: dict[asyncio.Task, aiohttp.ClientSession] = {}
 
-    def _pool(self, base_url: str) -> tuple[httpcore.AsyncConnectionPool, bytes, bytes, int]:
-        entry = self._pools.get(base_url)
-        if entry is None:
-            parts = urlsplit(base_url)
-            if parts.scheme != "http" or not parts.hostname:
+    def _session(self, base_url: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(base_url)
+        if session is None:
+            if not base_url.startswith("http://"):
                 raise UpstreamError(f"only http:// endpoints are supported: {base_url}")
-            pool = httpcore.AsyncConnectionPool(
-                max_connections=MAX_CONNECTIONS_PER_ENDPOINT,
-                max_keepalive_connections=MAX_IDLE_PER_ENDPOINT,
-                keepalive_expiry=IDLE_SECONDS,
+            connector = aiohttp.TCPConnector(
+                limit=0, keepalive_timeout=IDLE_SECONDS, use_dns_cache=False
             )
-            host = parts.hostname.encode("idna")
-            entry = (pool, host, parts.netloc.encode("idna"), parts.port or 80)
-            self._pools[base_url] = entry
-        return entry
+            # the documented-private protocol factory is the only way to give
+            # the pool a protocol that refuses reuse after stray bytes
+            connector._factory = functools.partial(_Handler, loop=asyncio.get_running_loop())
+            session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
+                ),
+            )
+            session._retry_connection = False  # as aiohttp's own test client does
+            self._sessions[base_url] = session
+        return session
 
     def retain(self, base_urls: set[str]) -> None:
         """Close the pools of endpoints no track has any more (pod churn); an
-        exchange in flight on one keeps its connection until it ends."""
-        for url in [u for u in self._pools if u not in base_urls]:
-            pool = self._pools.pop(url)[0]
-            task = asyncio.get_running_loop().create_task(self._close_later(pool))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        exchange in flight on one keeps its connection until it ends (or the
+        upstream timeout passes)."""
+        for url in [u for u in self._sessions if u not in base_urls]:
+            session = self._sessions.pop(url)
+            task = asyncio.get_running_loop().create_task(self._close_later(session))
+            self._closing[task] = session
+            task.add_done_callback(self._closing.pop)
 
-    async def _close_later(self, pool: httpcore.AsyncConnectionPool) -> None:
-        for conn in pool.connections:
-            if conn.is_idle():
-                await conn.aclose()
+    async def _close_later(self, session: aiohttp.ClientSession) -> None:
         await asyncio.sleep(self.timeout)
-        await pool.aclose()
+        await session.close()
 
     async def close(self) -> None:
-        for task in list(self._closing):
+        for task, session in list(self._closing.items()):
             task.cancel()
-        for pool, *_ in self._pools.values():
-            await pool.aclose()
-        self._pools.clear()
+            await session.close()
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
     async def open(
         self,
@@ -174,39 +194,31 @@ class Upstream:
         is open (so a NotSent request can be sent again with it); `length` is
         its declared size (None: sent chunked). Raises NotSent, UpstreamTimeout
         or UpstreamError."""
-        pool, host, netloc, port = self._pool(base_url)
-        out = [(b"host", netloc), *headers]
-        if length is not None:
-            if length or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-                out.append((b"content-length", str(length).encode()))
-        else:
-            out.append((b"transfer-encoding", b"chunked"))
-        timeout = timeout or self.timeout
-        request = httpcore.Request(
-            method.encode(),
-            httpcore.URL(scheme=b"http", host=host, port=port, target=target),
-            headers=out,
-            content=body,
-            extensions={
-                "timeout": {
-                    "connect": self.connect_timeout,
-                    "read": timeout,
-                    "write": timeout,
-                    "pool": timeout,
-                }
-            },
-        )
+        session = self._session(base_url)
+        out = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        if length is not None and (length or method not in ("GET", "HEAD", "DELETE", "OPTIONS")):
+            out.append(("content-length", str(length)))
+        url = URL(base_url + target.decode("latin-1"), encoded=True)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                response = await pool.handle_async_request(request)
-        except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-            raise NotSent(f"connect to {base_url}: {exc or type(exc).__name__}") from None
-        except (TimeoutError, httpcore.TimeoutException):
+            async with asyncio.timeout(timeout or self.timeout):
+                response = await session.request(
+                    method,
+                    url,
+                    headers=out,
+                    data=body if length is None or length else None,
+                    allow_redirects=False,
+                    compress=None,
+                    chunked=True if length is None else None,
+                )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise NotSent(f"connect to {base_url}: {exc}") from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"{base_url} timed out") from None
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"{base_url}: {exc or type(exc).__name__}") from None
-        return Answer(response.status, response.headers, response, started)
+        raw = [(k, v) for k, v in response.raw_headers]
+        return Answer(response.status, raw, response, started)
 
     async def call(
         self,
@@ -234,7 +246,7 @@ class Upstream:
                     await answer.close()
         except TimeoutError:
             raise UpstreamTimeout(f"{base_url} timed out") from None
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"{base_url}: {exc or type(exc).__name__}") from None
         seconds = time.perf_counter() - answer.started
         return Buffered(answer.status, answer.headers, b"".join(parts), seconds)
