@@ -24,7 +24,7 @@ class Settings:
     timeout: float = 30.0  # seconds for an upstream's response head; also per body read
     shadow_timeout: float = 10.0  # seconds for a whole shadow exchange
     mirror_queue: int = 1000  # copies waiting for the shadow
-    mirror_queue_bytes: int = 64 * MiB  # bytes of bodies waiting for the shadow
+    mirror_queue_bytes: int = 16 * MiB  # bytes of bodies waiting for or at the shadow
     mirror_concurrency: int = 32
     rel_tolerance: float = 0.01
     mirror_in_process: bool = False  # else a child process (shadow_process.py)

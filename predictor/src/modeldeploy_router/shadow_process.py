@@ -18,7 +18,7 @@ The child runs the same `shadow.Mirror` as the in-process mode (bounded queue,
 bounded concurrency, comparison, metrics), so behaviour and metric names are
 identical; the router's /metrics appends the child's exposition to its own.
 Copies the router cannot hand over (the child is gone or restarting, or more
-than `mirror_queue_bytes` wait unsent) are dropped and counted; the
+than a quarter of `mirror_queue_bytes` wait unsent) are dropped and counted; the
 count travels with each scrape request so it lands in the same
 `modeldeploy_router_mirror_total{result="dropped"}` series as the child's own
 drops. A child that dies is restarted after RESTART_SECONDS; closing the
@@ -59,7 +59,7 @@ class ShadowProcess(asyncio.Protocol):
 
     def __init__(self, settings: Settings) -> None:
         self.child_args = settings_mod.child_args(settings)
-        self.max_unsent = settings.mirror_queue_bytes
+        self.max_unsent = settings.mirror_queue_bytes // 4  # on their way to the child
         self.dropped = 0  # copies the router could not hand over, ever
         self._proc: subprocess.Popen | None = None
         self._transport: asyncio.Transport | None = None
