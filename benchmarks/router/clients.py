@@ -1,6 +1,6 @@
 """Which async HTTP client should the router forward with? aiohttp vs httpx vs
-httpcore as the router uses it (modeldeploy_router.upstream: a pool per
-endpoint, bodies streamed).
+the router's `Upstream` (modeldeploy_router.upstream: aiohttp with a session
+per endpoint and its proxy-unsafe defaults off).
 
 Each sends the same POST to the same upstream with the same concurrency over
 pooled keep-alive connections; the figure that matters is requests per second

@@ -321,3 +321,26 @@ def test_backend_cookies_are_passed_on_not_kept(run) -> None:
             assert "cookie" not in backend.requests[1][0].headers  # never added by the router
 
     run(main())
+
+
+def test_answer_broken_off_by_the_backend_is_cut_off_at_the_client(run) -> None:
+    async def script(backend: Backend, reader, writer) -> None:
+        req = await read_request(reader)
+        backend.requests.append(req)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        writer.transport.abort()
+
+    async def main() -> None:
+        async with Backend(script) as backend, serving(table(stable=backend.url)) as srv:
+            client = await srv.connect()
+            client.send(get("/cut"))
+            head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), WAIT)
+            assert head.startswith(b"HTTP/1.1 200")
+            rest = await asyncio.wait_for(client.reader.read(), WAIT)  # then EOF
+            assert len(rest) < 1000
+            await client.close()
+            assert srv.metric("modeldeploy_router_requests_total", code="502") == 1
+            assert (await srv.exchange(get("/healthz"))).status == 200
+
+    run(main())  # a warning, nothing at ERROR
