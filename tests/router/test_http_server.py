@@ -265,6 +265,20 @@ def test_client_disconnect_while_answer_pending(run) -> None:
     served(run, case)
 
 
+def test_client_disconnect_during_a_streamed_upload(run) -> None:
+    async def case(srv: Served, client: Client, backend: Backend) -> None:
+        client.send(CHUNKED + CHUNK)
+        await client.writer.drain()
+        await until(lambda: backend.connections, "upload forwarded")
+        await asyncio.sleep(0.2)
+        client.writer.transport.abort()
+        await asyncio.sleep(0.3)
+        assert backend.requests == []  # the backend never got a whole request
+        await assert_serving(srv)
+
+    served(run, case)
+
+
 # -- limits ----------------------------------------------------------------------------
 
 
@@ -294,10 +308,12 @@ def test_content_length_over_limit_is_413_without_reset(run, data: bytes) -> Non
     served(run, case)
 
 
-def test_chunked_body_growing_over_limit_is_413(run) -> None:
+@pytest.mark.parametrize("pause", [0, 0.3], ids=["one-read", "streamed"])
+def test_chunked_body_growing_over_limit_is_413(run, pause: float) -> None:
     async def case(srv: Served, client: Client, backend: Backend) -> None:
         client.send(CHUNKED + CHUNK)
         await client.writer.drain()
+        await asyncio.sleep(pause)  # the first part already on its way to the backend
         client.send(CHUNK)  # 1200 bytes > LIMIT
         ans = await client.answer()
         assert ans.status == 413

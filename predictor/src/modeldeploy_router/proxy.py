@@ -94,6 +94,9 @@ class _Body:
         self.kept: list[bytes] | None = [first] if keep_limit and len(first) <= keep_limit else None
         self.size = len(first)
         self.started = False
+        # why reading stopped: the upstream client reports it as its own
+        # send failure, so the proxy looks here first
+        self.failure: BodyTooLarge | ClientGone | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -105,11 +108,13 @@ class _Body:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                raise ClientGone
+                self.failure = ClientGone()
+                raise self.failure
             chunk = message.get("body", b"")
             self.size += len(chunk)
             if self.size > self.limit:
-                raise BodyTooLarge
+                self.failure = BodyTooLarge()
+                raise self.failure
             if self.kept is not None:
                 if self.size <= self.keep_limit:
                     self.kept.append(chunk)
@@ -373,12 +378,16 @@ class _Exchange:
                     other = track.pool.pick()
                 url = other
                 continue
-            except BodyTooLarge:
-                limit = router.settings.max_body_bytes
-                await self.fail(413, f"request body exceeds {limit} bytes", None)
-                return None
-            except UpstreamError as exc:
-                await self.fail(exc.status, f"{track.name} endpoint {url}: {exc}", track)
+            except (BodyTooLarge, ClientGone, UpstreamError) as exc:
+                failure = body.failure if isinstance(body, _Body) else None
+                if isinstance(failure or exc, ClientGone):
+                    raise ClientGone from None
+                if isinstance(failure or exc, BodyTooLarge):
+                    limit = router.settings.max_body_bytes
+                    await self.fail(413, f"request body exceeds {limit} bytes", None)
+                    return None
+                status = exc.status if isinstance(exc, UpstreamError) else 502
+                await self.fail(status, f"{track.name} endpoint {url}: {exc}", track)
                 return None
             if upstream.status < 200:
                 await upstream.close()
