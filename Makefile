@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps binaries test test-unit lint format bench demo clean images e2e-kind
+.PHONY: help install system-deps binaries test test-unit lint format bench demo demo-local clean images e2e-kind
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ format: install ## apply ruff fixes and formatting
 bench: install ## the benchmarks, printing ratios
 	$(PY) -m benchmarks
 
-demo: install ## the main job: the rollout demo on the local cluster (DEMO_CLUSTER=current, DEMO_KEEP=1)
+demo: install ## the main job: the rollout demo on the local cluster (DEMO_CLUSTER=kind|current, DEMO_KEEP=1)
+	@if [ "$$DEMO_CLUSTER" = kind ]; then bash hack/e2e-kind.sh demo; else $(MAKE) --no-print-directory demo-local; fi
+
+demo-local:
 	@echo "==> cluster binaries (etcd, kube-*, prometheus, helm): built once into the cache"
 	@command -v go >/dev/null || [ -x "$$(bash hack/build-binaries.sh dir)/helm" ] || \
 	{ echo "!!! the first make demo needs Go to build the cluster binaries (https://go.dev/dl/)" >&2; exit 1; }
@@ -59,7 +62,7 @@ demo: install ## the main job: the rollout demo on the local cluster (DEMO_CLUST
 images: ## build the operator and predictor images with podman (local debootstrap base)
 	bash hack/images.sh
 
-e2e-kind: install ## kind e2e: images, kind cluster, chart, demo (skips without Docker/kind)
+e2e-kind: install ## kind e2e on podman or Docker: node image, images, cluster, chart, the rollout story
 	bash hack/e2e-kind.sh
 
 clean: ## remove the virtualenv, caches and demo output (out/) inside the repo

@@ -23,8 +23,10 @@ from modeldeploy_devcluster.waiting import wait_for
 from modeldeploy_operator import plugin
 
 from demo import models, plot, scenario, timeline
+from demo import store as bundle_store
 from demo.infra import Infra
 from demo.load import Load
+from demo.store import Store
 
 FINAL = {"Succeeded", "RolledBack", "Failed"}
 
@@ -41,6 +43,12 @@ class Run:
     outcomes: list[timeline.Outcome] = field(default_factory=list)
     load: Load | None = None
     seen_events: set[str] = field(default_factory=set)
+    store: Store = field(default_factory=Store)
+
+    def manifest(self, stage: scenario.Stage, uris: dict[str, str]) -> dict[str, Any]:
+        return scenario.manifest(
+            stage.version, uris[stage.version], stage.strategy, self.store.predictor_env()
+        )
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -86,11 +94,11 @@ def _is(version: str, phases: set[str]) -> Callable[[dict[str, Any]], bool]:
     return check
 
 
-def run_stages(run: Run, bundles: dict[str, Path]) -> None:
+def run_stages(run: Run, uris: dict[str, str]) -> None:
     plan = scenario.plan()
     first = plan[0]
     run.say(f"apply {models.NAME} {first.version} (first revision: straight to stable)")
-    run.infra.apply(scenario.manifest(first.version, str(bundles[first.version]), first.strategy))
+    run.infra.apply(run.manifest(first, uris))
     began = run.now()
     st = run.watch(first, _is(first.version, FINAL))
     run.outcomes.append(timeline.judge_stable(first.label, st, first.version, run.now() - began))
@@ -103,22 +111,23 @@ def run_stages(run: Run, bundles: dict[str, Path]) -> None:
         with Load(url, models.traffic_rows(), rate=rate, t0=run.t0) as run.load:
             stable = first.version
             for stage in plan[1:]:
-                outcome = one_stage(run, stage, bundles, stable)
+                outcome = one_stage(run, stage, uris, stable)
                 run.outcomes.append(outcome)
                 if not outcome.ok:
                     return
                 if stage.expect == "promoted":
                     stable = stage.version
+            run.outcomes.append(timeline.judge_users(run.load.snapshot(), run.now()))
 
 
 def one_stage(
-    run: Run, stage: scenario.Stage, bundles: dict[str, Path], stable: str
+    run: Run, stage: scenario.Stage, uris: dict[str, str], stable: str
 ) -> timeline.Outcome:
     kind = stage.strategy["type"].lower()
     run.say(f"apply {stage.version} by {kind}: expected {stage.expect}"
             + (f" on {stage.metric}" if stage.metric else ""))  # fmt: skip
     began = run.now()
-    run.infra.apply(scenario.manifest(stage.version, str(bundles[stage.version]), stage.strategy))
+    run.infra.apply(run.manifest(stage, uris))
     st = run.watch(stage, _is(stage.version, FINAL))
     ended = run.now()
     if stage.expect == "promoted":
@@ -166,12 +175,17 @@ def execute(
     say(f"helm install: CRD + operator (chart's ServiceAccount), watching {infra.namespace}")
     infra.install_operator()
     say("operator Available")
+    store = Store.from_env()
+    if store.remote:
+        say(f"bundles to the S3 store: s3://{bundle_store.BUCKET}/ (keys in a Secret)")
+        store.create_secret(infra.api(), infra.namespace)
+    uris = store.publish(bundles)
     # Wall clock of t0, so the operator's measurement times line up with our samples.
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=time.monotonic() - t0)
-    run = Run(infra, out, t0=t0, start=start)
+    run = Run(infra, out, t0=t0, start=start, store=store)
     print(timeline.HEADER)
     try:
-        run_stages(run, bundles)
+        run_stages(run, uris)
     finally:
         if run.load:
             run.load.__exit__()

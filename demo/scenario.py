@@ -53,7 +53,10 @@ def shadow(duration: str = "12s") -> dict[str, Any]:
     }
 
 
-def manifest(version: str, uri: str, strategy: dict[str, Any]) -> dict[str, Any]:
+def manifest(
+    version: str, uri: str, strategy: dict[str, Any], env: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The ModelDeployment of `version`; `env`: extra predictor env (a model store's settings)."""
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
         "kind": "ModelDeployment",
@@ -64,7 +67,7 @@ def manifest(version: str, uri: str, strategy: dict[str, Any]) -> dict[str, Any]
                 "image": IMAGE,
                 "replicas": 1,
                 # Drift gauges refreshed every second, so short intervals see them.
-                "env": [{"name": "MODELDEPLOY_DRIFT_INTERVAL", "value": "1"}],
+                "env": [{"name": "MODELDEPLOY_DRIFT_INTERVAL", "value": "1"}, *(env or [])],
             },
             "strategy": {"progressDeadline": "2m", **strategy},
         },

@@ -170,6 +170,13 @@ def judge_stable(stage: str, status: Mapping[str, Any], version: str, seconds: f
     return Outcome(stage, f"{version} stable", ok, seconds, f"phase {phase}, stable {stable}")
 
 
+def judge_users(answers: Sequence[tuple[float, int, str]], seconds: float) -> Outcome:
+    """Across every stage: no user request failed (non-200 or no answer at all)."""
+    failed = sum(1 for _, code, _ in answers if code != 200)
+    detail = f"{failed} failed of {len(answers)} requests"
+    return Outcome("users", "no failed request", failed == 0 and bool(answers), seconds, detail)
+
+
 def judge_promoted(
     stage: str,
     status: Mapping[str, Any],

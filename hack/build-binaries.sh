@@ -59,18 +59,29 @@ build_etcd() {
   build_into "$dir" etcd go.etcd.io/etcd/server/v3
 }
 
+# The control plane the local cluster runs and the kubectl tests and scripts
+# use; `node` adds what a kind node image needs (kubelet, kubeadm,
+# kube-proxy), built from the same module.
+CONTROL_PLANE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+NODE_COMMANDS=(kubelet kubeadm kube-proxy)
+
+# build_kubernetes COMMAND...
 build_kubernetes() {
   local dir="$work_root/kubernetes-$KUBERNETES_VERSION"
   local staging="v0.${KUBERNETES_VERSION#v1.}"
   local have_all=1
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  for b in "$@"; do
     [[ -x "$bin_dir/$b" ]] || have_all=0
   done
-  if [[ $have_all == 1 ]]; then log "kubernetes: cached"; return; fi
-  wrapper_module "$dir" modeldeploy.local/kubernetes-build \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler
-  if [[ ! -f "$dir/.tidied" ]]; then
+  if [[ $have_all == 1 ]]; then log "kubernetes ($*): cached"; return; fi
+  local pkgs=()
+  for b in "${CONTROL_PLANE_COMMANDS[@]}" "${NODE_COMMANDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  wrapper_module "$dir" modeldeploy.local/kubernetes-build "${pkgs[@]}"
+  # The marker names the command set: a module tidied for fewer commands
+  # lacks go.sum lines for the others.
+  if [[ ! -f "$dir/.tidied-node" ]]; then
+    rm -f "$dir/go.mod" "$dir/go.sum" "$dir/.tidied"
+    wrapper_module "$dir" modeldeploy.local/kubernetes-build "${pkgs[@]}"
     # k8s.io/kubernetes points every staging module at ./staging; point them at
     # the published tags instead.
     local gomod
@@ -85,7 +96,7 @@ build_kubernetes() {
       go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
       go mod tidy
     )
-    touch "$dir/.tidied"
+    touch "$dir/.tidied-node"
   fi
   local minor=${KUBERNETES_VERSION#v1.}
   minor=${minor%%.*}
@@ -94,7 +105,7 @@ build_kubernetes() {
     ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
   patch_kubernetes_module "$dir"
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  for b in "$@"; do
     build_into "$dir" "$b" "k8s.io/kubernetes/cmd/$b" "$ld"
   done
 }
@@ -192,11 +203,17 @@ case "${1:-all}" in
   all)
     start=$SECONDS
     build_etcd
-    build_kubernetes
+    build_kubernetes "${CONTROL_PLANE_COMMANDS[@]}"
     build_prometheus
     build_helm
     log "all binaries ready in $bin_dir ($((SECONDS - start))s)"
     echo "$bin_dir"
     ;;
-  *) echo "usage: $0 [all|dir]" >&2; exit 2 ;;
+  node)
+    # What hack/kind-node-image.sh puts into a kind node (after `all`).
+    build_etcd
+    build_kubernetes "${CONTROL_PLANE_COMMANDS[@]}" "${NODE_COMMANDS[@]}"
+    echo "$bin_dir"
+    ;;
+  *) echo "usage: $0 [all|node|dir]" >&2; exit 2 ;;
 esac

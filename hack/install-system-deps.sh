@@ -2,7 +2,7 @@
 # Install the Debian packages that tests, the demo and benchmarks use, when
 # missing. Needs root (or sudo); does nothing when everything is present.
 set -euo pipefail
-packages=(prometheus wrk nginx-light podman buildah runc debootstrap uidmap)  # wrk, nginx-light: benchmarks; podman..uidmap: images
+packages=(prometheus wrk nginx-light podman buildah runc debootstrap uidmap containernetworking-plugins)  # wrk, nginx-light: benchmarks; podman..uidmap: images
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -133,3 +133,11 @@ def test_png_is_written(tmp_path):
     points = timeline.measurement_points(st, START)
     path = plot.write_png(samples, points, [("v2", 0, 12)], tmp_path / "out" / "rollout.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_judge_users_fails_on_any_failed_request():
+    answers = [(0.1, 200, "1.0.0"), (0.2, 200, "2.0.0")]
+    assert timeline.judge_users(answers, 9).ok
+    assert not timeline.judge_users([*answers, (0.3, -1, "")], 9).ok
+    assert not timeline.judge_users([*answers, (0.3, 503, "")], 9).ok
+    assert not timeline.judge_users([], 9).ok  # no load at all proves nothing

@@ -75,7 +75,8 @@ def test_two_replicas_become_available_with_own_loopback_addresses(api, cluster,
     pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=web").items
     assert sorted(p.status.pod_ip for p in pods) == addresses
     answers = [httpx.get(f"http://{a}:8080/", timeout=5).json() for a in addresses]
-    # Each address is served by its own pod, bound to that pod's IP ($(POD_IP) expansion).
+    # Each address is served by its own pod: both bind 0.0.0.0:8080, which the
+    # node maps to each pod's own address (node/bindshim.c).
     assert sorted(x["pod"] for x in answers) == sorted(p.metadata.name for p in pods)
     assert sorted(x["address"] for x in answers) == addresses
     with cluster.forward("web", namespace, 8080) as url:

@@ -28,14 +28,44 @@ def test_revision_deployment_contract():
         "--port",
         "8080",
         "--host",
-        "$(POD_IP)",
+        "0.0.0.0",
     ]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
     assert env["MODELDEPLOY_MODEL_VERSION"] == "2.0.0"
     assert env["MODELDEPLOY_TRACK"] == "canary"
     assert env["MODELDEPLOY_REVISION"] == m.revision
-    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert "POD_IP" not in env  # a pod listens on all its interfaces
+    assert env["MODELDEPLOY_CACHE_DIR"] == "/var/cache/modeldeploy"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    startup = c["startupProbe"]  # a bundle download of minutes must not trip liveness
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert d["spec"]["replicas"] == 2
+
+
+def _pod_specs():
+    m = md()
+    yield manifests.revision_deployment(m, 1, "stable")["spec"]["template"]["spec"]
+    router = manifests.router_objects(m, "ghcr.io/modeldeploy/predictor:0.1")[3]
+    yield router["spec"]["template"]["spec"]
+
+
+def test_every_pod_is_hardened():
+    """Restricted Pod Security: non-root, read-only root, no privilege, no capability."""
+    for spec in _pod_specs():
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert "livenessProbe" in c and "readinessProbe" in c
+            mounts = {vm["mountPath"]: vm["name"] for vm in c["volumeMounts"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]]
+            host = c["args"][c["args"].index("--host") + 1]
+            assert host == "0.0.0.0"
 
 
 def test_revision_changes_with_model_not_with_replicas():

@@ -10,7 +10,6 @@ ServiceAccount, so the API server's own authorizer gives the answers.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import uuid
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from modeldeploy_devcluster import forward
 
 from . import chart
 
-KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 # Every kind the chart can create; leftovers are searched among these.
 CHART_KINDS = (
     "deployments,services,serviceaccounts,configmaps,roles,rolebindings,"
@@ -40,7 +39,7 @@ class Kube:
         self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess:
         proc = subprocess.run(
-            [KUBECTL, "--kubeconfig", self.kubeconfig, *args],
+            [forward.kubectl_binary(), "--kubeconfig", self.kubeconfig, *args],
             capture_output=True,
             text=True,
             input=stdin,

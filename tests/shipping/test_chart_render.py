@@ -62,7 +62,6 @@ def test_cluster_wide_operator_deployment(helm: chart.Helm) -> None:
     assert container["args"] == [
         "--prometheus-url=http://prom.monitoring:9090",
         "--all-namespaces",
-        "--metrics-host=$(POD_IP)",
         "--metrics-port=8080",
         "--prometheus-timeout=5",
         "--tick=2",
@@ -83,7 +82,7 @@ def test_cluster_wide_operator_deployment(helm: chart.Helm) -> None:
         e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"]
         for e in container["env"]
     }
-    assert env["POD_IP"] == "status.podIP"
+    assert "POD_IP" not in env  # the metrics server listens on all the pod's interfaces
     assert env["MODELDEPLOY_LOG_LEVEL"] == "debug"
     assert chart.one(docs, "ServiceAccount")["metadata"]["name"] == "md-modeldeploy"
     names = {d["metadata"]["name"] for d in chart.by_kind(docs, "CustomResourceDefinition")}

@@ -1,8 +1,10 @@
-"""A handle on a running local cluster: what tests and tools need from it.
+"""A handle on a running cluster: what tests and tools need from it.
 
 Built from a state directory (``from_dir``) or from a kubeconfig that sits
 in one (``from_kubeconfig``: the fast dev loop reuses a cluster started by
-``modeldeploy-devcluster up``).
+``modeldeploy-devcluster up``). A kubeconfig of any other cluster (kind, a
+user's) gives a handle whose logs come from the API and whose forwards go
+through kube-proxy (a NodePort twin of the Service, reached on the node's address).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Cluster:
     kubeconfig: Path
     server: str
     prometheus_url: str
+    # False for a cluster that is not a local devcluster (no node directories).
+    local: bool = True
 
     @classmethod
     def from_dir(cls, root: Path) -> Cluster:
@@ -45,7 +49,7 @@ class Cluster:
         api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
         server = api.configuration.host
         url = prometheus_url or (state.prometheus_url if state else "")
-        return cls(root, kubeconfig, server, url)
+        return cls(root, kubeconfig, server, url, local=state is not None)
 
     @property
     def layout(self) -> Layout:
@@ -64,6 +68,8 @@ class Cluster:
         return dirs[-1]
 
     def logs(self, pod: str, namespace: str = "default", container: str | None = None) -> str:
+        if not self.local:
+            return forwarding.api_logs(self.api_client(), pod, namespace, container)
         directory = self.pod_dir(pod, namespace)
         files = sorted(directory.glob("*.log"))
         if container is not None:
@@ -77,6 +83,10 @@ class Cluster:
     @contextlib.contextmanager
     def forward(self, service: str, namespace: str, port: int) -> Iterator[str]:
         """A local listener that proxies to a ready endpoint of the Service; yields its URL."""
+        if not self.local:
+            with forwarding.node_port(self.api_client(), service, namespace, port) as url:
+                yield url
+            return
         with forwarding.forward(self.api_client(), service, namespace, port) as url:
             yield url
 

@@ -1,6 +1,8 @@
 """Reach a Service from the host, like ``kubectl port-forward svc/NAME``.
 
-There is no kube-proxy on the local cluster, so Service IPs route nowhere.
+On a cluster with a real network (kind) that is a NodePort twin of the
+Service (``node_port``), or kubectl's own ``port_forward`` to one pod. There
+is no kube-proxy on the local cluster, so Service IPs route nowhere.
 This listener on 127.0.0.1 resolves the Service port to its target port and
 sends each new connection to a ready endpoint from the Service's
 EndpointSlices (round robin), re-reading them per connection so that a
@@ -12,9 +14,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from kubernetes import client
 
@@ -120,3 +128,91 @@ def forward(
         yield fwd.url
     finally:
         fwd.close()
+
+
+# -- clusters with a real network (kind, a user's): kubectl does it ------------
+
+
+def kubectl_binary() -> str:
+    """$KUBECTL, the pinned build beside the other binaries, or kubectl on PATH."""
+    from modeldeploy_devcluster import binaries
+
+    candidates = [os.environ.get("KUBECTL", "")]
+    if cache := binaries.bin_dir():
+        candidates.append(str(cache / "kubectl"))
+    candidates.append(shutil.which("kubectl") or "")
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise NoEndpoints("no kubectl: `hack/build-binaries.sh node` builds it, or set KUBECTL")
+
+
+@contextlib.contextmanager
+def port_forward(kubeconfig: Path, target: str, namespace: str, port: int) -> Iterator[str]:
+    """``kubectl port-forward TARGET :PORT`` (``pod/NAME``, ``service/NAME``); yields its URL."""
+    cmd = [kubectl_binary(), "--kubeconfig", str(kubeconfig), "-n", namespace,
+           "port-forward", target, f":{port}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        found = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", first)
+        if not found:
+            raise NoEndpoints(f"kubectl port-forward {namespace}/{target}:{port}: {first.strip()}")
+        # Keep draining its output so that a full pipe never blocks it.
+        threading.Thread(target=proc.communicate, daemon=True).start()
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def api_logs(api: client.ApiClient, pod: str, namespace: str, container: str | None) -> str:
+    """A pod's log through the API (every container when none is named)."""
+    core = client.CoreV1Api(api)
+    if container is not None:
+        return core.read_namespaced_pod_log(pod, namespace, container=container)
+    spec = core.read_namespaced_pod(pod, namespace).spec
+    names = [c.name for c in spec.containers]
+    if len(names) == 1:
+        return core.read_namespaced_pod_log(pod, namespace, container=names[0])
+    return "".join(
+        f"==> {n} <==\n{core.read_namespaced_pod_log(pod, namespace, container=n)}" for n in names
+    )
+
+
+@contextlib.contextmanager
+def node_port(api: client.ApiClient, service: str, namespace: str, port: int) -> Iterator[str]:
+    """The Service reached through kube-proxy from this machine; yields its URL.
+
+    A NodePort twin of the Service (same selector and port) lives for the
+    block: connections go to the node's address, through kube-proxy's rules, to
+    any ready endpoint, so a rollout behind the Service is followed as it would
+    be for clients in the cluster (kubectl port-forward pins one pod, and a
+    single reset connection ends it).
+    """
+    core = client.CoreV1Api(api)
+    svc = core.read_namespaced_service(service, namespace)
+    svc_port = next((p for p in svc.spec.ports or [] if p.port == port), None)
+    if svc_port is None:
+        raise NoEndpoints(f"service {namespace}/{service} has no port {port}")
+    twin = {
+        "metadata": {"name": f"{service}-nodeport", "labels": {"modeldeploy.io/test-access": "1"}},
+        "spec": {
+            "type": "NodePort",
+            "selector": svc.spec.selector,
+            "ports": [{"name": svc_port.name or "http", "port": port,
+                       "targetPort": svc_port.target_port, "protocol": "TCP"}],
+        },
+    }  # fmt: skip
+    made = core.create_namespaced_service(namespace, twin)
+    try:
+        nodes = core.list_node().items
+        address = next(
+            a.address for n in nodes for a in n.status.addresses or [] if a.type == "InternalIP"
+        )
+        yield f"http://{address}:{made.spec.ports[0].node_port}"
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_service(made.metadata.name, namespace)

@@ -9,6 +9,7 @@ Pods opt in with the usual annotations (``prometheus.io/scrape: "true"``,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def render(
@@ -18,7 +19,17 @@ def render(
     key_file: Path,
     scrape_interval: str = "2s",
 ) -> dict:
+    """For the local cluster: Prometheus runs beside it and authenticates with a client cert."""
     tls = {"ca_file": str(ca_file), "cert_file": str(cert_file), "key_file": str(key_file)}
+    return _config({"role": "pod", "api_server": api_server, "tls_config": tls}, scrape_interval)
+
+
+def in_cluster(scrape_interval: str = "2s") -> dict:
+    """For Prometheus running as a pod (kind e2e, users' clusters): its ServiceAccount's token."""
+    return _config({"role": "pod"}, scrape_interval)
+
+
+def _config(discovery: dict[str, Any], scrape_interval: str) -> dict:
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
@@ -26,9 +37,7 @@ def render(
                 "job_name": "kubernetes-pods",
                 "scrape_interval": scrape_interval,
                 "scrape_timeout": scrape_interval,
-                "kubernetes_sd_configs": [
-                    {"role": "pod", "api_server": api_server, "tls_config": tls}
-                ],
+                "kubernetes_sd_configs": [discovery],
                 "relabel_configs": [
                     {
                         "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],

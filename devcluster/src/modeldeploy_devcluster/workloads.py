@@ -21,7 +21,7 @@ def http_deployment(
     scrape: bool = True,
     probe_path: str = "/healthz",
 ) -> dict:
-    """A Deployment whose pods listen on $(POD_IP):port, with a readiness probe."""
+    """A Deployment whose pods listen on all interfaces (0.0.0.0:port), with a readiness probe."""
     labels = {"app": name}
     annotations = (
         {
@@ -35,7 +35,7 @@ def http_deployment(
     container = {
         "name": "server",
         "image": image,
-        "args": args if args is not None else ["--host", "$(POD_IP)", "--port", str(port)],
+        "args": args if args is not None else ["--host", "0.0.0.0", "--port", str(port)],
         "env": [
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

@@ -25,7 +25,29 @@ SCRAPE_ANNOTATIONS = {
 # Seconds a terminating router pod keeps accepting connections (its endpoint
 # takes about that long to leave every node's Service rules).
 ROUTER_SHUTDOWN_DELAY = 2
-POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+# Servers listen on every interface of their pod: the kubelet probes the pod
+# IP, Services reach it, and `kubectl port-forward` connects to localhost.
+LISTEN_ALL = "0.0.0.0"
+# How long a predictor may take to fetch and load its bundle before the
+# kubelet restarts it (the server listens only once the model is loaded).
+BUNDLE_LOAD_SECONDS = 300
+# Where a predictor keeps downloaded bundles (an emptyDir: the root
+# filesystem is read-only).
+BUNDLE_CACHE = "/var/cache/modeldeploy"
+# Restricted Pod Security Standard, for every container the operator creates;
+# the images run as a numeric non-root user (65532).
+CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _scratch_volume(name: str, size: str) -> dict[str, Any]:
+    return {"name": name, "emptyDir": {"sizeLimit": size}}
 
 
 def labels(md: ModelDeployment, **extra: str) -> dict[str, str]:
@@ -79,13 +101,13 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
         {"name": "MODELDEPLOY_MAX_WAIT_MS", "value": str(p.max_latency_ms)},
         # The predictor refuses a bundle whose model.json does not match.
         *([{"name": "MODELDEPLOY_DIGEST", "value": md.model.digest}] if md.model.digest else []),
-        POD_IP_ENV,
+        {"name": "MODELDEPLOY_CACHE_DIR", "value": BUNDLE_CACHE},
         *({"name": k, "value": v} for k, v in p.env),
     ]
     container: dict[str, Any] = {
         "name": "predictor",
         "image": p.image,
-        "args": ["serve", "--bundle", md.model.uri, "--port", str(PORT), "--host", "$(POD_IP)"],
+        "args": ["serve", "--bundle", md.model.uri, "--port", str(PORT), "--host", LISTEN_ALL],
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {
@@ -93,6 +115,24 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
             "periodSeconds": 2,
             "failureThreshold": 3,
         },
+        # Liveness starts once the startup probe passed, so a slow bundle
+        # download is not mistaken for a hung server.
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": PORT},
+            "periodSeconds": 2,
+            "failureThreshold": BUNDLE_LOAD_SECONDS // 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": PORT},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "securityContext": dict(CONTAINER_SECURITY),
+        "volumeMounts": [
+            {"name": "bundle-cache", "mountPath": BUNDLE_CACHE},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
     }
     if p.resources:
         container["resources"] = p.resources
@@ -106,7 +146,14 @@ def revision_deployment(md: ModelDeployment, replicas: int, track: str) -> dict[
             "selector": {"matchLabels": {REVISION_LABEL: revision}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
-                "spec": {"containers": [container]},
+                "spec": {
+                    "securityContext": dict(POD_SECURITY),
+                    "containers": [container],
+                    "volumes": [
+                        _scratch_volume("bundle-cache", "2Gi"),
+                        _scratch_volume("tmp", "256Mi"),
+                    ],
+                },
             },
         },
     }
@@ -174,12 +221,12 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             "--port",
             str(PORT),
             "--host",
-            "$(POD_IP)",
+            LISTEN_ALL,
             # on SIGTERM keep answering while the pod leaves the Service's endpoints
             "--shutdown-delay",
             str(ROUTER_SHUTDOWN_DELAY),
         ],
-        "env": [{"name": "MODELDEPLOY_MODEL_NAME", "value": md.model.name}, POD_IP_ENV],
+        "env": [{"name": "MODELDEPLOY_MODEL_NAME", "value": md.model.name}],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         # ready once routing is written and stable has a ready endpoint
         "readinessProbe": {
@@ -192,6 +239,8 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
+        "securityContext": dict(CONTAINER_SECURITY),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -203,7 +252,12 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             "selector": {"matchLabels": {NAME_LABEL: md.name, COMPONENT_LABEL: "router"}},
             "template": {
                 "metadata": {"labels": lbls, "annotations": dict(SCRAPE_ANNOTATIONS)},
-                "spec": {"serviceAccountName": name, "containers": [container]},
+                "spec": {
+                    "serviceAccountName": name,
+                    "securityContext": dict(POD_SECURITY),
+                    "containers": [container],
+                    "volumes": [_scratch_volume("tmp", "64Mi")],
+                },
             },
         },
     }

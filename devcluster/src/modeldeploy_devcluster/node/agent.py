@@ -21,6 +21,7 @@ import kubernetes
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from modeldeploy_devcluster.node import bindshim
 from modeldeploy_devcluster.node.container import rfc3339
 from modeldeploy_devcluster.node.ipalloc import claim_block
 from modeldeploy_devcluster.node.podworker import NodeContext, PodWorker
@@ -89,6 +90,7 @@ class Agent:
             node_name=node_name,
             server=cfg.host,
             ca_cert=layout.pki / "ca.crt",
+            bind_shim=bindshim.ensure(),
         )
         self.node_name = node_name
         self.workers: dict[str, PodWorker] = {}

@@ -66,7 +66,9 @@ class Container:
         pod_dir: Path,
         restart_policy: str,
         resolve: Callable[[], Launch],
-        probe_specs: tuple[probes.ProbeSpec | None, probes.ProbeSpec | None],
+        probe_specs: tuple[
+            probes.ProbeSpec | None, probes.ProbeSpec | None, probes.ProbeSpec | None
+        ],
         grace: float,
     ) -> None:
         self.name: str = spec["name"]
@@ -75,7 +77,7 @@ class Container:
         self.pod_dir = pod_dir
         self.policy = restart_policy
         self.resolve = resolve
-        self.readiness_spec, self.liveness_spec = probe_specs
+        self.readiness_spec, self.liveness_spec, self.startup_spec = probe_specs
         self.grace = grace
         self.log_path = pod_dir / f"{self.name}.log"
         self.pgid_path = pod_dir / f"{self.name}.pgid"
@@ -90,6 +92,9 @@ class Container:
         self.ready = False
         self.readiness: probes.ProbeState | None = None
         self.liveness: probes.ProbeState | None = None
+        # As the kubelet: while a startup probe has not succeeded, neither
+        # liveness nor readiness runs.
+        self.startup: probes.ProbeState | None = None
         self.env: dict[str, str] = {}
         self.retry_resolve_at = 0.0
 
@@ -124,6 +129,7 @@ class Container:
             probes.ProbeState(self.readiness_spec, now) if self.readiness_spec else None
         )
         self.liveness = probes.ProbeState(self.liveness_spec, now) if self.liveness_spec else None
+        self.startup = probes.ProbeState(self.startup_spec, now) if self.startup_spec else None
 
     def _exited(self, code: int, now: float) -> None:
         ran = now - self.started_at
@@ -158,13 +164,16 @@ class Container:
         if code is not None:
             self._exited(exit_code(code), now)
             return
+        if not self.started:
+            if self.startup is not None and self.startup.due(now):
+                result = self.startup.record(probes.check(self.startup.spec, self.env), now)
+                if result is False:
+                    self._restart_after_failed("startup")
+            return
         if self.liveness and self.liveness.due(now):
             alive = self.liveness.record(probes.check(self.liveness.spec, self.env), now)
             if alive is False:
-                with open(self.log_path, "ab") as log:
-                    log.write(b"--- devcluster: liveness probe failed, restarting\n")
-                code = procs.stop(self.proc, grace=self.grace)
-                self._exited(exit_code(code), time.time())
+                self._restart_after_failed("liveness")
                 return
         if self.readiness is None:
             self.ready = True
@@ -172,6 +181,13 @@ class Container:
             self.ready = bool(
                 self.readiness.record(probes.check(self.readiness.spec, self.env), now)
             )
+
+    def _restart_after_failed(self, probe: str) -> None:
+        assert self.proc is not None
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- devcluster: {probe} probe failed, restarting\n".encode())
+        code = procs.stop(self.proc, grace=self.grace)
+        self._exited(exit_code(code), time.time())
 
     def stop(self, grace: float) -> None:
         if self.proc is not None:
@@ -181,6 +197,11 @@ class Container:
         self.ready = False
 
     # -- reporting ---------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Running, and past its startup probe if it has one."""
+        return self.proc is not None and (self.startup is None or self.startup.result is True)
 
     @property
     def running(self) -> bool:
@@ -203,7 +224,7 @@ class Container:
             "image": self.image,
             "imageID": "",
             "ready": self.ready,
-            "started": self.proc is not None,
+            "started": self.started,
             "restartCount": self.restart_count,
             "state": state,
             "lastState": self.last_state,

@@ -17,7 +17,15 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modeldeploy_devcluster.node import credentials, envexpand, images, ipalloc, podenv, probes
+from modeldeploy_devcluster.node import (
+    bindshim,
+    credentials,
+    envexpand,
+    images,
+    ipalloc,
+    podenv,
+    probes,
+)
 from modeldeploy_devcluster.node.container import Container, Launch, rfc3339
 from modeldeploy_devcluster.node.ipalloc import IpAllocator
 
@@ -34,6 +42,8 @@ class NodeContext:
     node_name: str
     server: str
     ca_cert: Path
+    # The wildcard-bind shim (bindshim.c) preloaded into every container.
+    bind_shim: Path
 
 
 def pod_dir_name(pod: dict) -> str:
@@ -124,6 +134,9 @@ class PodWorker(threading.Thread):
             reason = getattr(exc, "reason", "") or str(exc)
             return Launch(None, env, "CreateContainerConfigError", str(reason))
         env.update(own)
+        # A pod here shares the host's network namespace: its wildcard binds
+        # land on its own address, as if it had interfaces of its own.
+        env = bindshim.preload_env(env, self.ctx.bind_shim, self.ip)
         return Launch(envexpand.expand_all(argv, own), env)
 
     def _setup(self) -> None:
@@ -156,10 +169,11 @@ class PodWorker(threading.Thread):
                 specs = (
                     probes.parse(c.get("readinessProbe"), self.ip, ports),
                     probes.parse(c.get("livenessProbe"), self.ip, ports),
+                    probes.parse(c.get("startupProbe"), self.ip, ports),
                 )
             except probes.ProbeSpecError as exc:
                 log.warning("%s/%s: %s; probe ignored", self.key, c["name"], exc)
-                specs = (None, None)
+                specs = (None, None, None)
             self.containers.append(
                 Container(c, self.dir, policy, lambda c=c: self._launch(c), specs, grace)
             )

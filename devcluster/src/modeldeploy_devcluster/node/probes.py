@@ -1,4 +1,4 @@
-"""readiness/liveness probes: spec parsing and bookkeeping (pure) plus the checks.
+"""readiness/liveness/startup probes: spec parsing and bookkeeping (pure) plus the checks.
 
 Thresholds and periods follow the Kubernetes defaults (period 10 s, timeout
 1 s, failureThreshold 3, successThreshold 1); tests set short periods.
