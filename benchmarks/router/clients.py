@@ -1,7 +1,8 @@
 """Which async HTTP client should the router forward with? aiohttp vs httpx vs
-the router's own (modeldeploy_router.upstream, httptools-based).
+the router's `Upstream` (modeldeploy_router.upstream: aiohttp with a session
+per endpoint and its proxy-unsafe defaults off).
 
-Both send the same POST to the same upstream with the same concurrency over
+Each sends the same POST to the same upstream with the same concurrency over
 pooled keep-alive connections; the figure that matters is requests per second
 of one Python process (the router's hop). Run from the repository root:
 
@@ -65,7 +66,7 @@ async def with_router_client(url: str, n: int, concurrency: int) -> float:
 
     async def one() -> None:
         async with sem:
-            resp = await client.call(base, "POST", "/" + path, headers, BODY)
+            resp = await client.call(base, "POST", b"/" + path.encode(), headers, BODY, 30, 1 << 20)
             assert resp.status == 200
 
     started = time.perf_counter()
@@ -93,7 +94,11 @@ def main() -> None:
                 httpx.get(f"http://127.0.0.1:{port}/v2/health/live")
                 break
             time.sleep(0.1)
-        clients = (("router", with_router_client), ("aiohttp", with_aiohttp), ("httpx", with_httpx))
+        clients = (
+            ("router", with_router_client),
+            ("aiohttp", with_aiohttp),
+            ("httpx", with_httpx),
+        )
         for name, fn in clients * 2:
             rps = uvloop.run(fn(url, args.requests, args.concurrency))
             print(f"{name:<8} {rps:8.0f} req/s")

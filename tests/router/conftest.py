@@ -15,8 +15,8 @@ import httpx
 import pytest
 from modeldeploy_devcluster import procs as process_groups
 
-# The HTTP server tests' fixtures (test_frontend*.py), defined with their harness.
-from tests.router.frontend_harness import run, served  # noqa: F401
+# The in-process HTTP tests' fixture, defined with their harness.
+from tests.router.harness import run  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 UPSTREAM_APP = HERE / "upstream_app.py"

@@ -1,64 +1,92 @@
-"""Fallback rules over real HTTP, with routing tables static mode cannot express
-(a track without ready endpoints): the router runs in-process on its own HTTP
-server on a free loopback port, the upstream is a real process."""
+"""Fallback rules over real HTTP (docs/router.md, Failures): a track without
+ready endpoints, or whose endpoint refuses the connection, sends its requests
+to the other primary track when that one serves users, counted in
+modeldeploy_router_fallback_total{track,to}. The real router in-process
+before scripted backends (harness.py)."""
 
 from __future__ import annotations
 
-import httpx
-from modeldeploy_router import proxy
-from modeldeploy_router.routing import EndpointPool, RoutingTable, Track
+from modeldeploy_router.routing import sticky_bucket
 
-from tests.router.frontend_harness import router_serving
+from tests.router.harness import PREDICT, Backend, Served, echo_script, get, post, serving, table
 
-SETTINGS = proxy.Settings(model="iris")
+FALLBACK = "modeldeploy_router_fallback_total"
 
 
-def tracks(**pools: tuple[str, ...]) -> dict[str, Track]:
-    return {n: Track(name=n, version=n, pool=EndpointPool(urls)) for n, urls in pools.items()}
+# a sticky key that picks stable at a canary weight of 10
+STABLE_KEY = next(k for k in map(str, range(1000)) if sticky_bucket(k) >= 10)
 
 
-async def get_metric(client: httpx.AsyncClient, base: str, needle: str) -> float:
-    text = (await client.get(f"{base}/metrics")).text
-    lines = [ln for ln in text.splitlines() if ln.startswith(needle)]
-    return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+async def predict(srv: Served, n: int = 4) -> list[str]:
+    """The tracks that answered n predictions that pick stable first."""
+    tracks = []
+    for _ in range(n):
+        ans = await srv.exchange(post("/predict", PREDICT, f"X-Modeldeploy-Key: {STABLE_KEY}"))
+        assert ans.status == 200, ans
+        tracks.append(ans.headers["x-modeldeploy-track"])
+    return tracks
 
 
-async def test_track_without_endpoints_goes_to_stable_and_is_counted(procs, caplog, port) -> None:
-    stable = procs.upstream("stable")
-    table = RoutingTable(
-        model="iris", canary_weight=100, tracks=tracks(stable=(stable,), canary=())
-    )
-    async with router_serving(SETTINGS, table, port) as (_, base), httpx.AsyncClient() as client:
-        for _ in range(5):
-            resp = await client.post(f"{base}/predict", content=b'{"instances": [[1, 2]]}')
-            assert resp.status_code == 200
-            assert resp.headers["x-upstream"] == "stable"
-        fell = await get_metric(
-            client, base, 'modeldeploy_router_fallback_total{model="iris",track="canary"}'
-        )
-        assert fell == 5
-        assert (
-            await get_metric(
-                client, base, 'modeldeploy_router_endpoints{model="iris",track="canary"}'
-            )
-            == 0
-        )
-        assert (await client.get(f"{base}/readyz")).status_code == 200
+def test_canary_without_endpoints_goes_to_stable_and_is_counted(run, caplog) -> None:
+    async def main() -> None:
+        async with (
+            Backend(echo_script) as stable,
+            serving(table(stable=stable.url, canary=(), weight=100)) as srv,
+        ):
+            assert await predict(srv) == ["stable"] * 4
+            assert srv.metric(FALLBACK, track="canary", to="stable") == 4
+            assert srv.metric("modeldeploy_router_endpoints", track="canary") == 0
+            assert (await srv.exchange(get("/readyz"))).status == 200
+
+    run(main())
     assert any("canary has no ready endpoints" in r.getMessage() for r in caplog.records)
 
 
-async def test_stable_without_endpoints_is_503_json(port) -> None:
-    for table in (
-        RoutingTable(model="iris", tracks=tracks(stable=(), canary=("http://127.0.0.1:1",))),
-        RoutingTable(model="iris"),
-    ):
+def test_stable_without_endpoints_goes_to_a_canary_that_serves_users(run) -> None:
+    async def main() -> None:
         async with (
-            router_serving(SETTINGS, table, port) as (_, base),
-            httpx.AsyncClient() as client,
+            Backend(echo_script) as canary,
+            serving(table(stable=(), canary=canary.url, weight=10)) as srv,
         ):
-            resp = await client.post(f"{base}/predict", content=b"{}")
-            assert resp.status_code == 503
-            assert "stable" in resp.json()["error"]
-            ready = await client.get(f"{base}/readyz")
-            assert ready.status_code == 503
-            assert (await client.get(f"{base}/healthz")).status_code == 200
+            assert await predict(srv) == ["canary"] * 4
+            assert srv.metric(FALLBACK, track="stable", to="canary") == 4
+            assert (await srv.exchange(get("/readyz"))).status == 200
+
+    run(main())
+
+
+def test_no_track_serving_users_is_503_json(run) -> None:
+    async def main() -> None:
+        async with Backend(echo_script) as canary:
+            for routes in (
+                table(stable=(), canary=canary.url, weight=0),  # canary serves nobody
+                table(),
+            ):
+                async with serving(routes) as srv:
+                    ans = await srv.exchange(post("/predict", b"{}"))
+                    assert ans.status == 503
+                    assert "stable" in ans.json()["error"]
+                    assert (await srv.exchange(get("/readyz"))).status == 503
+                    assert (await srv.exchange(get("/healthz"))).status == 200
+            assert canary.requests == []
+
+    run(main())
+
+
+def test_refused_connect_is_retried_on_the_other_track(run, port: int) -> None:
+    dead = f"http://127.0.0.1:{port}"
+
+    async def main() -> None:
+        async with Backend(echo_script) as alive:
+            async with serving(table(stable=dead, canary=alive.url, weight=10)) as srv:
+                assert await predict(srv, 3) == ["canary"] * 3
+                assert srv.metric(FALLBACK, track="stable", to="canary") == 3
+            async with serving(table(stable=alive.url, canary=dead, weight=100)) as srv:
+                assert await predict(srv, 3) == ["stable"] * 3
+                assert srv.metric(FALLBACK, track="canary", to="stable") == 3
+            async with serving(table(stable=dead, canary=alive.url, weight=0)) as srv:
+                ans = await srv.exchange(post("/predict", PREDICT))  # canary serves nobody
+                assert ans.status == 502
+                assert ans.json()["track"] == "stable"
+
+    run(main())

@@ -151,14 +151,17 @@ def test_canary_errors_never_go_to_stable(procs, metric) -> None:
     assert codes == [500] * 10  # the dead endpoint was retried on the other canary endpoint
     assert stats(stable)["count"] == 0
     assert metric(router, "modeldeploy_router_requests_total", track="canary", code="500") == 10
-    # no endpoint of the track reachable -> 502 JSON, still not stable
+    # no endpoint of the track accepts a connection: the request never left, so
+    # it goes to stable (issue 16), counted
     only_dead = procs.router(
         "--backend", f"stable={stable}", "--backend", f"canary={dead}", "--weight", "100"
     )
     resp = httpx.post(only_dead + OIP, content=oip_body([1]))
-    assert resp.status_code == 502
-    assert resp.json()["track"] == "canary"
-    assert stats(stable)["count"] == 0
+    assert resp.status_code == 200
+    assert resp.headers["x-modeldeploy-track"] == "stable"
+    assert stats(stable)["count"] == 1
+    fell = metric(only_dead, "modeldeploy_router_fallback_total", track="canary", to="stable")
+    assert fell == 1
 
 
 def test_upstream_timeout_is_504(procs) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -78,12 +79,24 @@ def test_resolve_falls_back_to_stable_when_track_empty_or_absent() -> None:
     assert routing.resolve(t, SHADOW) == routing.Decision(STABLE, fell_back_from=SHADOW)
 
 
-def test_resolve_without_stable_endpoints_gives_no_track() -> None:
-    t = table(stable=(), canary=("c",))
-    assert routing.resolve(t, STABLE).track is None
+def test_resolve_without_stable_endpoints_gives_no_track_unless_canary_serves() -> None:
+    t = table(stable=(), canary=("c",))  # weight 0: the canary serves nobody
+    assert routing.resolve(t, STABLE) == routing.Decision(None, fell_back_from=STABLE)
     assert routing.resolve(t, CANARY).track == CANARY
     assert not t.ready
     assert table(stable=("s",)).ready
+
+
+def test_stable_without_endpoints_falls_back_to_a_canary_serving_users() -> None:
+    t = replace(table(stable=(), canary=("c",)), canary_weight=5)
+    assert routing.resolve(t, STABLE) == routing.Decision(CANARY, fell_back_from=STABLE)
+    assert t.ready
+    assert routing.other_track(t, STABLE) == CANARY
+    assert routing.other_track(t, CANARY) is None  # stable has no endpoint
+    assert routing.other_track(t, SHADOW) is None  # a shadow never serves users
+    full = replace(table(stable=("s",), canary=("c",)), canary_weight=5)
+    assert routing.other_track(full, CANARY) == STABLE
+    assert routing.other_track(replace(full, canary_weight=0), STABLE) is None
 
 
 @pytest.mark.parametrize("bad", ["x", None, -1, 101, "200"])

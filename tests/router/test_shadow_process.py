@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import orjson
 from modeldeploy_router import routing, shadow, shadow_process
+from modeldeploy_router.settings import Settings
 
 OIP = "/v2/models/iris/infer"
 
@@ -104,8 +105,7 @@ def test_shadow_process_exits_with_a_killed_router(procs) -> None:
 
 async def test_shadow_endpoint_changes_reach_the_process(procs) -> None:
     first, second = procs.upstream("shadow-a"), procs.upstream("shadow-b")
-    settings_args = [f"--shadow-timeout={5.0}", "--mirror-concurrency=4"]
-    channel = shadow_process.ShadowProcess(settings_args)
+    channel = shadow_process.ShadowProcess(Settings(shadow_timeout=5.0, mirror_concurrency=4))
 
     def table(url: str) -> routing.RoutingTable:
         track = routing.Track(routing.SHADOW, "2.0.0", "r2", pool=routing.EndpointPool((url,)))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import dataclasses
 import logging
-import signal
 import sys
-from dataclasses import dataclass
 
 import uvloop
 
-from modeldeploy_router import frontend, proxy, routing, static
+from modeldeploy_router import proxy, routing, server, static
+from modeldeploy_router.settings import DEFAULTS, Settings
 
 log = logging.getLogger("modeldeploy_router")
 
@@ -54,6 +53,13 @@ def _non_negative(value: str) -> float:
     number = float(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return number
 
 
@@ -109,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     kube_group.add_argument("--namespace", help="namespace of the ModelDeployment")
     kube_group.add_argument("--model-deployment", help="name of the ModelDeployment")
     tuning = p.add_argument_group("behaviour")
+    d = DEFAULTS
     tuning.add_argument(
         "--sticky-header",
-        default="x-modeldeploy-key",
+        default=d.sticky_header,
         help="header whose value pins a request to a track "
         "(consistent hash; '' disables; default %(default)s)",
     )
@@ -120,33 +127,43 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="honour x-modeldeploy-track: stable|canary|shadow (for testers)",
     )
+    seconds = (
+        ("--connect-timeout", d.connect_timeout, "upstream connect timeout"),
+        ("--timeout", d.timeout, "upstream timeout: for the answer's head, and for each read "
+         "of its body"),
+        ("--shadow-timeout", d.shadow_timeout, "timeout of a whole shadow exchange"),
+        ("--keep-alive", d.keep_alive, "how long an idle client connection is kept open"),
+        ("--head-timeout", d.head_timeout, "how long a request line and headers may take to "
+         "arrive once a connection waits for them (408 after)"),
+        ("--drain-seconds", d.drain_seconds, "on SIGTERM, how long requests in flight may "
+         "take to finish"),
+    )  # fmt: skip
+    for flag, default, text in seconds:
+        tuning.add_argument(
+            flag, type=_positive, default=default, help=f"{text}, seconds (default %(default)s)"
+        )
     tuning.add_argument(
-        "--connect-timeout",
-        type=_positive,
-        default=1.0,
-        help="upstream connect timeout, seconds (default %(default)s)",
+        "--shutdown-delay",
+        type=_non_negative,
+        default=d.shutdown_delay,
+        help="on SIGTERM, keep accepting connections this many seconds (answering each "
+        "with connection: close, /readyz 503) before draining, while the pod's endpoint "
+        "leaves the Service (default %(default)s)",
     )
-    tuning.add_argument(
-        "--timeout",
-        type=_positive,
-        default=30.0,
-        help="upstream total timeout, seconds (default %(default)s)",
-    )
-    tuning.add_argument(
-        "--shadow-timeout",
-        type=_positive,
-        default=10.0,
-        help="shadow request timeout, seconds (default %(default)s)",
-    )
-    tuning.add_argument(
-        "--mirror-queue",
-        type=int,
-        default=1000,
-        help="copies waiting for the shadow before new ones are dropped",
-    )
-    tuning.add_argument(
-        "--mirror-concurrency", type=int, default=32, help="shadow requests in flight at most"
-    )
+    counts = (
+        ("--mirror-queue", d.mirror_queue, "copies waiting for the shadow before new ones "
+         "are dropped"),
+        ("--mirror-queue-bytes", d.mirror_queue_bytes, "bytes of bodies (request and primary "
+         "answer) of the copies waiting for or at the shadow before new ones are dropped; "
+         "also the largest copy kept"),
+        ("--mirror-concurrency", d.mirror_concurrency, "shadow requests in flight at most"),
+        ("--max-body-bytes", d.max_body_bytes, "largest request body accepted (413 above)"),
+        ("--max-head-bytes", d.max_head_bytes, "largest request line and headers (431 above)"),
+    )  # fmt: skip
+    for flag, default, text in counts:
+        tuning.add_argument(
+            flag, type=_positive_int, default=default, help=f"{text} (default %(default)s)"
+        )
     tuning.add_argument(
         "--mirror-in-process",
         action="store_true",
@@ -155,35 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tuning.add_argument(
         "--regression-tolerance",
+        dest="rel_tolerance",
         type=float,
-        default=0.01,
-        help="relative difference under which regressor rows agree",
-    )
-    tuning.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=64 * 1024 * 1024,
-        help="largest request body accepted (413 above)",
-    )
-    tuning.add_argument(
-        "--keep-alive",
-        type=_positive,
-        default=frontend.KEEP_ALIVE_SECONDS,
-        help="seconds an idle client connection is kept open (default %(default)s)",
-    )
-    tuning.add_argument(
-        "--drain-seconds",
-        type=_positive,
-        default=10.0,
-        help="on SIGTERM, how long requests in flight may take to finish (default %(default)s)",
-    )
-    tuning.add_argument(
-        "--shutdown-delay",
-        type=_non_negative,
-        default=0.0,
-        help="on SIGTERM, keep accepting connections this many seconds (answering each "
-        "with connection: close, /readyz 503) before draining, while the pod's endpoint "
-        "leaves the Service (default %(default)s)",
+        default=d.rel_tolerance,
+        help="relative difference under which regressor rows agree (default %(default)s)",
     )
     tuning.add_argument(
         "--seed", type=int, default=None, help="seed the split's random draws (tests, benchmarks)"
@@ -222,6 +214,12 @@ def make_source(args: argparse.Namespace, parser: argparse.ArgumentParser) -> pr
     return static.StaticSource(table)
 
 
+def settings_from(args: argparse.Namespace) -> Settings:
+    """One Settings from the flags (each flag's dest is a Settings field)."""
+    names = {f.name for f in dataclasses.fields(Settings)}
+    return Settings(**{k: v for k, v in vars(args).items() if k in names})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -231,64 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     source = make_source(args, parser)
-    settings = proxy.Settings(
-        model=args.model,
-        sticky_header=args.sticky_header,
-        allow_track_override=args.allow_track_override,
-        connect_timeout=args.connect_timeout,
-        timeout=args.timeout,
-        shadow_timeout=args.shadow_timeout,
-        mirror_queue=args.mirror_queue,
-        mirror_concurrency=args.mirror_concurrency,
-        rel_tolerance=args.regression_tolerance,
-        mirror_in_process=args.mirror_in_process,
-        max_body_bytes=args.max_body_bytes,
-        seed=args.seed,
-    )
-    router = proxy.Router(settings, source)
-    timing = ServeTiming(args.keep_alive, args.drain_seconds, args.shutdown_delay)
-    return uvloop.run(serve(router, args.host, args.port, timing))
-
-
-@dataclass(frozen=True)
-class ServeTiming:
-    keep_alive: float  # --keep-alive: idle client connections, seconds
-    grace: float  # --drain-seconds
-    delay: float  # --shutdown-delay
-
-
-async def serve(router: proxy.Router, host: str, port: int, timing: ServeTiming) -> int:
-    """Start the router, serve until SIGTERM or SIGINT, then drain. Exit status 0
-    after a clean drain, 1 when the port cannot be bound, 3 when start-up fails."""
-    try:
-        await router.start()
-    except Exception:
-        log.exception("router failed to start")
-        await router.stop()
-        return 3
-    server = frontend.HttpServer(
-        router.handle, max_body_bytes=router.settings.max_body_bytes, keep_alive=timing.keep_alive
-    )
-    try:
-        await server.listen(host, port)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", host, port, exc)
-        await router.stop()
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("listening on http://%s:%d", host, port)
-    await stop.wait()
-    router.draining = True
-    if timing.delay > 0:
-        log.info("shutting down: still accepting for %gs (--shutdown-delay)", timing.delay)
-    log.info("shutting down: finishing requests in flight (at most %gs)", timing.grace)
-    await server.drain(timing.grace, timing.delay)
-    await router.stop()
-    log.info("stopped")
-    return 0
+    router = proxy.Router(settings_from(args), source)
+    return uvloop.run(server.serve(router, args.host, args.port))
 
 
 if __name__ == "__main__":

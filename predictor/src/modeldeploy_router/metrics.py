@@ -1,17 +1,17 @@
 """The router's Prometheus metrics (names and labels from docs/contracts.md).
 
 A registry of its own keeps the exposition to the router's series. Label
-children are cached because `labels()` is a measurable cost per request at
-the rates the router is meant to sustain.
+children are cached: `labels()` is a measurable cost per request.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modeldeploy_router import routing
-from modeldeploy_router.hotmetrics import HotPathMetrics
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -22,10 +22,18 @@ SHADOW_LABELS = ("model", "primary_version", "shadow_version", "shadow_revision"
 
 
 SHADOW_TRACK_LABELS = ("model", "shadow_version", "shadow_revision")
+TRACK_LABELS = ("model", "track", "version", "revision")
 
-# attribute, type, name, help, labels, histogram buckets. Not here: the three
-# per-request series of hotmetrics.py (requests, upstream duration, overhead).
+# attribute, type, name, help, labels, histogram buckets
 SPECS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple | None], ...] = (
+    ("requests", Counter, "modeldeploy_router_requests_total",
+     "Requests answered, by track and status code", (*TRACK_LABELS, "code"), None),
+    ("upstream_duration", Histogram, "modeldeploy_router_upstream_duration_seconds",
+     "Time from sending the request upstream to having its whole response",
+     TRACK_LABELS, LATENCY_BUCKETS),
+    ("overhead", Histogram, "modeldeploy_router_overhead_seconds",
+     "Time the router adds: total handling time minus upstream time", ("model",),
+     OVERHEAD_BUCKETS),
     ("canary_weight", Gauge, "modeldeploy_router_canary_weight",
      "Current canary weight (0-100)", ("model",), None),
     ("mirror_percent", Gauge, "modeldeploy_router_mirror_percent",
@@ -49,8 +57,8 @@ SPECS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple | None], ...] = (
     ("endpoints", Gauge, "modeldeploy_router_endpoints",
      "Ready endpoints per track", ("model", "track"), None),
     ("fallback", Counter, "modeldeploy_router_fallback_total",
-     "Requests sent to stable because their track had no ready endpoints",
-     ("model", "track"), None),
+     "Requests sent to track `to` because `track` had no ready endpoint or refused "
+     "the connection", ("model", "track", "to"), None),
 )  # fmt: skip
 
 
@@ -62,8 +70,7 @@ SHADOW_ATTRS = frozenset(
 
 
 class RouterMetrics:
-    """The metrics in SPECS as attributes (e.g. `self.mirror`), plus `self.hot`
-    (hotmetrics.py) outside the shadow part.
+    """The metrics in SPECS as attributes (e.g. `self.mirror`).
 
     `part` picks a subset: ALL, PRIMARY (everything but SHADOW_ATTRS: the
     router when its shadow path runs in a child process) or SHADOW (the child).
@@ -78,10 +85,7 @@ class RouterMetrics:
                 continue
             extra = {"buckets": buckets} if buckets else {}
             setattr(self, attr, kind(name, doc, list(labels), registry=self.registry, **extra))
-        self._cache: dict[tuple, object] = {}
-        if part != self.SHADOW:
-            self.hot = HotPathMetrics(LATENCY_BUCKETS, OVERHEAD_BUCKETS)
-            self.registry.register(self.hot)
+        self._cache: dict[tuple, Any] = {}
 
     def _child(self, metric, *values: str):
         key = (id(metric), values)
@@ -96,21 +100,22 @@ class RouterMetrics:
         labels = (
             (model, track.name, track.version, track.revision) if track else (model, "", "", "")
         )
-        self.hot.count(labels, code)
+        self._child(self.requests, *labels, str(code)).inc()
 
     def observe_answer(
         self, model: str, track: routing.Track, code: int, upstream_s: float, overhead_s: float
     ) -> None:
         """A forwarded request and its upstream response."""
-        self.hot.answered(
-            model, track.name, track.version, track.revision, code, upstream_s, overhead_s
-        )
+        labels = (model, track.name, track.version, track.revision)
+        self._child(self.requests, *labels, str(code)).inc()
+        self._child(self.upstream_duration, *labels).observe(upstream_s)
+        self._child(self.overhead, model).observe(max(overhead_s, 0.0))
 
     def mirror_result(self, model: str, result: str) -> None:
         self._child(self.mirror, model, result).inc()
 
-    def fell_back(self, model: str, track: str) -> None:
-        self._child(self.fallback, model, track).inc()
+    def fell_back(self, model: str, track: str, to: str) -> None:
+        self._child(self.fallback, model, track, to).inc()
 
     def shadow_child(self, metric, model: str, primary: str, shadow: routing.Track):
         return self._child(metric, model, primary, shadow.version, shadow.revision)

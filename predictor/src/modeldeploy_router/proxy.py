@@ -1,53 +1,62 @@
-"""The router's request handler: choose a track, forward, mirror.
+"""The router's request handler, an ASGI app: choose a track, forward, mirror.
 
-`Router.handle` takes a parsed request from the front end (frontend.py) and
-returns the reply. Bodies are buffered (predictor requests and answers are
-bounded JSON): that lets a request be retried on another endpoint and the
-primary answer be compared with the shadow's.
+Request bodies are streamed to the upstream as the client sends them and
+answers streamed back as the upstream sends them, so a connection holds at
+most a read buffer of either (server.py pauses a connection's reading while
+its request is in flight). Only a copy that is mirrored keeps its bodies, up
+to `mirror_queue_bytes`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
 
 from modeldeploy_router import metrics as metrics_mod
 from modeldeploy_router import routing, shadow, shadow_process
-from modeldeploy_router.frontend import Reply, Request
+from modeldeploy_router.settings import Settings
 from modeldeploy_router.upstream import (
-    Response,
+    Answer,
+    NotSent,
     Upstream,
-    UpstreamConnectionError,
-    UpstreamProtocolError,
+    UpstreamError,
     forwardable,
 )
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID = "x-request-id"
-TRACK_HEADER = "x-modeldeploy-track"
+TRACK_HEADER = b"x-modeldeploy-track"
 MIRRORED_METHODS = frozenset({"POST"})
+LOCAL_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
+# Never copied from an upstream answer: framing and connection fields are the
+# server's, and the request id is the router's.
+DROP_RESPONSE = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"date",
+        b"server",
+        b"x-request-id",
+    }
+)
+NO_BODY_STATUS = frozenset({204, 304})
+JSON = (b"content-type", b"application/json")
 
-
-@dataclass(frozen=True)
-class Settings:
-    model: str = ""
-    sticky_header: str = "x-modeldeploy-key"
-    allow_track_override: bool = False
-    connect_timeout: float = 1.0
-    timeout: float = 30.0
-    shadow_timeout: float = 10.0
-    mirror_queue: int = 1000
-    mirror_concurrency: int = 32
-    rel_tolerance: float = 0.01
-    mirror_in_process: bool = False  # else a child process (shadow_process.py)
-    max_body_bytes: int = 64 * 1024 * 1024
-    seed: int | None = None
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict], Any]
 
 
 class TableSource:
@@ -60,11 +69,69 @@ class TableSource:
         return None
 
 
-Respond = Callable[[Reply], None]
+class ClientGone(Exception):
+    """The client disconnected while its request body was being read."""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Aborted(Exception):
+    """The upstream failed after the answer had started: the client connection
+    is dropped (server.py keeps this out of the error log)."""
+
+
+class _Body:
+    """A request body read from the server while the upstream takes it; keeps
+    a copy (for the shadow) while it stays under `keep_limit` bytes."""
+
+    def __init__(self, receive: Receive, first: bytes, limit: int, keep_limit: int) -> None:
+        self.receive = receive
+        self.first = first
+        self.limit = limit
+        self.keep_limit = keep_limit
+        self.kept: list[bytes] | None = [first] if keep_limit and len(first) <= keep_limit else None
+        self.size = len(first)
+        self.started = False
+        # why reading stopped: the upstream client reports it as its own
+        # send failure, so the proxy looks here first
+        self.failure: BodyTooLarge | ClientGone | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        self.started = True
+        if self.first:
+            yield self.first
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.failure = ClientGone()
+                raise self.failure
+            chunk = message.get("body", b"")
+            self.size += len(chunk)
+            if self.size > self.limit:
+                self.failure = BodyTooLarge()
+                raise self.failure
+            if self.kept is not None:
+                if self.size <= self.keep_limit:
+                    self.kept.append(chunk)
+                else:
+                    self.kept = None
+            if chunk:
+                yield chunk
+            if not message.get("more_body"):
+                return
+
+    def copy(self) -> bytes | None:
+        return None if self.kept is None else b"".join(self.kept)
 
 
 class Router:
-    """`table` is swapped whole by the source; each request reads it once."""
+    """The ASGI app. `table` is swapped whole by the source; each request reads
+    it once."""
 
     def __init__(self, settings: Settings, source: TableSource) -> None:
         self.settings = settings
@@ -76,19 +143,19 @@ class Router:
         self.upstream = Upstream(settings.connect_timeout, settings.timeout)
         self.mirror: shadow.Mirror | shadow_process.ShadowProcess
         if inline:
-            self.mirror = shadow.Mirror.configured(
+            self.mirror = shadow.Mirror(
                 self.upstream,
                 self.metrics,
                 settings,
                 current_shadow=lambda: self.table.tracks.get(routing.SHADOW),
             )
         else:
-            self.mirror = shadow_process.ShadowProcess(shadow_process.child_args(settings))
+            self.mirror = shadow_process.ShadowProcess(settings)
         self._rand = random.Random(settings.seed).random
         self._ids = random.Random(os.urandom(32))
         self._sticky = settings.sticky_header.lower().encode("latin-1")
-        self._fallback_logged: set[str] = set()
-        self.draining = False  # /readyz answers 503 while the server drains
+        self._fallback_logged: set[tuple[str, str | None]] = set()
+        self.draining = False  # /readyz answers 503 and answers close their connection
 
     # -- routing table ---------------------------------------------------
     def apply(self, table: routing.RoutingTable) -> None:
@@ -103,7 +170,6 @@ class Router:
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        await self.upstream.start()
         await self.mirror.start()
         await self.source.start(self.apply)
 
@@ -112,258 +178,308 @@ class Router:
         await self.mirror.stop()
         await self.upstream.close()
 
-    # -- requests --------------------------------------------------------
-    def _local(self, path: bytes, respond: Respond) -> bool:
-        """Answer the router's own endpoints; False when `path` is not one of them."""
+    # -- answering -------------------------------------------------------
+    async def _reply(
+        self, send: Send, status: int, doc: dict, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        body = orjson.dumps(doc)
+        out = [JSON, (b"content-length", str(len(body)).encode()), *headers]
+        if self.draining:
+            out.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _local(self, path: bytes, send: Send) -> None:
         if path == b"/healthz":
-            respond(Reply.json(200, {"status": "ok"}))
+            await self._reply(send, 200, {"status": "ok"}, [])
         elif path == b"/readyz":
             table = self.table
             if self.draining:
-                respond(Reply.json(503, {"status": "not ready", "error": "shutting down"}))
+                await self._reply(send, 503, {"status": "not ready", "error": "shutting down"}, [])
             elif table.ready:
-                respond(Reply.json(200, {"status": "ready"}))
+                await self._reply(send, 200, {"status": "ready"}, [])
             else:
-                respond(Reply.json(503, {"status": "not ready", "error": _no_stable(table)}))
-        elif path == b"/metrics":
-            asyncio.get_running_loop().create_task(self._metrics(respond))
+                doc = {"status": "not ready", "error": _no_stable(table)}
+                await self._reply(send, 503, doc, [])
         else:
-            return False
-        return True
+            try:
+                body = self.metrics.exposition() + await self.mirror.exposition()
+            except Exception:
+                log.exception("metrics exposition failed")
+                await self._reply(send, 500, {"error": "metrics exposition failed"}, [])
+                return
+            headers = [
+                (b"content-type", METRICS_CONTENT_TYPE),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
-    async def _metrics(self, respond: Respond) -> None:
-        try:
-            body = self.metrics.exposition() + await self.mirror.exposition()
-        except Exception:
-            log.exception("metrics exposition failed")
-            respond(Reply.json(500, {"error": "metrics exposition failed"}))
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             return
-        respond(Reply(200, [(b"content-type", METRICS_CONTENT_TYPE)], body))
-
-    def handle(self, req: Request, respond: Respond) -> None:
-        """Route `req` and call `respond(reply)` once, now or when the upstream
-        answers. Callback-driven on purpose: no Task per request (frontend.py)."""
-        if req.path in LOCAL_PATHS and self._local(req.path, respond):
+        path = scope["raw_path"]
+        if path in LOCAL_PATHS:
+            await self._local(path, send)
             return
-        started = time.perf_counter()
-        table = self.table
-        model = table.model
-        request_id = None
-        sticky_key = None
-        override = None
-        for name, value in req.headers:
+        request_id = sticky_key = override = None
+        length: int | None = None
+        for name, value in scope["headers"]:
             if name == b"x-request-id":
-                request_id = value.decode("latin-1")
+                request_id = value
             elif name == self._sticky:
                 sticky_key = value.decode("latin-1")
-            elif name == b"x-modeldeploy-track":
+            elif name == TRACK_HEADER:
                 override = value.decode("latin-1").strip().lower()
-        incoming_id = request_id
-        # 128 random bits like uuid4, from a generator seeded from os.urandom:
-        # no system call per request
-        request_id = request_id or f"{self._ids.getrandbits(128):032x}"
-        rid_header = (b"x-request-id", request_id.encode("latin-1"))
-        if req.body_too_large:
-            limit = self.settings.max_body_bytes
-            msg = f"request body exceeds {limit} bytes"
-            respond(Reply.json(413, {"error": msg}, [rid_header]))
-            return
+            elif name == b"content-length":
+                length = int(value)  # the server has checked it is one number
+        rid = (b"x-request-id", request_id or b"%032x" % self._ids.getrandbits(128))
+        exchange = _Exchange(self, scope, receive, send, rid, request_id is None)
+        try:
+            await exchange.run(sticky_key, override, length)
+        except ClientGone:
+            return  # nobody to answer
+        except Aborted:
+            raise
+        except Exception:
+            log.exception("failed to answer %s %r", scope["method"], path)
+            if exchange.head_sent:
+                raise Aborted from None
+            await self._reply(send, 500, {"error": "internal router error"}, [rid])
 
-        if override is not None and self.settings.allow_track_override:
-            if override not in routing.TRACKS:
-                msg = f"{TRACK_HEADER} must be one of {', '.join(routing.TRACKS)}, got {override!r}"
-                respond(Reply.json(400, {"error": msg}, [rid_header]))
-                return
-            wanted = override
-        else:
-            wanted = routing.choose_primary(table.canary_weight, sticky_key, self._rand)
-        track = table.tracks.get(wanted)
-        if track is None or not track.pool.urls:
-            decision = routing.resolve(table, wanted)
-            if decision.fell_back_from is not None:
-                self._note_fallback(model, decision.fell_back_from, decision.track)
-            if decision.track is None:
-                self.metrics.observe_request(model, None, 503)
-                respond(Reply.json(503, {"error": _no_stable(table)}, [rid_header]))
-                return
-            track = table.tracks[decision.track]
-
-        headers = forwardable(req.headers)
-        if incoming_id is None:
-            headers.append(rid_header)
-        forward = _Forward(self, table, track, req, headers, rid_header, started, respond)
-        forward.send(track.pool.pick())
-
-    def _answer(self, fwd: _Forward, resp: Response) -> Reply:
-        """The reply to a forwarded request the upstream answered."""
-        drop = _DROP_RESPONSE if fwd.req.method != "HEAD" else _DROP_RESPONSE_TO_HEAD
-        out = [(k, v) for k, v in resp.headers if k.lower() not in drop]
-        out.append(fwd.rid_header)
-        out.append((b"x-modeldeploy-track", fwd.track.name.encode()))
-        return Reply(resp.status, out, resp.body)
-
-    def _record(self, fwd: _Forward, resp: Response, replied: float) -> None:
-        """Metrics and the shadow copy of an answered request: after the reply
-        is written, so the client does not wait for them."""
-        track = fwd.track
-        overhead = replied - fwd.started - resp.seconds
-        self.metrics.observe_answer(fwd.table.model, track, resp.status, resp.seconds, overhead)
-        if fwd.req.method in MIRRORED_METHODS and track.name != routing.SHADOW:
-            self._maybe_mirror(fwd, resp)
-
-    def _failed(self, fwd: _Forward, status: int, message: str) -> Reply:
-        track = fwd.track
-        self.metrics.observe_request(fwd.table.model, track, status)
-        return Reply.json(
-            status,
-            {"error": message, "track": track.name},
-            [fwd.rid_header, (b"x-modeldeploy-track", track.name.encode())],
-        )
-
-    def _maybe_mirror(self, fwd: _Forward, resp: Response) -> None:
-        table = fwd.table
-        shadow_track = table.tracks.get(routing.SHADOW)
-        if shadow_track is None or not routing.should_mirror(table.mirror_percent, self._rand):
-            return
-        req = fwd.req
-        self.mirror.submit(
-            shadow.Copy(
-                model=table.model,
-                shadow=shadow_track,
-                primary_version=fwd.track.version,
-                method=req.method,
-                path_qs=fwd.path_qs,
-                headers=fwd.headers,
-                body=req.body,
-                primary_status=resp.status,
-                primary_body=resp.body,
-            )
-        )
-
-    def _note_fallback(self, model: str, wanted: str, used: str | None) -> None:
+    def note_fallback(self, model: str, wanted: str, used: str | None, why: str) -> None:
         if used is not None:
-            self.metrics.fell_back(model, wanted)
-        if wanted not in self._fallback_logged:
-            self._fallback_logged.add(wanted)
-            log.warning("track %s has no ready endpoints; sending its traffic to stable", wanted)
+            self.metrics.fell_back(model, wanted, used)
+        if (wanted, used) not in self._fallback_logged:
+            self._fallback_logged.add((wanted, used))
+            log.warning("track %s %s; sending its traffic to %s", wanted, why, used or "nobody")
 
 
-class _Forward:
-    """One request on its way to `track`: on a connection error it is retried
-    once on another endpoint of the same track (never the other track, so a
-    broken canary stays visible to the analysis)."""
-
-    __slots__ = (
-        "attempt",
-        "headers",
-        "path_qs",
-        "req",
-        "respond",
-        "rid_header",
-        "router",
-        "started",
-        "table",
-        "track",
-        "url",
-    )
+class _Exchange:
+    """One forwarded request."""
 
     def __init__(
         self,
         router: Router,
-        table: routing.RoutingTable,
-        track: routing.Track,
-        req: Request,
-        headers: list[tuple[bytes, bytes]],
-        rid_header: tuple[bytes, bytes],
-        started: float,
-        respond: Respond,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: tuple[bytes, bytes],
+        new_id: bool,
     ) -> None:
         self.router = router
-        self.table = table
-        self.track = track
-        self.req = req
-        self.headers = headers
-        self.rid_header = rid_header
-        self.started = started
-        self.respond = respond
-        self.path_qs = req.target.decode("latin-1")  # for every attempt and the shadow copy
-        self.url: str | None = None
-        self.attempt = 0
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.rid = rid
+        self.new_id = new_id
+        self.table = router.table
+        self.started = time.perf_counter()
+        self.head_sent = False
+        query = scope["query_string"]
+        self.target = scope["raw_path"] + (b"?" + query if query else b"")
 
-    def send(self, url: str | None) -> None:
-        if url is None:
-            self.respond(
-                self.router._failed(self, 502, f"no {self.track.name} endpoint could be reached")
+    async def fail(self, status: int, message: str, track: routing.Track | None) -> None:
+        self.router.metrics.observe_request(self.table.model, track, status)
+        headers = [self.rid]
+        doc: dict[str, str] = {"error": message}
+        if track is not None:
+            headers.append((TRACK_HEADER, track.name.encode()))
+            doc["track"] = track.name
+        self.head_sent = True
+        await self.router._reply(self.send, status, doc, headers)
+
+    async def run(self, sticky_key: str | None, override: str | None, length: int | None) -> None:
+        router, table, settings = self.router, self.table, self.router.settings
+        if override is not None and settings.allow_track_override:
+            if override not in routing.TRACKS:
+                allowed = ", ".join(routing.TRACKS)
+                msg = f"x-modeldeploy-track must be one of {allowed}, got {override!r}"
+                await self.fail(400, msg, None)
+                return
+            wanted = override
+        else:
+            wanted = routing.choose_primary(table.canary_weight, sticky_key, router._rand)
+        decision = routing.resolve(table, wanted)
+        if decision.fell_back_from is not None:
+            router.note_fallback(
+                table.model, decision.fell_back_from, decision.track, "has no ready endpoints"
             )
+        if decision.track is None:
+            await self.fail(503, _no_stable(table), None)
             return
-        self.url = url
-        self.attempt += 1
-        req = self.req
-        self.router.upstream.send(
-            url,
-            req.method,
-            self.path_qs,
-            self.headers,
-            req.body,
-            self._upstream_done,
+        track = table.tracks[decision.track]
+
+        method = self.scope["method"]
+        shadow_track = table.tracks.get(routing.SHADOW)
+        mirrored = (
+            method in MIRRORED_METHODS
+            and track.name != routing.SHADOW
+            and shadow_track is not None
+            and routing.should_mirror(table.mirror_percent, router._rand)
+        )
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            return
+        first = message.get("body", b"")
+        if len(first) > settings.max_body_bytes:  # chunked: no length to refuse it by earlier
+            await self.fail(413, f"request body exceeds {settings.max_body_bytes} bytes", None)
+            return
+        body: bytes | _Body
+        if not message.get("more_body"):
+            body = first
+            length = len(first)
+        else:
+            keep = settings.mirror_queue_bytes if mirrored else 0
+            body = _Body(self.receive, first, settings.max_body_bytes, keep)
+        headers = forwardable(self.scope["headers"])
+        if self.new_id:
+            headers.append(self.rid)
+
+        answer = await self._send(track, headers, body, length)
+        if answer is None:
+            return
+        track, upstream = answer
+        await self._relay(track, upstream, mirrored, body, headers)
+
+    async def _send(
+        self,
+        track: routing.Track,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | _Body,
+        length: int | None,
+    ) -> tuple[routing.Track, Answer] | None:
+        """Open the exchange; one retry when the request provably never left:
+        on another endpoint of the track, else on the other primary track when
+        that one serves users (docs/router.md, Failures)."""
+        router, table = self.router, self.table
+        url = track.pool.pick()
+        retried = False
+        while True:
+            try:
+                upstream = await router.upstream.open(
+                    url, self.scope["method"], self.target, headers, body, length
+                )
+            except NotSent as exc:
+                log.warning("%s endpoint %s: %s", track.name, url, exc)
+                sent = isinstance(body, _Body) and body.started
+                if retried or sent:
+                    await self.fail(502, f"no {track.name} endpoint could be reached", track)
+                    return None
+                retried = True
+                other = track.pool.pick(exclude=url)
+                if other is None or other == url:
+                    to = routing.other_track(table, track.name)
+                    if to is None:
+                        await self.fail(502, f"no {track.name} endpoint could be reached", track)
+                        return None
+                    router.note_fallback(table.model, track.name, to, "refused a connection")
+                    track = table.tracks[to]
+                    other = track.pool.pick()
+                url = other
+                continue
+            except (BodyTooLarge, ClientGone, UpstreamError) as exc:
+                failure = body.failure if isinstance(body, _Body) else None
+                if isinstance(failure or exc, ClientGone):
+                    raise ClientGone from None
+                if isinstance(failure or exc, BodyTooLarge):
+                    limit = router.settings.max_body_bytes
+                    await self.fail(413, f"request body exceeds {limit} bytes", None)
+                    return None
+                status = exc.status if isinstance(exc, UpstreamError) else 502
+                await self.fail(status, f"{track.name} endpoint {url}: {exc}", track)
+                return None
+            if upstream.status < 200:
+                await upstream.close()
+                msg = f"{track.name} endpoint {url} answered {upstream.status}, not a final answer"
+                await self.fail(502, msg, track)
+                return None
+            return track, upstream
+
+    async def _relay(
+        self,
+        track: routing.Track,
+        upstream: Answer,
+        mirrored: bool,
+        body: bytes | _Body,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        router, send = self.router, self.send
+        status = upstream.status
+        out = [(k, v) for k, v in upstream.headers if k.lower() not in DROP_RESPONSE]
+        if status not in NO_BODY_STATUS:
+            length = next((v for k, v in upstream.headers if k.lower() == b"content-length"), None)
+            if length is not None:
+                out.append((b"content-length", length))
+        out.append(self.rid)
+        out.append((TRACK_HEADER, track.name.encode()))
+        if router.draining:
+            out.append((b"connection", b"close"))
+        keep = router.settings.mirror_queue_bytes if mirrored else 0
+        kept: list[bytes] | None = [] if keep else None
+        size = 0
+        try:
+            self.head_sent = True
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            async for chunk in upstream.chunks():
+                if kept is not None:
+                    size += len(chunk)
+                    if size <= keep:
+                        kept.append(chunk)
+                    else:
+                        kept = None
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            upstream_s = time.perf_counter() - upstream.started
+            await send({"type": "http.response.body", "body": b""})
+        except (Aborted, ClientGone):
+            raise
+        except Exception as exc:  # the upstream broke off: the client sees a cut answer
+            log.warning("%s endpoint answer broken off: %r", track.name, exc)
+            router.metrics.observe_request(self.table.model, track, 502)
+            raise Aborted from None
+        finally:
+            await upstream.close()
+        overhead = time.perf_counter() - self.started - upstream_s
+        router.metrics.observe_answer(self.table.model, track, status, upstream_s, overhead)
+        if mirrored:
+            self._mirror(track, status, body, headers, kept)
+
+    def _mirror(
+        self,
+        track: routing.Track,
+        status: int,
+        body: bytes | _Body,
+        headers: list[tuple[bytes, bytes]],
+        kept: list[bytes] | None,
+    ) -> None:
+        table = self.table
+        shadow_track = table.tracks.get(routing.SHADOW)
+        request = body if isinstance(body, bytes) else body.copy()
+        if shadow_track is None or request is None or kept is None:
+            self.router.mirror.dropped_too_large(table.model)
+            return
+        self.router.mirror.submit(
+            shadow.Copy(
+                model=table.model,
+                shadow=shadow_track,
+                primary_version=track.version,
+                method=self.scope["method"],
+                path_qs=self.target.decode("latin-1"),
+                headers=headers,
+                body=request,
+                primary_status=status,
+                primary_body=b"".join(kept),
+            )
         )
 
-    def _upstream_done(self, resp: Response | None, exc: BaseException | None) -> None:
-        try:
-            reply = self._reply(resp, exc)
-        except Exception:
-            log.exception("failed to answer %s %r", self.req.method, self.req.target)
-            reply = Reply.json(500, {"error": "internal router error"}, [self.rid_header])
-        if reply is None:  # retried on another endpoint
-            return
-        self.respond(reply)
-        if exc is None:
-            try:  # after the reply: respond() may already serve the next request
-                self.router._record(self, resp, time.perf_counter())
-            except Exception:
-                log.exception("recording %s %r failed", self.req.method, self.req.target)
 
-    def _reply(self, resp: Response | None, exc: BaseException | None) -> Reply | None:
-        router, track, url = self.router, self.track, self.url
-        if exc is None:
-            return router._answer(self, resp)
-        if isinstance(exc, TimeoutError):
-            return router._failed(self, 504, f"{track.name} endpoint {url} timed out")
-        if isinstance(exc, UpstreamConnectionError):
-            log.warning("%s endpoint %s: %s (attempt %d)", track.name, url, exc, self.attempt)
-            retry = track.pool.pick(exclude=url) if self.attempt == 1 else None
-            self.send(retry if retry != url else None)
-            return None
-        if isinstance(exc, UpstreamProtocolError):
-            return router._failed(self, 502, f"{track.name} endpoint {url}: {exc}")
-        raise exc
-
-
-_DROP_RESPONSE = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"date",
-        b"server",
-        b"x-request-id",  # replaced by the router's, which is the upstream's when it echoes
-    }
-)
-# A HEAD answer has no body, so its content-length is the upstream's, kept.
-_DROP_RESPONSE_TO_HEAD = _DROP_RESPONSE - {b"content-length"}
-LOCAL_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
 METRICS_CONTENT_TYPE = metrics_mod.CONTENT_TYPE.encode()
 
 
 def _no_stable(table: routing.RoutingTable) -> str:
     if routing.STABLE not in table.tracks:
         return "no stable track configured (routing not written yet)"
-    return "stable track has no ready endpoints"
+    return "no track with ready endpoints serves users (stable has none)"
 
 
 def _summary(table: routing.RoutingTable) -> str:

@@ -75,17 +75,15 @@ class RoutingTable:
     mirror_percent: float = 0.0
     tracks: Mapping[str, Track] = field(default_factory=dict)
 
-    def track(self, name: str) -> Track | None:
-        return self.tracks.get(name)
-
     def has_endpoints(self, name: str) -> bool:
         t = self.tracks.get(name)
         return t is not None and len(t.pool) > 0
 
     @property
     def ready(self) -> bool:
-        """The router can serve: stable has at least one ready endpoint."""
-        return self.has_endpoints(STABLE)
+        """The router can serve: stable has a ready endpoint, or the track its
+        requests fall back to has (`resolve`)."""
+        return resolve(self, STABLE).track is not None
 
 
 def sticky_bucket(key: str) -> float:
@@ -119,20 +117,37 @@ def should_mirror(percent: float, rand: Callable[[], float]) -> bool:
 @dataclass(frozen=True)
 class Decision:
     """Outcome of `resolve`: the track to use, and the track first chosen when
-    it had to fall back to stable (for the fallback counter and the log)."""
+    it had to fall back (for the fallback counter and the log)."""
 
     track: str | None
     fell_back_from: str | None = None
 
 
+def serves_users(table: RoutingTable, name: str) -> bool:
+    """Stable always does; canary while its weight is above 0; shadow never."""
+    return name == STABLE or (name == CANARY and table.canary_weight > 0)
+
+
+def other_track(table: RoutingTable, name: str) -> str | None:
+    """The other primary track, when it has ready endpoints and already serves
+    users: where a request goes when `name` has no endpoint for it."""
+    other = {STABLE: CANARY, CANARY: STABLE}.get(name)
+    if other is None or not table.has_endpoints(other) or not serves_users(table, other):
+        return None
+    return other
+
+
 def resolve(table: RoutingTable, wanted: str) -> Decision:
-    """Apply the fallback rule: a track without ready endpoints goes to stable;
-    stable without endpoints yields no track (the proxy answers 503)."""
+    """Apply the fallback rule: a track without ready endpoints sends its
+    request to the other primary track when that one serves users (canary only
+    with a weight above 0); a shadow pick (override) falls back to stable.
+    No such track: no track (the proxy answers 503)."""
     if table.has_endpoints(wanted):
         return Decision(wanted)
-    if wanted != STABLE and table.has_endpoints(STABLE):
-        return Decision(STABLE, fell_back_from=wanted)
-    return Decision(None, fell_back_from=wanted if wanted != STABLE else None)
+    other = other_track(table, wanted) if wanted != SHADOW else None
+    if wanted == SHADOW and table.has_endpoints(STABLE):
+        other = STABLE
+    return Decision(other, fell_back_from=wanted)
 
 
 def parse_weight(value: object, what: str) -> float:

@@ -1,9 +1,10 @@
 """Shadow mirroring: copy requests to the shadow track and compare answers.
 
 The copy is queued after the primary response has been sent, so the shadow's
-latency and failures can never reach the client. The queue and the number of
-workers are bounded: when the queue is full the copy is dropped and counted,
-which keeps memory flat when the shadow is slower than the live traffic.
+latency and failures can never reach the client. The queue is bounded in
+copies and in bytes of bodies, and the workers in number: a copy over either
+bound is dropped and counted, which keeps memory flat when the shadow is
+slower than the live traffic.
 """
 
 from __future__ import annotations
@@ -16,21 +17,16 @@ from typing import NamedTuple
 
 from modeldeploy_router import compare, routing
 from modeldeploy_router.metrics import RouterMetrics
-from modeldeploy_router.upstream import (
-    Upstream,
-    UpstreamConnectionError,
-    UpstreamProtocolError,
-)
+from modeldeploy_router.settings import Settings
+from modeldeploy_router.upstream import Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 
 
 class Copy(NamedTuple):
-    """One mirrored request plus the primary's answer to compare against.
-
-    A NamedTuple: built for every mirrored request on the primary path, where
-    it costs 0.4 us against 1.5 us for a frozen dataclass (timeit, 9 fields),
-    and its fields after `shadow` go to the shadow process as they are."""
+    """One mirrored request plus the primary's answer to compare against (a
+    NamedTuple: cheap on the primary path, benchmarks/README.md; its fields
+    after `shadow` go to the shadow process as they are)."""
 
     model: str
     shadow: routing.Track
@@ -48,40 +44,19 @@ class Mirror:
         self,
         upstream: Upstream,
         metrics: RouterMetrics,
-        queue_size: int,
-        concurrency: int,
-        timeout: float,
-        rel_tolerance: float,
+        settings: Settings,
         current_shadow: Callable[[], routing.Track | None] | None = None,
     ) -> None:
         self.current_shadow = current_shadow
         self.upstream = upstream
         self.metrics = metrics
-        self.timeout = timeout
-        self.rel_tolerance = rel_tolerance
-        self.concurrency = concurrency
-        self.queue: asyncio.Queue[Copy] = asyncio.Queue(maxsize=queue_size)
+        self.timeout = settings.shadow_timeout
+        self.rel_tolerance = settings.rel_tolerance
+        self.concurrency = settings.mirror_concurrency
+        self.max_bytes = settings.mirror_queue_bytes
+        self.queue: asyncio.Queue[Copy] = asyncio.Queue(maxsize=settings.mirror_queue)
+        self.queued_bytes = 0  # bodies of the copies queued or in flight
         self._workers: list[asyncio.Task] = []
-
-    @classmethod
-    def configured(
-        cls,
-        upstream: Upstream,
-        metrics: RouterMetrics,
-        settings,
-        current_shadow: Callable[[], routing.Track | None],
-    ) -> Mirror:
-        """From anything with the router's settings names (proxy.Settings, the
-        shadow process's flags)."""
-        return cls(
-            upstream,
-            metrics,
-            queue_size=settings.mirror_queue,
-            concurrency=settings.mirror_concurrency,
-            timeout=settings.shadow_timeout,
-            rel_tolerance=settings.rel_tolerance,
-            current_shadow=current_shadow,
-        )
 
     async def start(self) -> None:
         self._workers = [
@@ -103,13 +78,18 @@ class Mirror:
         """Nothing to add: the metrics are in the router's registry."""
         return b""
 
+    def dropped_too_large(self, model: str) -> None:
+        """A copy the router could not keep (bodies over the queue's bytes)."""
+        self.metrics.mirror_result(model, "dropped")
+
     def submit(self, copy: Copy) -> bool:
         """Queue a copy without waiting; False (and counted) when full."""
-        try:
-            self.queue.put_nowait(copy)
-        except asyncio.QueueFull:
+        size = len(copy.body) + len(copy.primary_body)
+        if self.queued_bytes + size > self.max_bytes or self.queue.full():
             self.metrics.mirror_result(copy.model, "dropped")
             return False
+        self.queue.put_nowait(copy)
+        self.queued_bytes += size
         return True
 
     async def _work(self) -> None:
@@ -119,7 +99,8 @@ class Mirror:
                 await self.handle(copy)
             except Exception:  # a bug here must not kill the worker
                 log.exception("shadow comparison failed")
-            finally:
+            finally:  # counted until done: a copy in flight holds its bodies too
+                self.queued_bytes -= len(copy.body) + len(copy.primary_body)
                 self.queue.task_done()
 
     async def handle(self, copy: Copy) -> None:
@@ -133,9 +114,15 @@ class Mirror:
             return
         try:
             resp = await self.upstream.call(
-                url, copy.method, copy.path_qs, copy.headers, copy.body, self.timeout
+                url,
+                copy.method,
+                copy.path_qs.encode("latin-1"),
+                copy.headers,
+                copy.body,
+                self.timeout,
+                self.max_bytes,
             )
-        except (UpstreamConnectionError, UpstreamProtocolError, TimeoutError) as exc:
+        except UpstreamError as exc:
             m.mirror_result(copy.model, "error")
             errors.inc()
             log.debug("shadow %s failed: %r", url, exc)

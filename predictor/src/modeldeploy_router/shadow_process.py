@@ -1,22 +1,8 @@
 """Shadow mirroring in a child process: the primary event loop only writes frames.
 
-Why a process: the issue's target is that 100% mirroring raises primary p50
-by at most 10%. With the shadow path on the router's own event loop, the
-pinned benchmark (benchmarks/README.md, Router; shadow predictor on its own
-CPU) measured the router's main process at 130-158 us of CPU per request with
-100% mirroring against 83-95 us without: about +55 us per mirrored request
-on the primary path, some 20% of that CPU's whole per-request work (wrk,
-router, predictor: ~270 us). py-spy on that router (2026-11-27) put about 14%
-of its samples in the shadow worker: two thirds in the shadow HTTP exchange
-(upstream.call, the write, the timeout), about a fifth in the comparison and
-its JSON parsing (orjson already), the rest in prometheus-client observes.
-The cheap fixes (skip the JSON when bodies are byte-identical, batch the
-metric updates) could remove at most a third of that; the exchange itself,
-plus the event-loop I/O it causes, cannot leave the loop while it runs in the
-process. Here the primary loop only pickles the copy and writes one frame
-batch per loop turn: +10-28 us of main-process CPU per mirrored request in
-three runs of the same benchmark (a busy shared machine), the child spending
-60-70 us per copy on the shadow's side.
+Why a process: the shadow exchange and comparison on the router's own loop
+cost the primary path most of the 10% p50 budget for mirroring
+(benchmarks/README.md, Router).
 
 The router and its child share a socketpair. Each frame is a 4-byte
 big-endian length and a pickled tuple; both ends are this module in the same
@@ -32,7 +18,7 @@ The child runs the same `shadow.Mirror` as the in-process mode (bounded queue,
 bounded concurrency, comparison, metrics), so behaviour and metric names are
 identical; the router's /metrics appends the child's exposition to its own.
 Copies the router cannot hand over (the child is gone or restarting, or more
-than MAX_UNSENT_BYTES wait in the socket buffer) are dropped and counted; the
+than a quarter of `mirror_queue_bytes` wait unsent) are dropped and counted; the
 count travels with each scrape request so it lands in the same
 `modeldeploy_router_mirror_total{result="dropped"}` series as the child's own
 drops. A child that dies is restarted after RESTART_SECONDS; closing the
@@ -51,12 +37,13 @@ import sys
 from collections import deque
 
 from modeldeploy_router import routing, shadow
+from modeldeploy_router import settings as settings_mod
 from modeldeploy_router.metrics import RouterMetrics
+from modeldeploy_router.settings import Settings
 from modeldeploy_router.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
-MAX_UNSENT_BYTES = 32 * 1024 * 1024
 RESTART_SECONDS = 1.0
 SCRAPE_TIMEOUT = 5.0
 _LEN = 4
@@ -70,8 +57,9 @@ def _frame(message: tuple) -> bytes:
 class ShadowProcess(asyncio.Protocol):
     """Router side: same submit/start/stop as `shadow.Mirror`, work done elsewhere."""
 
-    def __init__(self, child_args: list[str]) -> None:
-        self.child_args = child_args
+    def __init__(self, settings: Settings) -> None:
+        self.child_args = settings_mod.child_args(settings)
+        self.max_unsent = settings.mirror_queue_bytes // 4  # on their way to the child
         self.dropped = 0  # copies the router could not hand over, ever
         self._proc: subprocess.Popen | None = None
         self._transport: asyncio.Transport | None = None
@@ -157,9 +145,7 @@ class ShadowProcess(asyncio.Protocol):
 
     # -- frames ------------------------------------------------------------------
     def _write(self, frame: bytes) -> None:
-        """Queue a frame; one write per event-loop turn carries all of them.
-        (Flushing on a 1 ms timer instead measured no cheaper: +15 against
-        +10 us of main-process CPU per mirrored request.)"""
+        """Queue a frame; one write per event-loop turn carries all of them."""
         self._pending.append(frame)
         self._pending_bytes += len(frame)
         if not self._flush_scheduled:
@@ -185,11 +171,14 @@ class ShadowProcess(asyncio.Protocol):
             if self._transport is not None:
                 self._write(frame)
 
+    def dropped_too_large(self, model: str) -> None:
+        self.dropped += 1
+
     def submit(self, copy: shadow.Copy) -> bool:
         transport = self._transport
         if (
             transport is None
-            or self._pending_bytes + transport.get_write_buffer_size() > MAX_UNSENT_BYTES
+            or self._pending_bytes + transport.get_write_buffer_size() > self.max_unsent
         ):
             self.dropped += 1
             return False
@@ -216,14 +205,14 @@ class ShadowProcess(asyncio.Protocol):
 
 
 class _Child:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.metrics = RouterMetrics(part=RouterMetrics.SHADOW)
-        self.upstream = Upstream(args.connect_timeout, args.shadow_timeout)
+        self.upstream = Upstream(settings.connect_timeout, settings.shadow_timeout)
         self.track: routing.Track | None = None
         self.model = ""
         self.dropped_by_router = 0
-        self.mirror = shadow.Mirror.configured(
-            self.upstream, self.metrics, args, current_shadow=lambda: self.track
+        self.mirror = shadow.Mirror(
+            self.upstream, self.metrics, settings, current_shadow=lambda: self.track
         )
 
     def handle(self, message: tuple, writer: asyncio.StreamWriter) -> None:
@@ -280,26 +269,10 @@ def _frame_raw(payload: bytes) -> bytes:
     return len(payload).to_bytes(_LEN, "big") + payload
 
 
-def child_args(settings) -> list[str]:
-    """Flags that carry the router's shadow settings to the child."""
-    return [
-        f"--connect-timeout={settings.connect_timeout}",
-        f"--shadow-timeout={settings.shadow_timeout}",
-        f"--mirror-queue={settings.mirror_queue}",
-        f"--mirror-concurrency={settings.mirror_concurrency}",
-        f"--rel-tolerance={settings.rel_tolerance}",
-        f"--log-level={logging.getLevelName(logging.getLogger().level).lower()}",
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="modeldeploy-router's shadow worker (internal)")
     p.add_argument("--fd", type=int, required=True)
-    p.add_argument("--connect-timeout", type=float, default=1.0)
-    p.add_argument("--shadow-timeout", type=float, default=10.0)
-    p.add_argument("--mirror-queue", type=int, default=1000)
-    p.add_argument("--mirror-concurrency", type=int, default=32)
-    p.add_argument("--rel-tolerance", type=float, default=0.01)
+    settings_mod.add_child_flags(p)
     p.add_argument("--log-level", default="warning")
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -309,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     import uvloop
 
-    uvloop.run(_Child(args).run(args.fd))
+    uvloop.run(_Child(settings_mod.from_child_args(args)).run(args.fd))
     return 0
 
 
