@@ -47,7 +47,7 @@ class Run:
 
     def manifest(self, stage: scenario.Stage, uris: dict[str, str]) -> dict[str, Any]:
         return scenario.manifest(
-            stage.version, uris[stage.version], stage.strategy, self.store.predictor_env()
+            stage.version, uris[stage.version], stage.strategy, self.store.secret_name
         )
 
     def now(self) -> float:

@@ -63,20 +63,23 @@ def validated(pause: str = "6s") -> dict[str, Any]:
 
 
 def manifest(
-    version: str, uri: str, strategy: dict[str, Any], env: list[dict[str, Any]] | None = None
+    version: str, uri: str, strategy: dict[str, Any], store_secret: str | None = None
 ) -> dict[str, Any]:
-    """The ModelDeployment of `version`; `env`: extra predictor env (a model store's settings)."""
+    """The ModelDeployment of `version`; `store_secret`: the Secret with the store's keys."""
+    model: dict[str, Any] = {"name": models.NAME, "version": version, "uri": uri}
+    if store_secret:
+        model["credentials"] = {"secretRef": {"name": store_secret}}
     return {
         "apiVersion": "modeldeploy.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": models.NAME},
         "spec": {
-            "model": {"name": models.NAME, "version": version, "uri": uri},
+            "model": model,
             "predictor": {
                 "image": IMAGE,
                 "replicas": 1,
                 # Drift gauges refreshed every second, so short intervals see them.
-                "env": [{"name": "MODELDEPLOY_DRIFT_INTERVAL", "value": "1"}, *(env or [])],
+                "env": [{"name": "MODELDEPLOY_DRIFT_INTERVAL", "value": "1"}],
             },
             "strategy": {"progressDeadline": "2m", **strategy},
         },

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 
@@ -68,16 +67,10 @@ class Store:
         body = {"metadata": {"name": SECRET}, "stringData": data, "type": "Opaque"}
         client.CoreV1Api(api).create_namespaced_secret(namespace, body)
 
-    def predictor_env(self) -> list[dict[str, Any]]:
-        """What predictor pods need to read the store (nothing for local files)."""
-        if not self.remote:
-            return []
-        env = {
-            **CREDENTIALS,
-            "AWS_ENDPOINT_URL_S3": self.cluster_url,
-            "AWS_DEFAULT_REGION": self.region,
-        }
-        return [{"name": k, "value": v} for k, v in env.items()]
+    @property
+    def secret_name(self) -> str | None:
+        """The Secret predictors read the store's keys from (spec.model.credentials)."""
+        return SECRET if self.remote else None
 
 
 def _boto(credentials: dict[str, str]) -> dict[str, str]:

@@ -56,7 +56,7 @@ def served(
     with tempfile.TemporaryDirectory() as out:
         uris = store.publish(models.bundle_all([first], Path(out)))
     body = demo_scenario.manifest(
-        first.version, uris[first.version], demo_scenario.canary(), store.predictor_env()
+        first.version, uris[first.version], demo_scenario.canary(), store.secret_name
     )
     body["metadata"]["namespace"] = ns
     kube.apply([body])
