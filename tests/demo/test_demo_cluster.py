@@ -40,7 +40,8 @@ def test_demo_scenario_reaches_every_outcome(cluster, tmp_path):
             print(on.operator_log()[-5000:], on.pod_logs(on.namespace, restarted_only=True))
         on.close()
     assert run.missed(done) == [], [o for o in done.outcomes if not o.ok]
-    assert [o.stage for o in done.outcomes] == [s.label for s in run.scenario.plan()]
+    # Every stage, then the users' verdict: no request failed across all of them.
+    assert [o.stage for o in done.outcomes] == [s.label for s in run.scenario.plan()] + ["users"]
     served = run.timeline.served_between(done.load.snapshot(), 0, 1e9)
     assert served["2.0.0"] > 0 and served["4.0.0"] == 0 and served["5.0.0"] == 0
     assert (tmp_path / "rollout.png").stat().st_size > 10_000
