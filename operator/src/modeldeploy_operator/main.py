@@ -26,10 +26,6 @@ RESOURCE = (spec.GROUP, spec.VERSION, spec.PLURAL)
 PREFIX = "modeldeploy.io"
 
 
-def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    kopf.event(body, type=type_, reason=reason, message=message)
-
-
 async def _run(memo: kopf.Memo, body: kopf.Body, *, full: bool, retry: float) -> None:
     reconciler: reconcile.Reconciler = memo["reconciler"]
     try:
@@ -79,7 +75,6 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         memo["reconciler"] = reconcile.Reconciler(
             kube=kube.Kube(api_client),
             provider=provider,
-            post_event=_post_event,
             router_image=config.router_image,
         )
         opmetrics.export_info()
