@@ -96,6 +96,10 @@ RBAC table in tests/shipping/test_chart_rbac.py.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# The builtin router's PodDisruptionBudget (server-side applied: create + patch).
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]
 # Crash-loop detection of the revisions it rolls out.
 - apiGroups: [""]
   resources: ["pods"]

@@ -153,6 +153,8 @@ class Traffic:
     provider: str = "builtin"
     http_route: str | None = None
     rule_index: int = 0
+    # builtin provider: router pods (two, so that one can go without an outage)
+    router_replicas: int = 2
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
             provider=t.get("provider", "builtin"),
             http_route=(t.get("httpRoute") or {}).get("name"),
             rule_index=int((t.get("httpRoute") or {}).get("ruleIndex", 0)),
+            router_replicas=int((t.get("router") or {}).get("replicas", 2)),
         ),
         revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
         annotations=dict(meta.get("annotations") or {}),
