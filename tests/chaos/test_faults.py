@@ -21,7 +21,7 @@ from cluster_helpers import Env, apply_crd, manifest, wait_for
 
 pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
 pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
-from dataplane import FEATURES, X, Y, analysis, fitted, make_bundle, router, serve_v1
+from dataplane import X, Y, analysis, fitted, load_rows, make_bundle, operator_env, router, serve_v1
 from dataplane import manifest as dataplane_manifest
 from faults import events_refused
 from users import RATE, failed, failure_window, last_answer_of, served
@@ -36,15 +36,7 @@ OUTAGE = 5.0  # seconds the faulty component stays away (the fault itself)
 
 @pytest.fixture
 def env(cluster, namespace) -> Iterator[Env]:
-    apply_crd(cluster.api_client())
-    e = Env(cluster, namespace, cluster.prometheus_url)
-    e.start_operator()
-    yield e
-    e.operator.close()
-
-
-def rows() -> list[dict[str, float]]:
-    return [dict(zip(FEATURES, r, strict=True)) for r in X[:500].tolist()]
+    yield from operator_env(cluster, namespace)
 
 
 def strategy(pause: str, *metrics: dict[str, Any], **more: Any) -> dict[str, Any]:
@@ -67,7 +59,7 @@ def test_a_kube_apiserver_restart_mid_canary_keeps_the_rollback_bound(env, tmp_p
     serve_v1(env, tmp_path, plan)
     shifted = X + 4.0
     v2 = make_bundle(tmp_path, "2.0.0", fitted(shifted, Y), shifted)
-    with router(env) as url, Load(url, rows(), rate=RATE) as load:
+    with router(env) as url, Load(url, load_rows(), rate=RATE) as load:
         env.apply(dataplane_manifest("2.0.0", v2, plan))
         env.wait_status(
             lambda s: (s.get("analysis") or {}).get("failures") == 1, "v2's first failed run", 150
@@ -142,7 +134,7 @@ def test_c_prometheus_killed_mid_canary_is_inconclusive_only(env, tmp_path, figu
     plan = strategy("12s", errors, inconclusiveLimit=20)
     serve_v1(env, tmp_path, plan)
     v2 = make_bundle(tmp_path, "2.0.0", fitted(X, Y, C=0.5), X)
-    with router(env) as url, Load(url, rows(), rate=RATE) as load:
+    with router(env) as url, Load(url, load_rows(), rate=RATE) as load:
         env.apply(dataplane_manifest("2.0.0", v2, plan))
         env.wait_status(lambda s: s.get("phase") == "Canary", "v2 in canary", 150)
         # Away before the step's first run and for longer than the step's pause:

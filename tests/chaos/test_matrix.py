@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, apply_crd, wait_for
-from dataplane import FEATURES, X, Y, analysis, fitted, make_bundle, router
+from cluster_helpers import Env, wait_for
+from dataplane import X, Y, analysis, fitted, load_rows, make_bundle, operator_env, router
 from dataplane import manifest as dataplane_manifest
 from faults import kill_pod_processes, running_pods
 from kubernetes import client
@@ -36,15 +36,7 @@ PLAN: dict[str, Any] = {
 
 @pytest.fixture
 def env(cluster, namespace) -> Iterator[Env]:
-    apply_crd(cluster.api_client())
-    e = Env(cluster, namespace, cluster.prometheus_url)
-    e.start_operator()
-    yield e
-    e.operator.close()
-
-
-def rows() -> list[dict[str, float]]:
-    return [dict(zip(FEATURES, r, strict=True)) for r in X[:500].tolist()]
+    yield from operator_env(cluster, namespace)
 
 
 class Walk:
@@ -79,7 +71,7 @@ def rollout_with_fault(
     v2 = dataplane_manifest("2.0.0", make_bundle(tmp_path, "2.0.0", fitted(X, Y, C=0.5), X), plan)
     v2["spec"]["predictor"]["replicas"] = stable_replicas
     walk = Walk()
-    with router(env) as url, Load(url, rows(), rate=RATE) as load:
+    with router(env) as url, Load(url, load_rows(), rate=RATE) as load:
         env.apply(v2)
         env.wait_status(lambda s: (walk(s), s.get("phase") == "Canary")[1], "v2 at step 1", 150)
         started = time.monotonic() - load.t0

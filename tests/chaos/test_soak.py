@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, apply_crd
-from dataplane import FEATURES, X, Y, analysis, fitted, make_bundle, router
+from cluster_helpers import Env
+from dataplane import X, Y, analysis, fitted, load_rows, make_bundle, operator_env, router
 from dataplane import manifest as dataplane_manifest
 from faults import open_fds, pod_pids, rss_kib, running_pods
 from users import RATE, failed
@@ -35,11 +35,7 @@ PLAN: dict[str, Any] = {
 
 @pytest.fixture
 def env(cluster, namespace) -> Iterator[Env]:
-    apply_crd(cluster.api_client())
-    e = Env(cluster, namespace, cluster.prometheus_url)
-    e.start_operator()
-    yield e
-    e.operator.close()
+    yield from operator_env(cluster, namespace)
 
 
 class Usage:
@@ -83,12 +79,11 @@ def test_soak_rollouts_every_few_minutes_under_load(env, tmp_path, figures):
     from faulty_models import FailsOnShare
     from sklearn.linear_model import LogisticRegression
 
-    rows = [dict(zip(FEATURES, r, strict=True)) for r in X[:500].tolist()]
     env.apply(dataplane_manifest("1.0.0", make_bundle(tmp_path, "1.0.0", fitted(X, Y), X), PLAN))
     env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 serving", timeout=120)
     usage: dict[str, Usage] = {}
     outcomes = {"Succeeded": 0, "RolledBack": 0}
-    with router(env) as url, Load(url, rows, rate=RATE / 2) as load:
+    with router(env) as url, Load(url, load_rows(), rate=RATE / 2) as load:
         deadline = time.monotonic() + SOAK
         n = 1
         while time.monotonic() < deadline:

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import joblib
 import numpy as np
-from cluster_helpers import GROUP, VERSION, Env, wait_for
+from cluster_helpers import GROUP, VERSION, Env, apply_crd, wait_for
 from kubernetes import client
 from sklearn import linear_model
 
@@ -137,3 +138,25 @@ def rolled_back(env: Env, metric: str) -> dict[str, Any]:
     assert metric in degraded["message"], degraded["message"]
     assert st["traffic"]["canaryWeight"] == 0 and set(st["traffic"]["tracks"]) == {"stable"}
     return st
+
+
+def operator_env(cluster: Any, namespace: str) -> Iterator[Env]:
+    """The body of the `env` fixtures of the data-plane tests: CRD, operator running."""
+    apply_crd(cluster.api_client())
+    e = Env(cluster, namespace, cluster.prometheus_url)
+    e.start_operator()
+    yield e
+    e.operator.close()
+
+
+def load_rows(n: int = 500) -> list[dict[str, float]]:
+    """Rows for demo.load.Load: the training distribution (no drift)."""
+    return [dict(zip(FEATURES, r, strict=True)) for r in X[:n].tolist()]
+
+
+def failing_v2(tmp: Path) -> str:
+    """A v2 bundle that answers 5xx for a share of requests (faulty_models.FailsOnShare)."""
+    from faulty_models import FailsOnShare
+
+    faulty = FailsOnShare(linear_model.LogisticRegression(), threshold=0.8).fit(X, Y)
+    return make_bundle(tmp, "2.0.0", faulty, X)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, apply_crd, wait_for
+from cluster_helpers import Env, wait_for
 
 pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
 pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
@@ -30,6 +30,7 @@ from dataplane import (  # noqa: E402 - after the importorskips
     fitted,
     make_bundle,
     manifest,
+    operator_env,
     rolled_back,
     router,
     serve_v1,
@@ -40,11 +41,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 @pytest.fixture
 def env(cluster, namespace) -> Iterator[Env]:
-    apply_crd(cluster.api_client())
-    e = Env(cluster, namespace, cluster.prometheus_url)
-    e.start_operator()
-    yield e
-    e.operator.close()
+    yield from operator_env(cluster, namespace)
 
 
 CANARY = {

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, apply_crd, wait_for
+from cluster_helpers import Env, wait_for
 
 pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
 pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
@@ -23,9 +23,11 @@ from dataplane import (  # noqa: E402 - after the importorskips
     X,
     Y,
     analysis,
+    failing_v2,
     fitted,
     make_bundle,
     manifest,
+    operator_env,
     rolled_back,
     router,
     serve_v1,
@@ -38,11 +40,7 @@ CANARY = {"type": "Canary", "canary": {"steps": [{"weight": 30, "pause": "60s"}]
 
 @pytest.fixture
 def env(cluster, namespace) -> Iterator[Env]:
-    apply_crd(cluster.api_client())
-    e = Env(cluster, namespace, cluster.prometheus_url)
-    e.start_operator()
-    yield e
-    e.operator.close()
+    yield from operator_env(cluster, namespace)
 
 
 def settled_on_v1(load: Load) -> None:
@@ -53,16 +51,13 @@ def settled_on_v1(load: Load) -> None:
 
 
 def test_a_full_rollout_is_rolled_back_during_its_bake(env, tmp_path):
-    from faulty_models import FailsOnShare
-
     strategy = {
         "type": "Full",
         "bakeDuration": "5m",
         "analysis": analysis({"name": "error-rate", "max": 0.05}),
     }
     serve_v1(env, tmp_path, strategy)
-    faulty = FailsOnShare(linear_model.LogisticRegression(), threshold=0.8).fit(X, Y)
-    v2 = make_bundle(tmp_path, "2.0.0", faulty, X)
+    v2 = failing_v2(tmp_path)
     with router(env) as url, Load(url) as load:
         env.apply(manifest("2.0.0", v2, strategy))
         baking = env.wait_status(
@@ -114,8 +109,6 @@ def test_c_shifted_outputs_on_unchanged_inputs_are_rolled_back_on_prediction_dri
 
 
 def test_d_a_custom_promql_metric_decides_the_rollback(env, tmp_path):
-    from faulty_models import FailsOnShare
-
     sel = 'namespace="{namespace}",revision="{revision}",endpoint!~".*(health|metrics|ready).*"'
     query = (
         f'(sum(increase(modeldeploy_requests_total{{{sel},code=~"5.."}}[{{interval}}]))'
@@ -125,8 +118,7 @@ def test_d_a_custom_promql_metric_decides_the_rollback(env, tmp_path):
     custom = {"name": "my-5xx-share", "query": query, "max": 0.05}
     strategy = {**CANARY, "analysis": analysis(custom)}
     serve_v1(env, tmp_path, strategy)
-    faulty = FailsOnShare(linear_model.LogisticRegression(), threshold=0.8).fit(X, Y)
-    v2 = make_bundle(tmp_path, "2.0.0", faulty, X)
+    v2 = failing_v2(tmp_path)
     with router(env) as url, Load(url) as load:
         env.apply(manifest("2.0.0", v2, strategy))
         st = rolled_back(env, "my-5xx-share")
