@@ -112,7 +112,9 @@ def test_b_operator_killed_with_its_transition_event_unposted_posts_it_once(
                 env.wait_status(lambda s: s.get("phase") == "Canary", "v2 in canary")
                 assert env.plugin("abort", "fraud").returncode == 0
             done = {"Promoted": "Succeeded", "RolledBack": "RolledBack"}[transition]
-            st = env.wait_status(lambda s: s.get("phase") == done, f"v2 {done}")
+            st = env.wait_status(
+                lambda s: s.get("phase") == done and s.get("observedGeneration") == 2, f"v2 {done}"
+            )
             operator.stop(signal.SIGKILL)  # dies with the Event still in its outbox
         pending = [e["reason"] for e in st.get("pendingEvents") or []]
         assert transition in pending, pending
