@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps binaries test test-unit lint format bench demo demo-local clean images e2e-kind
+.PHONY: help install system-deps binaries test test-unit chaos lint format bench demo demo-local clean images e2e-kind
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ test: install ## the whole suite (what .ci/run calls); builds the cluster binari
 
 test-unit: install ## only the tests that need no cluster
 	$(PY) -m pytest -m 'not cluster' $(PYTEST_ARGS)
+
+chaos: install ## the chaos suite with its long matrix and 30-minute soak; figures in out/chaos-figures.jsonl
+	bash hack/build-binaries.sh >/dev/null
+	mkdir -p out
+	MODELDEPLOY_CHAOS_LONG=1 MODELDEPLOY_CHAOS_FIGURES=out/chaos-figures.jsonl \
+	$(PY) -m pytest -m chaos -o timeout=3600 tests/chaos $(PYTEST_ARGS)
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check .

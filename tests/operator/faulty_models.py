@@ -6,23 +6,20 @@ ModelDeployment), because joblib stores the class by its module name.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 
-class FailsOnShare(ClassifierMixin, BaseEstimator):
-    """A classifier that raises for live rows whose first feature exceeds a threshold.
+class _Misbehaving(ClassifierMixin, BaseEstimator):
+    """A wrapped classifier that misbehaves (`_misbehave`) once its grace calls are over.
 
     The first calls of a process pass (the bundle tool checking the model, the
-    predictor warming up), so the bundle builds and the pod becomes Ready;
-    afterwards a share of requests fail.
+    predictor warming up), so the bundle builds and the pod becomes Ready.
     """
 
     grace_calls = 20
-
-    def __init__(self, base=None, threshold: float = 0.0) -> None:
-        self.base = base
-        self.threshold = threshold
 
     def fit(self, x, y):
         self.base.fit(x, y)
@@ -35,9 +32,11 @@ class FailsOnShare(ClassifierMixin, BaseEstimator):
     def _check(self, x) -> None:
         calls = self.__dict__.get("_calls", 0) + 1
         self.__dict__["_calls"] = calls
-        rows = np.asarray(x, dtype=float)
-        if calls > self.grace_calls and np.any(rows[:, 0] > self.threshold):
-            raise RuntimeError("injected failure")
+        if calls > self.grace_calls:
+            self._misbehave(np.asarray(x, dtype=float))
+
+    def _misbehave(self, rows: np.ndarray) -> None:
+        raise NotImplementedError
 
     def predict(self, x):
         self._check(x)
@@ -46,3 +45,28 @@ class FailsOnShare(ClassifierMixin, BaseEstimator):
     def predict_proba(self, x):
         self._check(x)
         return self.base.predict_proba(x)
+
+
+class FailsOnShare(_Misbehaving):
+    """Raises for live rows whose first feature exceeds a threshold: a share of
+    requests fail."""
+
+    def __init__(self, base=None, threshold: float = 0.0) -> None:
+        self.base = base
+        self.threshold = threshold
+
+    def _misbehave(self, rows: np.ndarray) -> None:
+        if np.any(rows[:, 0] > self.threshold):
+            raise RuntimeError("injected failure")
+
+
+class SlowAfterGrace(_Misbehaving):
+    """Right answers, `delay` seconds late per call, as a candidate with a
+    pathological code path would be."""
+
+    def __init__(self, base=None, delay: float = 0.4) -> None:
+        self.base = base
+        self.delay = delay
+
+    def _misbehave(self, rows: np.ndarray) -> None:
+        time.sleep(self.delay)

@@ -99,6 +99,8 @@ class TestLogLevel:
         levels = cli.logger_levels(level)
         assert levels["modeldeploy_operator"] == ours and levels["kopf"] == ours
         assert levels["kopf.objects"] == kopf_objects and levels[""] == root
+        # the PromQL client's one INFO line per query stays out of the log
+        assert levels["httpx"] == max(ours, logging.WARNING)
 
     def test_configure_logging_applies_the_levels(self):
         names = list(cli.logger_levels("info"))

@@ -85,7 +85,9 @@ def test_track_service_selects_revision():
 
 def test_router_objects():
     m = md()
-    sa, role, binding, dep, svc = manifests.router_objects(m, "ghcr.io/modeldeploy/predictor:0.1")
+    sa, role, binding, dep, svc, _ = manifests.router_objects(
+        m, "ghcr.io/modeldeploy/predictor:0.1"
+    )
     assert sa["metadata"]["name"] == role["metadata"]["name"] == "fraud-router"
     assert binding["subjects"][0]["name"] == "fraud-router"
     resources = {r["resources"][0] for r in role["rules"]}
@@ -102,3 +104,24 @@ def test_router_objects():
         "modeldeploy.io/name": "fraud",
         "app.kubernetes.io/component": "router",
     }
+
+
+def test_router_is_replicated_spread_and_guarded_by_a_disruption_budget():
+    *_, dep, _, pdb = manifests.router_objects(md(), "ghcr.io/modeldeploy/predictor:0.1")
+    selector = {"modeldeploy.io/name": "fraud", "app.kubernetes.io/component": "router"}
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    (term,) = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert pdb["kind"] == "PodDisruptionBudget" and pdb["metadata"]["name"] == "fraud-router"
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+    assert pdb["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+
+
+def test_router_replicas_follow_the_spec():
+    m = md(traffic={"provider": "builtin", "router": {"replicas": 3}})
+    dep = manifests.router_objects(m, "img")[3]
+    assert dep["spec"]["replicas"] == 3

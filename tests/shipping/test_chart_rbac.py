@@ -30,6 +30,7 @@ WORKLOADS: dict[tuple[str, str], set[str]] = {
     ("", "pods"): READ,
     ("discovery.k8s.io", "endpointslices"): READ,
     ("", "events"): {"create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"get", "create", "patch"},
 }
 GATEWAY = {("gateway.networking.k8s.io", "httproutes"): {"get", "patch"}}
 CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

@@ -8,6 +8,9 @@ kubeconfig  print the admin kubeconfig's path (``export KUBECONFIG=$(...)``)
 logs POD    print a pod's container logs
 forward     reach a Service from the host (no kube-proxy here)
 smoke       up (or reuse), deploy a 2-replica server, check it, tear down
+stop-component / start-component NAME
+            fault injection: stop etcd, kube-apiserver, kube-controller-manager,
+            kube-scheduler or prometheus, and start it again
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import time
 from pathlib import Path
 
 from modeldeploy_devcluster import binaries, launcher
-from modeldeploy_devcluster.cluster import Cluster, NoSuchPod
+from modeldeploy_devcluster.cluster import Cluster, ControlError, NoSuchPod
 from modeldeploy_devcluster.state import DEFAULT_NODE, Layout, State, default_dir, pid_alive
+from modeldeploy_devcluster.supervisor import RESTARTABLE
 
 
 def _dir(args: argparse.Namespace) -> Path:
@@ -86,6 +90,20 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
         print(f"no cluster in {layout.root} (run `modeldeploy-devcluster up`)", file=sys.stderr)
         return 3
     print(layout.kubeconfig)
+    return 0
+
+
+def cmd_component(args: argparse.Namespace) -> int:
+    try:
+        cluster = Cluster.from_dir(_dir(args))
+        if args.action == "stop":
+            cluster.stop_component(args.name, signal=args.signal, wipe_data=args.wipe_data)
+        else:
+            cluster.start_component(args.name)
+    except (ControlError, FileNotFoundError) as exc:
+        print(f"modeldeploy-devcluster: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name} {'stopped' if args.action == 'stop' else 'started and healthy'}")
     return 0
 
 
@@ -173,6 +191,18 @@ def parser() -> argparse.ArgumentParser:
     fwd.add_argument("-n", "--namespace", default="default")
     fwd.add_argument("--local-port", type=int, default=0, help="default: a free port")
     fwd.set_defaults(func=cmd_forward)
+
+    for action in ("stop", "start"):
+        comp = sub.add_parser(
+            f"{action}-component", help=f"fault injection: {action} a control-plane component"
+        )
+        comp.add_argument("name", choices=RESTARTABLE)
+        if action == "stop":
+            comp.add_argument("--signal", default="SIGKILL", choices=["SIGKILL", "SIGTERM"])
+            comp.add_argument(
+                "--wipe-data", action="store_true", help="prometheus only: delete its TSDB"
+            )
+        comp.set_defaults(func=cmd_component, action=action)
 
     smoke = sub.add_parser("smoke", help="end-to-end check of the local cluster")
     smoke.add_argument("--scrape-interval", default="2s")

@@ -6,7 +6,8 @@ is no kube-proxy on the local cluster, so Service IPs route nowhere.
 This listener on 127.0.0.1 resolves the Service port to its target port and
 sends each new connection to a ready endpoint from the Service's
 EndpointSlices (round robin), re-reading them per connection so that a
-rollout is followed.
+rollout is followed. When the API server cannot be reached, the endpoints
+last read are used, as kube-proxy keeps its rules through an API outage.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Forwarder:
         self.local_port = self.listener.getsockname()[1]
         self.counter = itertools.count()
         self.closed = threading.Event()
+        self.last_targets: list[tuple[str, int]] = []
 
     @property
     def url(self) -> str:
@@ -88,9 +90,21 @@ class Forwarder:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    def _targets(self) -> list[tuple[str, int]]:
+        try:
+            self.last_targets = ready_targets(self.api, self.service, self.namespace, self.port)
+        except NoEndpoints:
+            raise
+        except Exception as exc:  # API server unreachable or restarting: route as last seen
+            refused = isinstance(exc, client.ApiException) and (exc.status or 500) < 500
+            if refused or not self.last_targets:
+                raise
+            log.debug("forward: API unreachable (%s), using the last endpoints", exc)
+        return self.last_targets
+
     def _serve(self, conn: socket.socket) -> None:
         try:
-            targets = ready_targets(self.api, self.service, self.namespace, self.port)
+            targets = self._targets()
             if not targets:
                 raise NoEndpoints(f"service {self.namespace}/{self.service} has no ready endpoints")
             target = targets[next(self.counter) % len(targets)]

@@ -59,6 +59,11 @@ class Layout:
     def pods(self) -> Path:
         return self.root / "pods"
 
+    @property
+    def control(self) -> Path:
+        """Requests to stop/start a component (Cluster.stop_component), one file each."""
+        return self.root / "control"
+
     def component_kubeconfig(self, name: str) -> Path:
         return self.root / "kubeconfigs" / f"{name}.kubeconfig"
 
@@ -77,6 +82,12 @@ class State:
     error: str = ""
     components: dict[str, int] = field(default_factory=dict)  # name -> pid (== pgid)
     timings: dict[str, float] = field(default_factory=dict)  # seconds to ready, per step
+    # Fault injection (Cluster.stop_component / start_component): components
+    # stopped on request, starts after the first per component, and the last
+    # request served ({"id": ..., "error": ...}, error empty on success).
+    held: list[str] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
+    control: dict[str, str] = field(default_factory=dict)
 
     def save(self, layout: Layout) -> None:
         tmp = layout.state_file.with_suffix(".tmp")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -48,6 +50,9 @@ STOP_ORDER = (
 
 
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+# Components a chaos test may stop and start again (Cluster.stop_component).
+# The node agent is not among them: its pods' processes would outlive it.
+RESTARTABLE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "prometheus")
 
 
 class StartupError(RuntimeError):
@@ -63,6 +68,10 @@ class Supervisor:
         self.scrape_interval = scrape_interval
         self.node_name = node_name
         self.procs: dict[str, subprocess.Popen] = {}
+        # How each component was started and how its health is checked, to start it again.
+        self.argvs: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+        self.checks: dict[str, Callable[[], bool]] = {}
+        self.held: set[str] = set()
         self.state = State(supervisor_pid=os.getpid(), node=node_name)
         self.stopping = threading.Event()
 
@@ -70,12 +79,14 @@ class Supervisor:
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         proc = procs.spawn(argv, self.layout.log(name), env=env)
+        self.argvs[name] = (list(argv), env)
         self.procs[name] = proc
         self.state.components[name] = proc.pid
         self.state.save(self.layout)
 
     def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
         """Poll ``check`` until true; fail fast with the log tail if ``name`` dies."""
+        self.checks.setdefault(name, check)  # the first check is its health
         start = time.monotonic()
         proc = self.procs[name]
         last = ""
@@ -90,7 +101,8 @@ class Supervisor:
                 )
             try:
                 if check():
-                    self.state.timings[name] = round(time.monotonic() - self.t0, 2)
+                    if self.state.phase != "ready":  # not for a start on request
+                        self.state.timings[name] = round(time.monotonic() - self.t0, 2)
                     return
             except Exception as exc:  # not up yet
                 last = repr(exc)
@@ -230,17 +242,84 @@ class Supervisor:
     def watch(self) -> None:
         """Report components that die after startup (status shows them)."""
         reported: set[str] = set()
-        while not self.stopping.wait(1.0):
+        while not self.stopping.wait(0.2):
             if self.owner_pid and not pid_alive(self.owner_pid):
                 log.warning("owner process %d is gone: stopping the cluster", self.owner_pid)
                 return
+            self._serve_requests(reported)
             for name, proc in self.procs.items():
+                if name in self.held:
+                    continue
                 if name not in reported and proc.poll() is not None:
                     reported.add(name)
                     msg = f"{name} exited with code {proc.returncode}"
                     log.error("%s; log tail:\n%s", msg, procs.log_tail(self.layout.log(name)))
                     self.state.error = "; ".join(filter(None, [self.state.error, msg]))
                     self.state.save(self.layout)
+
+    # -- fault injection -------------------------------------------------------
+
+    def _serve_requests(self, reported: set[str]) -> None:
+        """Stop or start components as asked through files in ``layout.control``.
+
+        What a stop breaks is exactly that process: its clients see refused
+        connections (SIGKILL, no goodbye) or a graceful shutdown (SIGTERM);
+        everything else keeps running. A start reuses the same command line,
+        ports, certificates and data (unless the stop wiped Prometheus' data).
+        """
+        control = self.layout.control
+        if not control.is_dir():
+            return
+        for request in sorted(control.glob("*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                body = json.loads(request.read_text())
+            except (OSError, ValueError):
+                continue  # being written; next round
+            request.unlink(missing_ok=True)
+            name, action = body.get("component", ""), body.get("action", "")
+            try:
+                if name not in RESTARTABLE:
+                    raise ValueError(f"{name!r} cannot be stopped on request ({RESTARTABLE})")
+                if action == "stop":
+                    self._stop_component(name, body.get("signal", "SIGKILL"), body.get("wipe"))
+                elif action == "start":
+                    self._start_component(name)
+                    reported.discard(name)
+                else:
+                    raise ValueError(f"unknown action {action!r}")
+                error = ""
+            except Exception as exc:
+                log.error("%s %s failed: %s", action, name, exc)
+                error = f"{action} {name}: {exc}"
+            self.state.control = {"id": str(body.get("id", "")), "error": error}
+            self.state.held = sorted(self.held)
+            self.state.save(self.layout)
+
+    def _stop_component(self, name: str, sig_name: str, wipe: bool | None) -> None:
+        if wipe and name != "prometheus":
+            raise ValueError("only Prometheus' data can be wiped")
+        proc = self.procs[name]
+        self.held.add(name)
+        procs.signal_group(proc.pid, signal.Signals[sig_name])
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            procs.stop(proc, grace=0)
+        if wipe:
+            shutil.rmtree(self.layout.prometheus_data, ignore_errors=True)
+            self.layout.prometheus_data.mkdir(parents=True)
+        log.warning("%s stopped on request (%s%s)", name, sig_name, ", data wiped" if wipe else "")
+
+    def _start_component(self, name: str) -> None:
+        if name not in self.held and self.procs[name].poll() is None:
+            raise ValueError(f"{name} is running; stop it first")
+        argv, env = self.argvs[name]
+        started = time.monotonic()
+        self._spawn(name, argv, env)
+        self._wait(name, self.checks[name], 90)
+        self.held.discard(name)
+        self.state.restarts[name] = self.state.restarts.get(name, 0) + 1
+        log.warning("%s started again, healthy after %.1fs", name, time.monotonic() - started)
 
     def stop(self) -> None:
         self.state.phase = "stopping"

@@ -100,6 +100,10 @@ RBAC table in tests/shipping/test_chart_rbac.py.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# The builtin router's PodDisruptionBudget (server-side applied: create + patch).
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]
 # Crash-loop detection of the revisions it rolls out.
 - apiGroups: [""]
   resources: ["pods"]

@@ -21,7 +21,8 @@ def logger_levels(level: str) -> dict[str, int]:
     The operator's and Kopf's loggers follow the flag. Kopf's per-object logger
     reports every handler run at INFO, so it stays at warnings unless debugging.
     Other libraries (the Kubernetes client dumps bodies at DEBUG) never go below
-    INFO through the root logger.
+    INFO through the root logger; httpx (the PromQL client) logs every request at
+    INFO, one line per query per analysis run, so it stays at warnings.
     """
     wanted = logging.getLevelNamesMapping()[level.upper()]
     return {
@@ -29,6 +30,8 @@ def logger_levels(level: str) -> dict[str, int]:
         "kopf": wanted,
         "kopf.objects": wanted if wanted == logging.DEBUG else max(wanted, logging.WARNING),
         "modeldeploy_operator": wanted,
+        "httpx": max(wanted, logging.WARNING),
+        "httpcore": max(wanted, logging.WARNING),
     }
 
 

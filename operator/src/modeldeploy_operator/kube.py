@@ -188,6 +188,24 @@ class Kube:
             body,
         )
 
+    # -- Events ------------------------------------------------------------------
+    async def post_event(self, body: dict[str, Any]) -> None:
+        """Create a named Event; an existing one of that name is the same Event posted
+        before (a restart re-posting its outbox), updated only when it aggregates."""
+
+        def call() -> None:
+            meta = body["metadata"]
+            try:
+                self.core.create_namespaced_event(meta["namespace"], body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                if int(body.get("count") or 1) > 1:
+                    update = {k: body[k] for k in ("count", "message", "lastTimestamp")}
+                    self.core.patch_namespaced_event(meta["name"], meta["namespace"], update)
+
+        await asyncio.to_thread(call)
+
     # -- Gateway API ---------------------------------------------------------------
     async def get_object(
         self, api_version: str, kind: str, namespace: str, name: str

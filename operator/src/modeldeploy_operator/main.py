@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from modeldeploy_operator import health, kube, reconcile, spec
+from modeldeploy_operator import health, kube, reconcile, spec, transient
 from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis.prometheus import Prometheus
 from modeldeploy_operator.config import Config
@@ -26,25 +26,24 @@ RESOURCE = (spec.GROUP, spec.VERSION, spec.PLURAL)
 PREFIX = "modeldeploy.io"
 
 
-def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    kopf.event(body, type=type_, reason=reason, message=message)
-
-
-async def _run(memo: kopf.Memo, body: kopf.Body, *, full: bool) -> None:
+async def _run(memo: kopf.Memo, body: kopf.Body, *, full: bool, retry: float) -> None:
     reconciler: reconcile.Reconciler = memo["reconciler"]
     try:
         await reconciler.reconcile(dict(body), full=full)
-    except ApiException as exc:
-        opmetrics.RECONCILE_ERRORS.labels(kind=f"api-{exc.status}").inc()
-        if exc.status in (409, 429, 500, 503, 504):
-            raise kopf.TemporaryError(
-                f"API server answered {exc.status}; retrying", delay=1
-            ) from exc
-        raise
     except RouteError as exc:
         opmetrics.RECONCILE_ERRORS.labels(kind="route-error").inc()
         kopf.warn(body, reason=exc.reason, message=str(exc))
         raise kopf.TemporaryError(str(exc), delay=10) from exc
+    except Exception as exc:
+        if isinstance(exc, ApiException) or transient.is_transient(exc):
+            opmetrics.RECONCILE_ERRORS.labels(kind=transient.kind(exc)).inc()
+        if not transient.is_transient(exc):
+            raise  # a bug or a refusal: Kopf's back-off, so that it cannot spin
+        # Not Kopf's 60 s back-off: a rollout must move again as soon as the API is back.
+        raise kopf.TemporaryError(
+            f"Kubernetes API unavailable ({type(exc).__name__}); retrying in {retry:g}s",
+            delay=retry,
+        ) from exc
 
 
 def build_registry(config: Config) -> kopf.OperatorRegistry:
@@ -76,7 +75,6 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         memo["reconciler"] = reconcile.Reconciler(
             kube=kube.Kube(api_client),
             provider=provider,
-            post_event=_post_event,
             router_image=config.router_image,
         )
         opmetrics.export_info()
@@ -104,7 +102,7 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, registry=registry)
     async def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await _run(memo, body, full=True)
+        await _run(memo, body, full=True, retry=1.0)
 
     @kopf.timer(
         *RESOURCE,
@@ -113,7 +111,7 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         registry=registry,
     )
     async def tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await _run(memo, body, full=False)
+        await _run(memo, body, full=False, retry=config.tick)
 
     # Deletion is seen on the watch stream, not by a delete handler: a settled
     # object has no finalizer, so a handler would miss it, and the per-object

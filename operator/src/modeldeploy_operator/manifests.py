@@ -205,10 +205,14 @@ def track_service(md: ModelDeployment, track: str, revision: str) -> dict[str, A
     }
 
 
-def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[dict[str, Any]]:
-    """Builtin traffic provider: router SA + RBAC, Deployment and the user Service."""
+def router_objects(md: ModelDeployment, image: str) -> list[dict[str, Any]]:
+    """Builtin traffic provider: router SA + RBAC, Deployment, the user Service and
+    a PodDisruptionBudget: every user request crosses the router, so it runs
+    `traffic.router.replicas` pods (default 2) spread over nodes, never all
+    taken down at once by a drain or by its own rolling update."""
     name = router_name(md)
     lbls = labels(md, **{COMPONENT_LABEL: "router"})
+    selector = {NAME_LABEL: md.name, COMPONENT_LABEL: "router"}
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -274,9 +278,14 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
         "kind": "Deployment",
         "metadata": _meta(md, name, lbls),
         "spec": {
-            "replicas": replicas,
+            "replicas": md.traffic.router_replicas,
             "revisionHistoryLimit": 1,
-            "selector": {"matchLabels": {NAME_LABEL: md.name, COMPONENT_LABEL: "router"}},
+            "selector": {"matchLabels": selector},
+            # a new router pod is Ready before an old one goes
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             # traffic.router.template: annotations, nodeSelector, tolerations, resources
             "template": podtemplate.merge_pod(
                 {
@@ -286,6 +295,7 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
                         "securityContext": dict(POD_SECURITY),
                         "containers": [container],
                         "volumes": [_scratch_volume(TMP_VOLUME, "64Mi")],
+                        "affinity": _spread(selector),
                     },
                 },
                 md.traffic.router_template,
@@ -293,16 +303,35 @@ def router_objects(md: ModelDeployment, image: str, replicas: int = 1) -> list[d
             ),
         },
     }
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(md, name, lbls),
+        # maxUnavailable, not minAvailable: one replica still drains, just not two at once
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+    }
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(md, md.name, lbls),
         "spec": {
-            "selector": {NAME_LABEL: md.name, COMPONENT_LABEL: "router"},
+            "selector": selector,
             "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
         },
     }
-    return [account, role, binding, deployment, service]
+    return [account, role, binding, deployment, service, budget]
+
+
+def _spread(selector: dict[str, str]) -> dict[str, Any]:
+    """Prefer one router pod per node (preferred: a one-node cluster still runs all)."""
+    term = {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": term}
+            ]
+        }
+    }
 
 
 def httproute_rules(

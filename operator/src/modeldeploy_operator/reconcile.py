@@ -17,7 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from modeldeploy_operator import autoscaling, manifests, podhealth, rollout, spec, traffic
+from modeldeploy_operator import (
+    announce,
+    autoscaling,
+    manifests,
+    podhealth,
+    rollout,
+    spec,
+    traffic,
+)
 from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis import runner
@@ -27,7 +35,6 @@ from modeldeploy_operator.gates import validation as validation_io
 from modeldeploy_operator.gates.observe import Gates
 
 log = logging.getLogger(__name__)
-EventSink = Callable[[dict[str, Any], str, str, str], None]
 _STEADY = {spec.Stage.DONE, spec.Stage.ROLLED_BACK}
 
 
@@ -38,6 +45,7 @@ def is_steady(status: dict[str, Any], generation: int, command: rollout.Command 
         status.get("stage") in _STEADY
         and status.get("observedGeneration") == generation
         and not new_command
+        and not status.get(announce.PENDING)  # Events still to post
     )
 
 
@@ -57,7 +65,6 @@ def needs_ticks(body: dict[str, Any]) -> bool:
 class Reconciler:
     kube: kubemod.Kube
     provider: MetricProvider
-    post_event: EventSink
     router_image: str | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     gates: Gates = field(default_factory=Gates)
@@ -105,6 +112,8 @@ class Reconciler:
         now = self.clock()
         obs = await self._observe(md, status, command, now)
         decision = rollout.step(md, status, obs, now)
+        # The transition's Events go into the same status write (announce.py).
+        announce.queue(md, decision.status, decision.events, now)
         await self._apply(md, decision.status)
         patch = kubemod.merge_patch(status, decision.status)
         if patch:
@@ -112,8 +121,8 @@ class Reconciler:
             self._written[md.uid] = (int(version), decision.status)
         # Traffic has left a rolled-back or superseded candidate only now.
         await self._scale_down(md, decision.status)
+        await self._post_pending(md, decision.status)
         for event in decision.events:
-            self.post_event(body, event.type, event.reason, event.message)
             opmetrics.TRANSITIONS.labels(reason=event.reason).inc()
             if event.reason == "RolledBack":
                 reason = (decision.status.get("degraded") or {}).get("reason", "Unknown")
@@ -130,6 +139,31 @@ class Reconciler:
         self._phases[md.uid] = (decision.phase, rollout.pause_reason(decision.status))
         self._export_phases()
         return decision
+
+    async def _post_pending(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+        """Post the outbox's Events (idempotent by name), then clear it.
+
+        A refused post leaves the outbox for the next tick: Events must not hold
+        up a rollout (a rollback with its Event unposted is still a rollback)."""
+        pending = status.get(announce.PENDING)
+        if not pending:
+            return
+        try:
+            for entry in pending:
+                await self.kube.post_event(announce.event_body(md, entry))
+        except Exception as exc:  # any refusal: kept in status, retried next tick
+            opmetrics.RECONCILE_ERRORS.labels(kind="event-post").inc()
+            log.warning(
+                "%s/%s: %d Event(s) not posted yet, kept in status.pendingEvents: %s",
+                md.namespace,
+                md.name,
+                len(pending),
+                exc,
+            )
+            return
+        status.pop(announce.PENDING)
+        version = await self.kube.patch_status(md.namespace, md.name, {announce.PENDING: None})
+        self._written[md.uid] = (int(version), status)
 
     async def _observe(
         self,

@@ -199,6 +199,8 @@ class Traffic:
     rule_index: int = 0
     # traffic.router.template: the router pods' subset of a pod template.
     router_template: dict[str, Any] = field(default_factory=dict)
+    # builtin provider: router pods (two, so that one can go without an outage)
+    router_replicas: int = 2
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
             http_route=(t.get("httpRoute") or {}).get("name"),
             rule_index=int((t.get("httpRoute") or {}).get("ruleIndex", 0)),
             router_template=dict((t.get("router") or {}).get("template") or {}),
+            router_replicas=int((t.get("router") or {}).get("replicas", 2)),
         ),
         revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
         annotations=dict(meta.get("annotations") or {}),

@@ -1,0 +1,109 @@
+"""Events that survive an operator restart: an outbox in `status`.
+
+A transition's Events are written into `status.pendingEvents` by the same
+status write that makes the transition, then posted, then cleared. An
+operator killed between the write and the post finds them in `status` when
+it starts again and posts them then. Each Event's name is derived from the
+object and a sequence number kept in `status.eventSeq`, so a re-post after a
+crash between posting and clearing is refused by the API server as a
+duplicate (409) instead of doubling the Event.
+
+Inconclusive analysis runs are aggregated: the runs of one streak (same
+stage, no pass, failure or command in between) share one Event whose
+`count` is the streak's length, as the kubelet aggregates repeated Events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from modeldeploy_operator import rollout
+from modeldeploy_operator.spec import GROUP, KIND, VERSION, ModelDeployment
+
+PENDING = "pendingEvents"
+SEQ = "eventSeq"
+COMPONENT = "modeldeploy-operator"
+AGGREGATED = frozenset({"AnalysisInconclusive"})
+# The API server keeps Event messages short; kubectl shows one line anyway.
+MAX_MESSAGE = 1024
+
+
+def queue(
+    md: ModelDeployment,
+    status: dict[str, Any],
+    events: Iterable[rollout.Event],
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """Add `events` to `status`'s outbox (in place); returns the whole outbox."""
+    pending: list[dict[str, Any]] = list(status.get(PENDING) or [])
+    seq = int(status.get(SEQ) or 0)
+    uid = md.uid[:8]
+    for event in events:
+        count = 1
+        if event.reason in AGGREGATED:
+            name = f"{md.name}.{uid}.streak-{_streak(status)}"
+            count = max(1, int((status.get("analysis") or {}).get("inconclusive") or 1))
+            # One entry per streak in the outbox too: the newest count wins.
+            pending = [p for p in pending if p["name"] != name]
+        else:
+            seq += 1
+            name = f"{md.name}.{uid}.{seq}"
+        pending.append(
+            {
+                "name": name,
+                "type": event.type,
+                "reason": event.reason,
+                "message": event.message[:MAX_MESSAGE],
+                "count": count,
+                "time": rollout.timestamp(now),
+            }
+        )
+    status[SEQ] = seq
+    if pending:
+        status[PENDING] = pending
+    else:
+        status.pop(PENDING, None)
+    return pending
+
+
+def _streak(status: dict[str, Any]) -> str:
+    """Same for every inconclusive run until a pass, failure, new stage or command."""
+    a = status.get("analysis") or {}
+    key = "|".join(
+        str(x)
+        for x in (
+            status.get("stageStartedAt"),
+            a.get("passes", 0),
+            a.get("failures", 0),
+            status.get("lastCommandNonce"),
+        )
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+def event_body(md: ModelDeployment, entry: dict[str, Any]) -> dict[str, Any]:
+    """A core/v1 Event about the ModelDeployment, named for idempotent posting."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": entry["name"], "namespace": md.namespace},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": md.name,
+            "namespace": md.namespace,
+            "uid": md.uid,
+        },
+        "type": entry["type"],
+        "reason": entry["reason"],
+        "message": entry["message"],
+        "count": entry["count"],
+        "firstTimestamp": entry["time"],
+        "lastTimestamp": entry["time"],
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": COMPONENT,
+    }
