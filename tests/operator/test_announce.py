@@ -97,6 +97,9 @@ class FakeKube:
     async def apply(self, obj: dict[str, Any]) -> None:
         return None
 
+    async def list_hpas(self, namespace: str, selector: str) -> list[str]:
+        return []  # no autoscaling in this object
+
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str:
         if self.die_on == "clear" and patch == {"pendingEvents": None}:
             raise Killed

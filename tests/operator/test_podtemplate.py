@@ -239,7 +239,7 @@ def test_router_template_subset_is_merged_into_the_router_pods():
     }
     m = md(traffic={"provider": "builtin", "router": {"template": template}})
     assert m.revision == md().revision  # the router is not part of a revision
-    *_, dep, _ = manifests.router_objects(m, IMAGE)
+    dep = next(o for o in manifests.router_objects(m, IMAGE) if o["kind"] == "Deployment")
     pod = dep["spec"]["template"]
     assert pod["metadata"]["annotations"]["cost-center"] == "42"
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"  # ours win

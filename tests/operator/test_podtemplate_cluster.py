@@ -200,7 +200,7 @@ def test_router_template_subset_on_the_api_server(api, namespace):
     created = create(api, namespace, obj)
     assert created["spec"]["traffic"]["router"] == router
     md = spec.parse(created)
-    *_, deployment, _ = manifests.router_objects(md, "ghcr.io/modeldeploy/predictor:0.1.0")
+    deployment = manifests.router_objects(md, "ghcr.io/modeldeploy/predictor:0.1.0")[3]
     applied = dry_run_apply(api, namespace, deployment)
     assert applied["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "edge"}
     # The router keeps its own ServiceAccount: the subset has no field for it.
