@@ -59,7 +59,9 @@ forward_pids=()
 cluster_kept=""
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  # A second Ctrl-C must not cut the tear-down short.
+  trap '' INT TERM
+  trap - EXIT
   for pid in "${forward_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [[ -z $cluster_kept ]]; then
     log "tear-down: cluster $name"
@@ -91,6 +93,14 @@ else
 fi
 log "images ready ($((SECONDS - start))s since start)"
 
+# Clusters of earlier runs that were killed outright (SIGKILL runs no trap):
+# their name carries the pid of a process that is gone.
+for stale in $("$kind" get clusters 2>/dev/null | grep -E '^modeldeploy-e2e-[0-9]+$' || true); do
+  if ! kill -0 "${stale##*-}" 2>/dev/null; then
+    log "deleting $stale, left by a run that was killed"
+    "$kind" delete cluster --name "$stale" >/dev/null 2>&1 || true
+  fi
+done
 "$engine" network exists kind >/dev/null 2>&1 || made_network=1
 log "kind create cluster $name (${node_image:-the default node image of kind})"
 "$kind" create cluster --name "$name" --config hack/kind/cluster.yaml --kubeconfig "$kubeconfig" \
