@@ -183,7 +183,12 @@ def reconcile_example(kube: Kube, namespace: str, operator_log: Callable[[], str
         120,
         f"every kind of child ({CHILD_KINDS}), have {children()}:\n{operator_log()[-3000:]}",
     )
-    kube.run("delete", "md", name, "-n", namespace, "--timeout=120s")
+    deleted = kube.run(
+        "delete", "md", name, "-n", namespace, "--timeout=30s", check=False, timeout=60
+    )
+    assert deleted.returncode == 0, (
+        f"the finalizer was not released within 30 s: {deleted.stderr}\n{operator_log()[-3000:]}"
+    )
     log = operator_log()
     for refusal in ("Forbidden", " 403", "Not enough permissions"):
         assert refusal not in log, log[-5000:]
