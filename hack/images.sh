@@ -25,7 +25,7 @@ lock() {
   local build_in=requirements/image-build.in
   local common=(--python-version 3.11 --python-platform x86_64-manylinux_2_28
     --generate-hashes --no-header --quiet)
-  for spec in "operator:operator/pyproject.toml" "predictor:predictor/pyproject.toml --extra router --extra s3 --extra xgboost"; do
+  for spec in "operator:operator/pyproject.toml" "predictor:predictor/pyproject.toml --extra router --extra s3 --extra xgboost --extra lightgbm"; do
     local name=${spec%%:*} args=${spec#*:}
     local out="requirements/constraints-$name.txt"
     # shellcheck disable=SC2086  # args holds several words on purpose
