@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="COMMIT",
         help="also serve the all-numeric models with the predictor of this commit",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds, medians reported (default 1)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     # Stop the servers (own sessions) on SIGTERM / SIGINT too, even when run in the background.
@@ -351,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         old = checkout_predictor(args.compare_ref, workdir) if args.compare_ref else None
         for model in make_models(workdir, which):
             chosen = targets(model, workdir, quick, args.skip_mlserver, old)
-            results[model.name] = run_model(model, workdir, levels, seconds, chosen)
+            results[model.name] = run_model(model, workdir, levels, seconds, chosen, args.rounds)
     results["config"]["loadavg_after"] = os.getloadavg()
     print(f"[bench] load average after: {results['config']['loadavg_after']}")
     if args.json:
@@ -360,29 +363,54 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_model(
-    model: Model, workdir: Path, levels: list[int], seconds: float, chosen: list[Target]
+    model: Model,
+    workdir: Path,
+    levels: list[int],
+    seconds: float,
+    chosen: list[Target],
+    rounds: int = 1,
 ) -> dict:
-    table: dict[str, dict[int, Result]] = {}
-    for target in chosen:
-        with target.start() as url:
+    """Every server up at once, measured in interleaved rounds (medians reported), so that
+    changes in the machine's load hit every server alike."""
+    samples: dict[str, dict[int, list[Result]]] = {}
+    with contextlib.ExitStack() as stack:
+        cells = []
+        for target in chosen:
+            url = stack.enter_context(target.start())
             for form in target.forms:
                 payload = payloads.build(model, form)
                 label = target.label if form in ("json", "columns") else f"{target.label} {form}"
                 check_answer(url, model, payload)
                 lua = lua_script(workdir, model, payload)
                 run_wrk(url, model, lua, max(levels), min(2.0, seconds))  # warm-up, discarded
-                table[label] = {}
+                cells.append((label, url, lua))
+                samples[label] = {c: [] for c in levels}
+        for round_no in range(1, rounds + 1):
+            for label, url, lua in cells:
                 for c in levels:
-                    table[label][c] = res = run_wrk(url, model, lua, c, seconds)
+                    res = run_wrk(url, model, lua, c, seconds)
+                    samples[label][c].append(res)
                     print(
-                        f"[bench] {model.name:8} {label:26} c={c:<3} {res.rps:9.0f} req/s  "
-                        f"p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms  "
-                        f"errors {res.errors}",
+                        f"[bench] {model.name:6} r{round_no} {label:26} c={c:<3} "
+                        f"{res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
+                        f"p99 {res.p99_ms:7.2f} ms  errors {res.errors}",
                         flush=True,
                     )
+    table = {label: {c: median(runs) for c, runs in row.items()} for label, row in samples.items()}
     ceil = ceiling(model, levels)
     report(model, table, ceil, levels)
     return {"servers": table, "ceiling": ceil}
+
+
+def median(runs: list[Result]) -> Result:
+    """Per-figure medians of the rounds; requests and errors summed."""
+    return Result(
+        rps=float(np.median([r.rps for r in runs])),
+        p50_ms=float(np.median([r.p50_ms for r in runs])),
+        p99_ms=float(np.median([r.p99_ms for r in runs])),
+        requests=sum(r.requests for r in runs),
+        errors=sum(r.errors for r in runs),
+    )
 
 
 def report(
