@@ -66,6 +66,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    rows_per_call: float | None = None  # the predictor's batches (its batch_size histogram)
 
 
 def free_port() -> int:
@@ -388,12 +389,13 @@ def run_model(
         for round_no in range(1, rounds + 1):
             for label, url, lua in cells:
                 for c in levels:
-                    res = run_wrk(url, model, lua, c, seconds)
+                    res = measure(url, model, lua, c, seconds)
                     samples[label][c].append(res)
                     print(
                         f"[bench] {model.name:6} r{round_no} {label:26} c={c:<3} "
                         f"{res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
-                        f"p99 {res.p99_ms:7.2f} ms  errors {res.errors}",
+                        f"p99 {res.p99_ms:7.2f} ms  errors {res.errors}"
+                        + (f"  rows/predict {res.rows_per_call:.1f}" if res.rows_per_call else ""),
                         flush=True,
                     )
     table = {label: {c: median(runs) for c, runs in row.items()} for label, row in samples.items()}
@@ -404,13 +406,39 @@ def run_model(
 
 def median(runs: list[Result]) -> Result:
     """Per-figure medians of the rounds; requests and errors summed."""
+    calls = [r.rows_per_call for r in runs]
     return Result(
         rps=float(np.median([r.rps for r in runs])),
         p50_ms=float(np.median([r.p50_ms for r in runs])),
         p99_ms=float(np.median([r.p99_ms for r in runs])),
         requests=sum(r.requests for r in runs),
         errors=sum(r.errors for r in runs),
+        rows_per_call=None if None in calls else float(np.median(calls)),
     )
+
+
+def batch_totals(url: str) -> tuple[float, float] | None:
+    """(rows, predict calls) so far, from the predictor's metrics; None for other servers."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    totals = {}
+    for line in text.splitlines():
+        for suffix in ("_sum", "_count"):
+            if line.startswith(f"modeldeploy_batch_size{suffix}"):
+                totals[suffix] = totals.get(suffix, 0.0) + float(line.rsplit(" ", 1)[1])
+    return (totals["_sum"], totals["_count"]) if len(totals) == 2 else None
+
+
+def measure(url: str, model: Model, lua: Path, concurrency: int, seconds: float) -> Result:
+    """One wrk run, with the predictor's mean rows per predict call over it."""
+    before = batch_totals(url)
+    res = run_wrk(url, model, lua, concurrency, seconds)
+    after = batch_totals(url) if before else None
+    if before and after and after[1] > before[1]:
+        res.rows_per_call = (after[0] - before[0]) / (after[1] - before[1])
+    return res
 
 
 def report(
@@ -434,6 +462,10 @@ def report(
         "in-process ceiling".ljust(28)
         + "".join(f"| {ceil[c][1]:10.0f} rows/s (batch {c})   " for c in levels)
     )
+    for label, row in table.items():  # one DataFrame / matrix per batch, not per request
+        if all(row[c].rows_per_call for c in levels):
+            means = ", ".join(f"c={c} {row[c].rows_per_call:.1f}" for c in levels)
+            print(f"rows per predict call, {label}: {means}")
     ours = table["predictor"]
     print("ratios (predictor / peer):")
     peers = [p for p in table if p != "predictor"]
