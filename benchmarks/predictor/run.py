@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 from modeldeploy_devcluster import procs as process_groups
 
+from ..router.fleet import cpu_seconds
 from . import mlserver_env, payloads
 from .models import ALL, Model, batch_of, make_models
 
@@ -66,6 +67,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    cpu_us: float = 0.0  # server CPU time per request: the figure least moved by other load
     rows_per_call: float | None = None  # the predictor's batches (its batch_size histogram)
 
 
@@ -78,10 +80,16 @@ def free_port() -> int:
 # ----- servers ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int  # its CPU time (and its children's: MLServer's workers) is read from /proc
+
+
 @contextlib.contextmanager
 def started(
     cmd: list[str], port: int, log: Path, cwd: Path, env: dict | None = None
-) -> Iterator[str]:
+) -> Iterator[Server]:
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -105,7 +113,7 @@ def started(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{cmd[0]} not ready in 120 s; see {log}")
             time.sleep(0.2)
-        yield url
+        yield Server(url, proc.pid)
     finally:
         process_groups.stop(proc, grace=20.0)
 
@@ -203,7 +211,7 @@ class Target:
     """One server process and the request forms measured on it (one table row each)."""
 
     label: str
-    start: Callable[[], contextlib.AbstractContextManager[str]]
+    start: Callable[[], contextlib.AbstractContextManager[Server]]
     forms: tuple[str, ...]
 
 
@@ -371,30 +379,32 @@ def run_model(
     chosen: list[Target],
     rounds: int = 1,
 ) -> dict:
-    """Every server up at once, measured in interleaved rounds (medians reported), so that
-    changes in the machine's load hit every server alike."""
+    """Every server up at once, measured in interleaved rounds (medians reported), the
+    order rotated each round, so that changes in the machine's load hit every server alike."""
     samples: dict[str, dict[int, list[Result]]] = {}
     with contextlib.ExitStack() as stack:
         cells = []
         for target in chosen:
-            url = stack.enter_context(target.start())
+            server = stack.enter_context(target.start())
             for form in target.forms:
                 payload = payloads.build(model, form)
                 label = target.label if form in ("json", "columns") else f"{target.label} {form}"
-                check_answer(url, model, payload)
+                check_answer(server.url, model, payload)
                 lua = lua_script(workdir, model, payload)
-                run_wrk(url, model, lua, max(levels), min(2.0, seconds))  # warm-up, discarded
-                cells.append((label, url, lua))
+                run_wrk(server.url, model, lua, max(levels), min(2.0, seconds))  # warm-up
+                cells.append((label, server, lua))
                 samples[label] = {c: [] for c in levels}
         for round_no in range(1, rounds + 1):
-            for label, url, lua in cells:
+            shift = (round_no - 1) % len(cells)  # each round starts with another server
+            for label, server, lua in cells[shift:] + cells[:shift]:
                 for c in levels:
-                    res = measure(url, model, lua, c, seconds)
+                    res = measure(server, model, lua, c, seconds)
                     samples[label][c].append(res)
                     print(
                         f"[bench] {model.name:6} r{round_no} {label:26} c={c:<3} "
                         f"{res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  "
-                        f"p99 {res.p99_ms:7.2f} ms  errors {res.errors}"
+                        f"p99 {res.p99_ms:7.2f} ms  CPU {res.cpu_us:6.0f} us/req  "
+                        f"errors {res.errors}"
                         + (f"  rows/predict {res.rows_per_call:.1f}" if res.rows_per_call else ""),
                         flush=True,
                     )
@@ -413,6 +423,7 @@ def median(runs: list[Result]) -> Result:
         p99_ms=float(np.median([r.p99_ms for r in runs])),
         requests=sum(r.requests for r in runs),
         errors=sum(r.errors for r in runs),
+        cpu_us=float(np.median([r.cpu_us for r in runs])),
         rows_per_call=None if None in calls else float(np.median(calls)),
     )
 
@@ -431,11 +442,13 @@ def batch_totals(url: str) -> tuple[float, float] | None:
     return (totals["_sum"], totals["_count"]) if len(totals) == 2 else None
 
 
-def measure(url: str, model: Model, lua: Path, concurrency: int, seconds: float) -> Result:
-    """One wrk run, with the predictor's mean rows per predict call over it."""
-    before = batch_totals(url)
-    res = run_wrk(url, model, lua, concurrency, seconds)
-    after = batch_totals(url) if before else None
+def measure(server: Server, model: Model, lua: Path, concurrency: int, seconds: float) -> Result:
+    """One wrk run, with the server's CPU per request and the predictor's rows per predict."""
+    before = batch_totals(server.url)
+    cpu = cpu_seconds(server.pid)
+    res = run_wrk(server.url, model, lua, concurrency, seconds)
+    res.cpu_us = (cpu_seconds(server.pid) - cpu) / max(1, res.requests) * 1e6
+    after = batch_totals(server.url) if before else None
     if before and after and after[1] > before[1]:
         res.rows_per_call = (after[0] - before[0]) / (after[1] - before[1])
     return res
@@ -449,13 +462,17 @@ def report(
         f"\n== {model.name} ({type(model.estimator).__name__}, {len(model.names)} features), "
         f"single-row V2 requests, {kind}"
     )
-    header = "server".ljust(28) + "".join(f"| c={c:<3} req/s   p50 ms   p99 ms " for c in levels)
+    header = "server".ljust(28) + "".join(
+        f"| c={c:<3} req/s   p50 ms   p99 ms CPU us/req " for c in levels
+    )
     print(header)
     for label, row in table.items():
         print(
             label.ljust(28)
             + "".join(
-                f"| {row[c].rps:10.0f} {row[c].p50_ms:8.2f} {row[c].p99_ms:8.2f} " for c in levels
+                f"| {row[c].rps:10.0f} {row[c].p50_ms:8.2f} {row[c].p99_ms:8.2f} "
+                f"{row[c].cpu_us:10.0f} "
+                for c in levels
             )
         )
     print(
@@ -473,7 +490,8 @@ def report(
         parts = [
             f"vs {peer}: throughput x{ours[c].rps / table[peer][c].rps:.2f}, "
             f"p50 x{ours[c].p50_ms / table[peer][c].p50_ms:.2f}, "
-            f"p99 x{ours[c].p99_ms / table[peer][c].p99_ms:.2f}"
+            f"p99 x{ours[c].p99_ms / table[peer][c].p99_ms:.2f}, "
+            f"CPU/req x{ours[c].cpu_us / table[peer][c].cpu_us:.2f}"
             for peer in peers
         ]
         print(f"  c={c}:\n    " + "\n    ".join(parts))
