@@ -25,7 +25,7 @@ lock() {
   local build_in=requirements/image-build.in
   local common=(--python-version 3.11 --python-platform x86_64-manylinux_2_28
     --generate-hashes --no-header --quiet)
-  for spec in "operator:operator/pyproject.toml" "predictor:predictor/pyproject.toml --extra router --extra s3 --extra xgboost"; do
+  for spec in "operator:operator/pyproject.toml" "predictor:predictor/pyproject.toml --extra router --extra s3 --extra xgboost --extra lightgbm"; do
     local name=${spec%%:*} args=${spec#*:}
     local out="requirements/constraints-$name.txt"
     # shellcheck disable=SC2086  # args holds several words on purpose
@@ -40,10 +40,17 @@ lock() {
 build() {
   local component=$1 base=$2
   local image="$registry/$component:$tag"
+  local revision created
+  revision=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  created=$(git -C "$root" log -1 --format=%cI 2>/dev/null || echo unknown)
   local args=(--layers --network host --file "$root/Dockerfile.$component" --tag "$image"
     --build-arg "BASE_IMAGE=$base" --build-arg "VERSION=$tag"
-    --build-arg "REVISION=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    --build-arg "CREATED=$(git -C "$root" log -1 --format=%cI 2>/dev/null || echo unknown)")
+    --build-arg "REVISION=$revision" --build-arg "CREATED=$created")
+  # podman's layer cache does not see build-arg values in LABEL steps (an unchanged
+  # tree reuses an image labelled with an older tag and commit): set them here too.
+  local oci=org.opencontainers.image
+  args+=(--label "$oci.version=$tag" --label "$oci.revision=$revision"
+    --label "$oci.created=$created")
   if [[ -f $host_ca ]]; then
     args+=(--volume "$host_ca:/etc/host-ca.crt:ro" --build-arg PIP_CERT=/etc/host-ca.crt)
   fi

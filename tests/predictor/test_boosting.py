@@ -17,6 +17,14 @@ def _records(frame) -> list[dict]:
     return orjson.loads(frame.to_json(orient="records"))
 
 
+def _column(frame, name: str) -> dict:
+    """One OIP v2 input per column, missing values as null."""
+    col = frame[name]
+    datatype = "BOOL" if col.dtype == bool else "FP64" if col.dtype.kind in "if" else "BYTES"
+    data = [None if v is None or v != v else v for v in col.tolist()]
+    return {"name": name, "shape": [len(frame)], "datatype": datatype, "data": data}
+
+
 def _lightgbm_native(tabular):
     """LightGBM alone on pandas `category` columns (its native categorical support)."""
     lgb = pytest.importorskip("lightgbm")
@@ -53,7 +61,14 @@ def test_bundled_and_served_like_the_estimator(make, tabular, serve, tmp_path):
         r = httpx.post(server.url + "/predict", json=records, timeout=60)
         assert r.status_code == 200, r.text
         assert r.json()["predictions"] == want
-        assert np.allclose(r.json()["probabilities"], want_p, rtol=0, atol=1e-6)
+        # exactly the estimator's values (XGBoost's float32 widened, not re-spelled)
+        assert r.json()["probabilities"] == want_p.astype(np.float64).tolist()
+        body = {"inputs": [_column(plain, c) for c in plain.columns]}
+        r = httpx.post(server.url + "/v2/models/gb/infer", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        out = {o["name"]: o for o in r.json()["outputs"]}
+        assert out["predict_proba"]["datatype"] == "FP64"
+        assert out["predict_proba"]["data"] == want_p.astype(np.float64).ravel().tolist()
         body = {
             "instances": [[rec[c] for c in plain.columns] for rec in records[:50]],
         }

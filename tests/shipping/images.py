@@ -22,7 +22,12 @@ import yaml
 from . import chart
 
 CONTAINERS_CONF = chart.REPO / "hack" / "containers.conf"
-TAG = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())["appVersion"]
+# IMAGE_TAG as hack/images.sh reads it: sessions sharing one podman store can
+# build and test their own tags without replacing each other's images.
+TAG = (
+    os.environ.get("IMAGE_TAG")
+    or yaml.safe_load((chart.CHART / "Chart.yaml").read_text())["appVersion"]
+)
 OPERATOR = f"ghcr.io/modeldeploy/operator:{TAG}"
 PREDICTOR = f"ghcr.io/modeldeploy/predictor:{TAG}"
 PODMAN_MISSING = "podman is missing: `make system-deps` installs podman, buildah, runc, debootstrap"

@@ -8,15 +8,19 @@ non-root user, no capabilities.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from packaging.requirements import Requirement
 
 from . import chart, images, prometheus, scenario
 
@@ -50,8 +54,13 @@ DOCKERFILES = {
 }
 PYPROJECTS = {
     "operator": (chart.REPO / "operator" / "pyproject.toml", []),
-    "predictor": (chart.REPO / "predictor" / "pyproject.toml", ["router", "s3"]),
+    "predictor": (
+        chart.REPO / "predictor" / "pyproject.toml",
+        ["router", "s3", "xgboost", "lightgbm"],
+    ),
 }
+# What hack/images.sh --lock resolves for: CPython 3.11 on manylinux x86_64.
+IMAGE_PLATFORM = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11"}
 needs_podman = pytest.mark.skipif(not images.podman_available(), reason=images.PODMAN_MISSING)
 
 
@@ -59,13 +68,20 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _for_the_image(requirement: str) -> bool:
+    """Whether a requirement applies on the images' platform (the lock's target)."""
+    marker = Requirement(requirement).marker
+    return marker is None or marker.evaluate(IMAGE_PLATFORM)
+
+
 @pytest.mark.parametrize("component", sorted(PYPROJECTS))
 def test_constraints_pin_every_dependency_with_hashes(component: str) -> None:
     pyproject, extras = PYPROJECTS[component]
     project = tomllib.loads(pyproject.read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"]}
+    requirements = list(project["dependencies"])
     for extra in extras:
-        wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
+        requirements += project["optional-dependencies"][extra]
+    wanted = {_name(r) for r in requirements if _for_the_image(r)}
     lock = (chart.REPO / "requirements" / f"constraints-{component}.txt").read_text()
     pinned = {m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.-]+)==\S+ \\$", lock, re.M)}
     missing = wanted - pinned
@@ -165,32 +181,44 @@ with open("/work/reference.csv", "w", newline="") as f:
 """
 
 
-@needs_podman
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_predictor_image_serves_a_read_only_bundle(built: None, tmp_path: Path) -> None:
+def _workdir(tmp_path: Path) -> tuple[Path, tuple[str, ...]]:
+    """A folder the container's uid 65532 writes to, and the options that mount it."""
     work = tmp_path / "work"
     work.mkdir()
-    work.chmod(0o777)  # written by uid 65532 inside the container
-    as_user = ("--rm", "--read-only", "--user", "65532:65532", "-v", f"{work}:/work")
-    images.podman("run", *as_user, "--entrypoint", "python3", images.PREDICTOR, "-c", TRAIN)
+    work.chmod(0o777)
+    return work, ("--rm", "--read-only", "--user", "65532:65532", "-v", f"{work}:/work")
+
+
+@contextlib.contextmanager
+def bundled_and_served(work: Path, as_user: tuple[str, ...], name: str) -> Iterator[str]:
+    """The image's own CLI bundles /work/model.joblib + reference.csv; the image serves it."""
     images.podman(
         "run", *as_user, images.PREDICTOR, "bundle", "--model", "/work/model.joblib",
-        "--reference", "/work/reference.csv", "--name", "demo", "--version", "1.0.0",
+        "--reference", "/work/reference.csv", "--name", name, "--version", "1.0.0",
         "--out", "/work/bundle",
     )  # fmt: skip
     port = prometheus.free_port()
     with images.running(
-        images.PREDICTOR, "serve", "--bundle", "/models/demo", "--host", "127.0.0.1",
+        images.PREDICTOR, "serve", "--bundle", f"/models/{name}", "--host", "127.0.0.1",
         "--port", str(port),
-        options=("-v", f"{work / 'bundle'}:/models/demo:ro"),
-    ) as name:  # fmt: skip
+        options=("-v", f"{work / 'bundle'}:/models/{name}:ro"),
+    ) as container:  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         scenario.wait_for(
             answers_200(f"{base}/v2/health/ready"),
             120,
-            f"predictor container to be ready:\n{images.logs(name)}",
+            f"predictor container to be ready:\n{images.logs(container)}",
         )
+        yield base
+
+
+@needs_podman
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_predictor_image_serves_a_read_only_bundle(built: None, tmp_path: Path) -> None:
+    work, as_user = _workdir(tmp_path)
+    images.podman("run", *as_user, "--entrypoint", "python3", images.PREDICTOR, "-c", TRAIN)
+    with bundled_and_served(work, as_user, "demo") as base:
         rsp = httpx.post(
             f"{base}/v1/models/demo:predict",
             json={"instances": [[2.0, 1.0, 0.0], [-2.0, -1.0, 0.0]]},
@@ -200,6 +228,82 @@ def test_predictor_image_serves_a_read_only_bundle(built: None, tmp_path: Path) 
         assert rsp.json()["predictions"] == [1, 0]
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         assert "modeldeploy_requests_total" in metrics
+
+
+# A mixed-type Pipeline around LightGBM or XGBoost (their scikit-learn API), trained in
+# the image: LightGBM's library needs the OpenMP runtime (libgomp1) staged into it.
+TRAIN_BOOSTING = """
+import json, sys, joblib, numpy as np, pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+if sys.argv[1] == "lightgbm":
+    from lightgbm import LGBMClassifier as Booster
+    params = {"n_estimators": 20, "verbose": -1}
+else:
+    from xgboost import XGBClassifier as Booster
+    params = {"n_estimators": 20}
+rng = np.random.default_rng(3)
+n = 300
+df = pd.DataFrame({
+    "plan": rng.choice(["basic", "pro", "team"], n), "region": rng.choice(["north", "south"], n),
+    "tenure": rng.integers(1, 60, n).astype(float), "fee": rng.normal(40, 10, n).round(2),
+})
+y = ((df.plan == "pro") | (df.tenure < 12)).astype(int)
+encode = ColumnTransformer(
+    [("cat", OneHotEncoder(handle_unknown="ignore"), ["plan", "region"])], remainder="passthrough"
+)
+pipe = Pipeline([("encode", encode), ("model", Booster(**params))]).fit(df, y)
+joblib.dump(pipe, "/work/model.joblib")
+df.to_csv("/work/reference.csv", index=False)
+rows = df.iloc[:8]
+with open("/work/expected.json", "w") as f:
+    json.dump({"rows": rows.to_dict("records"), "predict": pipe.predict(rows).tolist(),
+               "proba": pipe.predict_proba(rows).tolist()}, f)
+"""
+
+
+@needs_podman
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_predictor_image_serves_a_boosting_pipeline(
+    built: None, tmp_path: Path, library: str
+) -> None:
+    work, as_user = _workdir(tmp_path)
+    images.podman(
+        "run", *as_user, "--entrypoint", "python3", images.PREDICTOR, "-c", TRAIN_BOOSTING,
+        library,
+    )  # fmt: skip
+    expected = json.loads((work / "expected.json").read_text())
+    with bundled_and_served(work, as_user, "boost") as base:
+        meta = json.loads((work / "bundle" / "model.json").read_text())
+        assert library in meta["versions"], meta["versions"]  # pinned like scikit-learn
+        assert [f["kind"] for f in meta["features"]][:2] == ["categorical", "categorical"]
+        rows = expected["rows"]
+        rsp = httpx.post(f"{base}/v1/models/boost:predict", json={"instances": rows}, timeout=10)
+        assert rsp.status_code == 200, rsp.text
+        assert rsp.json()["predictions"] == expected["predict"]
+        inputs = [
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": "BYTES" if isinstance(rows[0][name], str) else "FP64",
+                "data": [r[name] for r in rows],
+            }
+            for name in rows[0]
+        ]
+        outputs = [{"name": "predict"}, {"name": "predict_proba"}]
+        rsp = httpx.post(
+            f"{base}/v2/models/boost/infer",
+            json={"inputs": inputs, "outputs": outputs},
+            timeout=10,
+        )
+        assert rsp.status_code == 200, rsp.text
+        out = {o["name"]: o for o in rsp.json()["outputs"]}
+        assert out["predict"]["data"] == expected["predict"]
+        proba = np.reshape(out["predict_proba"]["data"], out["predict_proba"]["shape"])
+        assert np.array_equal(proba, expected["proba"])  # XGBoost's float32 too, exactly
 
 
 @needs_podman

@@ -70,10 +70,14 @@ class SklearnModel:
         if self.frame:
             x = columns.to_frame(self.schema, x)
         pred = np.asarray(self.estimator.predict(x))
+        if pred.dtype.kind == "f":
+            # XGBoost answers float32: widened (exactly), so the FP64 that metadata declares
+            # carries the estimator's own values, not their shortest float32 spelling
+            pred = pred.astype(np.float64, copy=False)
         probabilities = None
         if proba and self._proba:
             # LightGBM returns a column-major view; orjson serialises C-contiguous arrays only
-            probabilities = np.ascontiguousarray(self.estimator.predict_proba(x))
+            probabilities = np.ascontiguousarray(self.estimator.predict_proba(x), dtype=np.float64)
         return pred, probabilities
 
     def warm_up(self) -> None:
