@@ -17,7 +17,6 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "modeldeploy"}
 NAME_LABEL = "modeldeploy.io/name"
 REVISION_LABEL = "modeldeploy.io/revision"
 COMPONENT_LABEL = "app.kubernetes.io/component"
-TRACKS = ("stable", "canary", "shadow")
 SCRAPE_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
     "prometheus.io/port": str(PORT),
@@ -184,11 +183,6 @@ def _with_user_settings(md: ModelDeployment, pod: dict[str, Any]) -> dict[str, A
     """The model store's volume / credentials, then the user's pod template, merged in."""
     pod = podtemplate.merge_pod(pod, stores.store_template(md.model))
     return podtemplate.merge_pod(pod, md.predictor.template)
-
-
-def scale_patch(replicas: int) -> dict[str, Any]:
-    """Merge patch that only scales a revision (kept for instant rollback)."""
-    return {"spec": {"replicas": replicas}}
 
 
 def track_service(md: ModelDeployment, track: str, revision: str) -> dict[str, Any]:

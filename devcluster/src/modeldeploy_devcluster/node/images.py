@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -29,12 +28,6 @@ DEFAULT_IMAGES: dict[str, dict[str, list[str]]] = {
 
 class ImageError(ValueError):
     """The image has no local command (reported as ErrImagePull)."""
-
-
-@dataclass(frozen=True)
-class Image:
-    entrypoint: list[str]
-    args: list[str]
 
 
 def repository(image: str) -> str:
