@@ -104,7 +104,7 @@ def revision_deployment(md: ModelDeployment, replicas: int | None, track: str) -
         {"name": "MODELDEPLOY_TRACK", "value": track},
         {"name": "MODELDEPLOY_REVISION", "value": revision},
         {"name": "MODELDEPLOY_MAX_BATCH_SIZE", "value": str(p.max_batch_size)},
-        {"name": "MODELDEPLOY_MAX_WAIT_MS", "value": str(p.max_latency_ms)},
+        {"name": "MODELDEPLOY_MAX_WAIT_MS", "value": str(p.max_wait_ms)},
         # The predictor refuses a bundle whose model.json does not match.
         *([{"name": "MODELDEPLOY_DIGEST", "value": md.model.digest}] if md.model.digest else []),
         {"name": "MODELDEPLOY_CACHE_DIR", "value": BUNDLE_CACHE},

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from modeldeploy_predictor import limits
+
 PredictFn = Callable[[np.ndarray, bool], Sequence[Any]]  # (X, full) -> outputs
 BatchObserver = Callable[[int, int], None]  # (requests, rows) per predict call
 
@@ -37,8 +39,8 @@ class AdaptiveBatcher:
     def __init__(
         self,
         predict: PredictFn,
-        max_batch_size: int = 64,
-        max_wait_ms: float = 5.0,
+        max_batch_size: int = limits.MAX_BATCH_SIZE,
+        max_wait_ms: float = limits.MAX_WAIT_MS,
         *,
         in_thread: bool = False,
         on_batch: BatchObserver | None = None,

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-MiB = 1024 * 1024
+from modeldeploy_predictor.limits import MAX_BODY_BYTES, MiB
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Settings:
     mirror_concurrency: int = 32
     rel_tolerance: float = 0.01
     mirror_in_process: bool = False  # else a child process (shadow_process.py)
-    max_body_bytes: int = 64 * MiB  # request body; 413 above
+    max_body_bytes: int = MAX_BODY_BYTES  # request body; 413 above (as the predictor)
     max_head_bytes: int = 64 * 1024  # request line + headers; 431 above
     head_timeout: float = 30.0  # seconds a request head may take to arrive; 408 after
     keep_alive: float = 5.0  # seconds an idle client connection is kept
