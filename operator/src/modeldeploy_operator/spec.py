@@ -27,14 +27,6 @@ VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
 KIND = "ModelDeployment"
 
-BUILTIN_METRICS = (
-    "error-rate",
-    "latency-p99",
-    "feature-drift",
-    "prediction-drift",
-    "shadow-agreement",
-)
-
 
 class Phase(enum.StrEnum):
     """What `kubectl get md` shows in the Phase column."""
