@@ -90,7 +90,7 @@ def find() -> Binaries:
         prometheus = str(directory / "prometheus")
     if not prometheus:
         missing.append("prometheus")
-    if missing:
+    if missing or not prometheus:
         raise BinariesMissing(
             f"missing {', '.join(missing)} (looked in {directory or 'no bin dir'} and PATH): "
             "run `make binaries` (needs Go)"

@@ -57,7 +57,7 @@ def needs_ticks(body: dict[str, Any]) -> bool:
     """
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     command = rollout.parse_command(annotations.get(rollout.COMMAND_ANNOTATION))
-    generation = (body.get("metadata") or {}).get("generation")
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
     return not is_steady(body.get("status") or {}, generation, command)
 
 

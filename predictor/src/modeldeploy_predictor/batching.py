@@ -50,7 +50,7 @@ class AdaptiveBatcher:
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait = max_wait_ms / 1000.0
         self._queue: deque[tuple[np.ndarray, asyncio.Future, float, bool]] = deque()
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # made again in start(), on the serving loop
         self._worker: asyncio.Task | None = None
         self._stopping = False
         self._on_batch = on_batch
@@ -69,8 +69,7 @@ class AdaptiveBatcher:
     async def stop(self) -> None:
         """Finish everything queued, then stop."""
         self._stopping = True
-        if self._wake is not None:
-            self._wake.set()
+        self._wake.set()
         if self._worker is not None:
             await self._worker
         if self._executor is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -79,11 +80,11 @@ def load(
     file: Path | None = None, env: dict[str, str] | None = None
 ) -> dict[str, dict[str, list[str]]]:
     """Defaults, then ``file``, then the env variable."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     merged = {k: dict(v) for k, v in DEFAULT_IMAGES.items()}
     if file is not None:
         merged.update(_read(Path(file).read_text(), str(file)))
-    if value := env.get(ENV_VAR, "").strip():
+    if value := environ.get(ENV_VAR, "").strip():
         if value[0] in "{[" or "\n" in value:
             merged.update(_read(value, ENV_VAR))
         else:

@@ -64,7 +64,7 @@ class Prometheus:
 def parse_result(data: dict) -> list[Sample]:
     """Samples from a query answer: a vector, or a scalar (no labels)."""
     kind = data.get("resultType")
-    result = data.get("result")
+    result = data.get("result") or []
     if kind == "scalar" and result:
         return [({}, _number(result[1]))]
     if kind == "vector":
