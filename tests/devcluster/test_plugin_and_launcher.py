@@ -34,9 +34,14 @@ def _run_cluster_test(tmp_path, ci: bool) -> subprocess.CompletedProcess:
     env.pop("CI", None)
     if ci:
         env["CI"] = "true"
+    return _pytest(test, env)
+
+
+def _pytest(test, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """pytest on one generated test file, in its folder, with exactly `env`."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q", str(test)],
-        cwd=tmp_path,
+        cwd=test.parent,
         env=env,
         capture_output=True,
         text=True,
@@ -130,13 +135,6 @@ def test_a_missing_tool_skips_only_without_go_and_outside_ci(tmp_path, ci, go, o
     env |= {"MODELDEPLOY_BIN_DIR": str(tmp_path / "none"), "PATH": str(path)}
     if ci:
         env["CI"] = "true"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q", str(test)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _pytest(test, env)
     assert outcome in done.stdout, done.stdout + done.stderr
     assert "run `make binaries`" in done.stdout
