@@ -37,11 +37,8 @@ def admin_kubeconfig(request: pytest.FixtureRequest) -> str:
     external = os.environ.get("MODELDEPLOY_E2E_KUBECONFIG")
     if external:
         return external
-    try:
-        cluster = request.getfixturevalue("cluster")
-    except pytest.FixtureLookupError:
-        pytest.skip("no `cluster` fixture: the modeldeploy_devcluster pytest plugin is missing")
-    return str(cluster.kubeconfig)
+    # The local cluster (modeldeploy_devcluster's plugin, always installed).
+    return str(request.getfixturevalue("cluster").kubeconfig)
 
 
 @pytest.fixture
