@@ -178,6 +178,21 @@ def test_batching_wait_is_accepted_under_either_name_alone(api, namespace, key):
     assert obj["spec"]["predictor"]["batching"] == {key: 7, "maxBatchSize": 32}
 
 
+def test_the_old_wait_name_moves_to_the_new_one_in_one_patch(api, namespace):
+    """The documented migration (docs/contracts.md): a JSON-patch move passes the CEL rule."""
+    created = create(api, namespace, with_change("spec.predictor.batching", {"maxLatencyMs": 5}))
+    move = {
+        "op": "move",
+        "from": "/spec/predictor/batching/maxLatencyMs",
+        "path": "/spec/predictor/batching/maxWaitMs",
+    }
+    moved = client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, created["metadata"]["name"], [move],
+        _content_type="application/json-patch+json",
+    )  # fmt: skip
+    assert moved["spec"]["predictor"]["batching"] == {"maxWaitMs": 5, "maxBatchSize": 32}
+
+
 def test_minimal_manifest_gets_a_default_canary_strategy(api, namespace):
     body = good()
     del body["spec"]["strategy"]
