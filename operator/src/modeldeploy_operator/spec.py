@@ -327,22 +327,22 @@ def _parse_autoscaling(a: dict[str, Any] | None) -> Autoscaling | None:
     if a is None:
         return None
     rps = a.get("targetRequestsPerSecond")
-    default_cpu = Autoscaling.target_cpu
     cpu = a.get("targetCPUUtilizationPercentage")
     return Autoscaling(
         min_replicas=int(a.get("minReplicas", Autoscaling.min_replicas)),
         max_replicas=int(a["maxReplicas"]),
         # CPU is the default target unless only requests per second is asked for.
-        target_cpu=int(cpu) if cpu is not None else (None if rps is not None else default_cpu),
+        target_cpu=(
+            int(cpu) if cpu is not None else (None if rps is not None else Autoscaling.target_cpu)
+        ),
         target_rps=float(rps) if rps is not None else None,
     )
 
 
 def _parse_strategy(s: dict[str, Any]) -> Strategy:
     a = s.get("analysis") or {}
-    sh = s.get("shadow")
+    sh = s.get("shadow") or {}
     metrics = a.get("metrics")
-    sh = sh or {}
     return Strategy(
         type=s.get("type", Strategy.type),
         shadow=None
