@@ -44,9 +44,12 @@ chaos: install ## the chaos suite with its long matrix and 30-minute soak; figur
 	MODELDEPLOY_CHAOS_LONG=1 MODELDEPLOY_CHAOS_FIGURES=out/chaos-figures.jsonl \
 	$(PY) -m pytest -m chaos -o timeout=3600 tests/chaos $(PYTEST_ARGS)
 
-lint: install ## ruff lint + format check
+lint: install ## ruff lint + format check, mypy over the packages, import contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy operator/src/modeldeploy_operator predictor/src/modeldeploy_predictor \
+		predictor/src/modeldeploy_router devcluster/src/modeldeploy_devcluster
+	$(VENV)/bin/lint-imports
 
 format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

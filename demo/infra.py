@@ -31,12 +31,8 @@ GROUP, VERSION, PLURAL = "modeldeploy.io", "v1alpha1", "modeldeployments"
 
 def helm_binary() -> str:
     """$HELM, the pinned build in the binaries cache, or helm on PATH."""
-    if os.environ.get("HELM"):
-        return os.environ["HELM"]
-    cache = binaries.bin_dir()
-    for candidate in (cache / "helm" if cache else None, shutil.which("helm")):
-        if candidate and os.access(candidate, os.X_OK):
-            return str(candidate)
+    if found := binaries.tool("helm"):
+        return str(found)
     raise RuntimeError("no helm binary: run `make binaries` or set HELM=/path/to/helm")
 
 

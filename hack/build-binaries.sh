@@ -159,9 +159,10 @@ PY
 # discovery is compiled in (upstream's remove_all_sd / enable_*_sd tags), which
 # keeps the cloud SDKs out of the build. The web UI's assets are not embedded
 # (the API, which is all tests and the operator use, works without them).
+# promtool (rule and config checks in the tests) comes from the same module.
 build_prometheus() {
   local dir="$work_root/prometheus-$PROMETHEUS_VERSION"
-  [[ -x "$bin_dir/prometheus" ]] && { log "prometheus: cached"; return; }
+  [[ -x "$bin_dir/prometheus" && -x "$bin_dir/promtool" ]] && { log "prometheus, promtool: cached"; return; }
   # Prometheus vX.Y.Z is published as Go module version v0.(X*100+Y).Z.
   local v=${PROMETHEUS_VERSION#v} major minor patch
   IFS=. read -r major minor patch <<<"$v"
@@ -169,11 +170,14 @@ build_prometheus() {
   local tags=remove_all_sd,enable_kubernetes_sd
   wrapper_module "$dir" modeldeploy.local/prometheus-build
   (cd "$dir" && GOFLAGS="$GOFLAGS -tags=$tags" go get \
-    "github.com/prometheus/prometheus/cmd/prometheus@$module_version")
+    "github.com/prometheus/prometheus/cmd/prometheus@$module_version" \
+    "github.com/prometheus/prometheus/cmd/promtool@$module_version")
   local p=github.com/prometheus/common/version
-  GOFLAGS="$GOFLAGS -tags=$tags" build_into "$dir" prometheus \
-    github.com/prometheus/prometheus/cmd/prometheus \
-    "-X $p.Version=$v -X $p.Branch=HEAD -X $p.BuildUser=modeldeploy -X $p.Revision=$module_version"
+  local ld="-X $p.Version=$v -X $p.Branch=HEAD -X $p.BuildUser=modeldeploy -X $p.Revision=$module_version"
+  local cmd
+  for cmd in prometheus promtool; do
+    GOFLAGS="$GOFLAGS -tags=$tags" build_into "$dir" "$cmd" "github.com/prometheus/prometheus/cmd/$cmd" "$ld"
+  done
 }
 
 build_helm() {

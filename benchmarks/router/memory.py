@@ -1,6 +1,6 @@
 """The router's memory under the slow-client and large-body cases of issue 15.
 
-Starts the real `modeldeploy-router` (static mode, default flags, the shadow
+Starts the real `modeldeploy-router` (static mode, default flags but a 64 MiB body limit, the shadow
 in its child process) before scripted loopback backends run here, drives one
 case at a time and samples the resident memory of the router and its shadow
 child every 20 ms (/proc). Prints the peak per case; the target is under
@@ -175,6 +175,7 @@ async def run_case(name: str, backend, drive, log: Path) -> tuple[int, int]:
     shadow_url = f"http://127.0.0.1:{shadow.sockets[0].getsockname()[1]}"
     port = free_port()
     cmd = [str(ROUTER), "--port", str(port), "--backend", f"stable={up}", "--log-level", "warning"]
+    cmd += ["--max-body-bytes", str(64 * MiB)]  # the issue's 64 MiB bodies (default 16 MiB)
     if "shadow" in name:
         cmd += ["--shadow", shadow_url]
     with log.open("ab") as out:

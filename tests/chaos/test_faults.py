@@ -18,9 +18,6 @@ from typing import Any
 
 import pytest
 from cluster_helpers import Env, apply_crd, manifest, wait_for
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
 from dataplane import X, Y, analysis, fitted, load_rows, make_bundle, operator_env, router, serve_v1
 from dataplane import manifest as dataplane_manifest
 from faults import events_refused

@@ -12,9 +12,7 @@ import time
 import uuid
 
 import pytest
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-pytest.importorskip("matplotlib", reason="needs matplotlib for the chart")
+from modeldeploy_devcluster.pytest_plugin import require_tool
 
 from demo import infra, models, run
 
@@ -23,10 +21,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 @pytest.mark.timeout(420)
 def test_demo_scenario_reaches_every_outcome(cluster, tmp_path):
-    try:
-        infra.helm_binary()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+    require_tool("helm")
     suffix = uuid.uuid4().hex[:5]
     on = infra.Infra(cluster, None, f"demo-{suffix}", release=f"demo{suffix}",
                      operator_ns=f"demo-system-{suffix}")  # fmt: skip

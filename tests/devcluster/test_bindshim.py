@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from modeldeploy_devcluster.node import bindshim
+from modeldeploy_devcluster.pytest_plugin import missing_tool
 
 BIND = """
 import socket, sys
@@ -22,7 +23,7 @@ print(s.getsockname()[0])
 @pytest.fixture(scope="module")
 def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (shutil.which("cc") or shutil.which("gcc")):
-        pytest.skip("no C compiler (gcc): make system-deps")
+        missing_tool("no C compiler (gcc): make system-deps")
     return bindshim.ensure(tmp_path_factory.mktemp("shim"))
 
 

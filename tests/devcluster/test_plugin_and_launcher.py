@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from modeldeploy_devcluster import binaries, launcher
+from modeldeploy_devcluster.pytest_plugin import missing_tool
 from modeldeploy_devcluster.state import Layout, State, pid_alive
 from modeldeploy_devcluster.waiting import wait_for
 
@@ -32,9 +34,14 @@ def _run_cluster_test(tmp_path, ci: bool) -> subprocess.CompletedProcess:
     env.pop("CI", None)
     if ci:
         env["CI"] = "true"
+    return _pytest(test, env)
+
+
+def _pytest(test, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """pytest on one generated test file, in its folder, with exactly `env`."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-q", str(test)],
-        cwd=tmp_path,
+        cwd=test.parent,
         env=env,
         capture_output=True,
         text=True,
@@ -75,9 +82,7 @@ def test_a_cluster_stops_itself_when_its_owner_dies(tmp_path) -> None:
     try:
         binaries.find()
     except binaries.BinariesMissing as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        missing_tool(str(exc))
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     root = tmp_path / "owned"
     try:
@@ -95,3 +100,41 @@ def test_a_cluster_stops_itself_when_its_owner_dies(tmp_path) -> None:
     finally:
         owner.kill()
         launcher.down(root)
+
+
+def test_tool_prefers_the_override_then_the_cache(tmp_path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    built = cache / "promtool"
+    built.write_text("#!/bin/sh\n")
+    built.chmod(0o755)
+    monkeypatch.setenv("MODELDEPLOY_BIN_DIR", str(cache))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert binaries.tool("promtool") == built
+    assert binaries.tool("no-such-tool") is None
+    monkeypatch.setenv("HELM", "/opt/helm")
+    assert binaries.tool("helm") == Path("/opt/helm")
+
+
+@pytest.mark.parametrize(
+    ("ci", "go", "outcome"),
+    [(False, False, "1 skipped"), (False, True, "1 failed"), (True, False, "1 failed")],
+)
+def test_a_missing_tool_skips_only_without_go_and_outside_ci(tmp_path, ci, go, outcome) -> None:
+    test = tmp_path / "test_needs_tool.py"
+    test.write_text(
+        "from modeldeploy_devcluster.pytest_plugin import require_tool\n\n"
+        "def test_tool():\n    require_tool('promtool')\n"
+    )
+    path = tmp_path / "bin"
+    path.mkdir()
+    if go:
+        (path / "go").write_text("#!/bin/sh\n")
+        (path / "go").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "MODELDEPLOY_BIN_DIR")}
+    env |= {"MODELDEPLOY_BIN_DIR": str(tmp_path / "none"), "PATH": str(path)}
+    if ci:
+        env["CI"] = "true"
+    done = _pytest(test, env)
+    assert outcome in done.stdout, done.stdout + done.stderr
+    assert "run `make binaries`" in done.stdout

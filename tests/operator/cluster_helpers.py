@@ -14,16 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from kubernetes import client
 from kubernetes.dynamic import DynamicClient
-
-# The local-cluster helpers ship with the devcluster component; without them the
-# cluster tests are skipped (with this reason) instead of failing to import.
-wait_for = pytest.importorskip(
-    "modeldeploy_devcluster.waiting", reason="needs the devcluster pytest plugin"
-).wait_for
+from modeldeploy_devcluster.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "modeldeploy.io_modeldeployments.yaml"

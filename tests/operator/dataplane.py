@@ -29,6 +29,13 @@ X = RNG.normal(size=(2000, 2))
 Y = (X[:, 0] + X[:, 1] > 0).astype(int)
 
 
+# Two steps with pauses long enough for a scrape and an analysis tick each.
+CANARY = {
+    "type": "Canary",
+    "canary": {"steps": [{"weight": 20, "pause": "12s"}, {"weight": 50, "pause": "12s"}]},
+}
+
+
 def make_bundle(tmp: Path, version: str, estimator: Any, x: np.ndarray) -> str:
     """A bundle directory made by the predictor's own CLI."""
     model = tmp / f"model-{version}.joblib"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 from md_factories import T0, Driver, body, md
-from modeldeploy_operator import announce, reconcile, rollout
+from modeldeploy_operator import announce, reconcile, rollout, spec
 from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator.analysis.verdicts import Verdict
 
@@ -222,3 +222,17 @@ def test_a_reposted_aggregate_updates_its_count_and_a_reposted_event_is_a_no_op(
     assert kube.events["e1"]["count"] == 2 and kube.events["e1"]["message"] == "b"
     asyncio.run(kube.post_event(first))  # count 1: the same Event posted twice
     assert kube.events["e1"]["count"] == 2 and kube.events["e1"]["firstTimestamp"] == "t1"
+
+
+def test_a_deprecated_field_is_logged_once_per_generation(caplog) -> None:
+    kube = FakeKube()
+    kube.body["spec"]["predictor"]["batching"] = {"maxLatencyMs": 5}
+    (note,) = spec.parse(kube.body).deprecations
+    operator = new_operator(kube, T0)
+    with caplog.at_level("WARNING", logger="modeldeploy_operator.reconcile"):
+        for _ in range(3):
+            asyncio.run(operator.reconcile(copy.deepcopy(kube.body)))
+        kube.body["metadata"]["generation"] = 2
+        asyncio.run(operator.reconcile(copy.deepcopy(kube.body)))
+    said = [r.getMessage() for r in caplog.records if "is deprecated" in r.getMessage()]
+    assert said == [f"ns/fraud: {note}"] * 2

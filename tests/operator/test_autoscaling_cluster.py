@@ -14,14 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import joblib
+import numpy as np
 import pytest
 from cluster_helpers import GROUP, VERSION, Env, apply_crd, wait_for
 from kubernetes import client
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-joblib = pytest.importorskip("joblib")
-linear_model = pytest.importorskip("sklearn.linear_model")
-np = pytest.importorskip("numpy")
+from sklearn import linear_model
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

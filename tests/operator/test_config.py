@@ -10,7 +10,7 @@ from modeldeploy_operator import cli, config
 
 
 def test_defaults_watch_all_namespaces(monkeypatch):
-    for name in ("MODELDEPLOY_NAMESPACES", "MODELDEPLOY_PROMETHEUS_URL", "KUBECONFIG"):
+    for name in ("MODELDEPLOY_NAMESPACE", "MODELDEPLOY_PROMETHEUS_URL", "KUBECONFIG"):
         monkeypatch.delenv(name, raising=False)
     c = config.from_args([])
     assert c.all_namespaces and c.namespaces == ()
@@ -28,12 +28,57 @@ def test_repeatable_namespaces_and_flags():
 
 def test_environment_fallbacks(monkeypatch):
     monkeypatch.setenv("MODELDEPLOY_PROMETHEUS_URL", "http://prom:9090")
-    monkeypatch.setenv("MODELDEPLOY_NAMESPACES", "ml, staging")
+    monkeypatch.setenv("MODELDEPLOY_NAMESPACE", "ml, staging")
     monkeypatch.setenv("MODELDEPLOY_PEERING", "modeldeploy")
     c = config.from_args([])
     assert c.prometheus_url == "http://prom:9090"
     assert c.namespaces == ("ml", "staging") and not c.all_namespaces
-    assert c.peering == "modeldeploy"
+    assert c.peering == "modeldeploy" and c.warnings == ()
+
+
+@pytest.mark.parametrize("option", config.OPTIONS, ids=lambda o: o.flag)
+def test_every_flag_has_its_env_variable_and_config_default(option, monkeypatch):
+    """MODELDEPLOY_<FLAG> sets what the flag sets; the help names the variable."""
+    assert option.env == "MODELDEPLOY_" + option.flag[2:].replace("-", "_").upper()
+    assert option.env in config.parser().format_help()
+    value = {"--log-format": "json", "--log-level": "debug"}.get(option.flag)
+    value = value or {int: "7", float: "2.5"}.get(option.type, "x")
+    monkeypatch.setenv(option.env, value)
+    got = getattr(config.from_args([]), option.dest)
+    assert got == option.type(value) or (option.dest == "priority" and got == 7)
+
+
+def test_namespace_flags_have_env_variables_too(monkeypatch):
+    monkeypatch.setenv("MODELDEPLOY_ALL_NAMESPACES", "true")
+    assert config.from_args([]).all_namespaces
+    help_text = config.parser().format_help()
+    assert "MODELDEPLOY_NAMESPACE," in help_text and "MODELDEPLOY_ALL_NAMESPACES" in help_text
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "value", "field", "expected"),
+    [
+        ("MODELDEPLOY_TICK_SECONDS", "MODELDEPLOY_TICK", "0.5", "tick", 0.5),
+        ("MODELDEPLOY_NAMESPACES", "MODELDEPLOY_NAMESPACE", "a,b", "namespaces", ("a", "b")),
+    ],
+)
+def test_deprecated_env_names_still_work_with_a_warning(
+    old, new, value, field, expected, monkeypatch
+):
+    monkeypatch.delenv(new, raising=False)
+    monkeypatch.setenv(old, value)
+    c = config.from_args([])
+    assert getattr(c, field) == expected
+    assert c.warnings == (f"{old} is deprecated and will be ignored in a later release: use {new}",)
+    monkeypatch.setenv(new, value)  # the new name wins and nothing is said
+    assert config.from_args([]).warnings == ()
+
+
+def test_a_bad_env_value_names_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("MODELDEPLOY_METRICS_PORT", "eighty")
+    with pytest.raises(SystemExit):
+        config.from_args([])
+    assert "MODELDEPLOY_METRICS_PORT='eighty': expected int" in capsys.readouterr().err
 
 
 def test_namespace_and_all_namespaces_exclude_each_other(capsys):

@@ -127,6 +127,10 @@ BAD = {
         with_change("spec.predictor.replicas", -1),
         ["spec.predictor.replicas", "greater than or equal to 0"],
     ),
+    "batching-wait-under-both-names": (
+        with_change("spec.predictor.batching", {"maxWaitMs": 5, "maxLatencyMs": 5}),
+        ["set maxWaitMs only (maxLatencyMs is its deprecated name)"],
+    ),
     "name-too-long": (
         good("m" * 53),
         ["metadata.name must be at most 52 characters"],
@@ -166,6 +170,27 @@ def test_good_manifest_is_accepted_and_defaulted(api, namespace):
     assert spec["strategy"]["canary"]["steps"][1]["pause"] == "1m"
     assert spec["traffic"] == {"provider": "builtin"}
     assert spec["revisionHistoryLimit"] == 3
+
+
+@pytest.mark.parametrize("key", ["maxWaitMs", "maxLatencyMs"])
+def test_batching_wait_is_accepted_under_either_name_alone(api, namespace, key):
+    obj = create(api, namespace, with_change("spec.predictor.batching", {key: 7}))
+    assert obj["spec"]["predictor"]["batching"] == {key: 7, "maxBatchSize": 32}
+
+
+def test_the_old_wait_name_moves_to_the_new_one_in_one_patch(api, namespace):
+    """The documented migration (docs/contracts.md): a JSON-patch move passes the CEL rule."""
+    created = create(api, namespace, with_change("spec.predictor.batching", {"maxLatencyMs": 5}))
+    move = {
+        "op": "move",
+        "from": "/spec/predictor/batching/maxLatencyMs",
+        "path": "/spec/predictor/batching/maxWaitMs",
+    }
+    moved = client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, created["metadata"]["name"], [move],
+        _content_type="application/json-patch+json",
+    )  # fmt: skip
+    assert moved["spec"]["predictor"]["batching"] == {"maxWaitMs": 5, "maxBatchSize": 32}
 
 
 def test_minimal_manifest_gets_a_default_canary_strategy(api, namespace):

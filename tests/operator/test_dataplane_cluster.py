@@ -17,12 +17,8 @@ from typing import Any
 
 import pytest
 from cluster_helpers import Env, wait_for
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
-pytest.importorskip("joblib")
-linear_model = pytest.importorskip("sklearn.linear_model")
-from dataplane import (  # noqa: E402 - after the importorskips
+from dataplane import (
+    CANARY,
     Load,
     X,
     Y,
@@ -35,6 +31,7 @@ from dataplane import (  # noqa: E402 - after the importorskips
     router,
     serve_v1,
 )
+from sklearn import linear_model
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -42,12 +39,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 @pytest.fixture
 def env(cluster, namespace) -> Iterator[Env]:
     yield from operator_env(cluster, namespace)
-
-
-CANARY = {
-    "type": "Canary",
-    "canary": {"steps": [{"weight": 20, "pause": "12s"}, {"weight": 50, "pause": "12s"}]},
-}
 
 
 def test_a_good_v2_goes_through_every_step(env, tmp_path):

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 from md_factories import body
-from modeldeploy_operator import manifests, spec
+from modeldeploy_operator import spec
 from modeldeploy_operator.traffic import gatewayapi
 
 STABLE = {"group": "", "kind": "Service", "name": "fraud-stable", "port": 8080}
@@ -55,7 +55,7 @@ def gw_md(rule_index: int = 0) -> spec.ModelDeployment:
 
 
 def test_canary_weights_keep_everything_else():
-    rules = manifests.httproute_rules(ROUTE, gw_md(), CANARY_30, 0)
+    rules = gatewayapi.rules_for(ROUTE, gw_md(), CANARY_30, 0)
     assert rules[0]["backendRefs"] == [{**STABLE, "weight": 70}, {**CANARY, "weight": 30}]
     assert rules[0]["filters"] == [USER_FILTER, AUDIT_MIRROR]
     untouched = {k: v for k, v in rules[0].items() if k != "backendRefs"}
@@ -64,33 +64,33 @@ def test_canary_weights_keep_everything_else():
 
 
 def test_shadow_mirror_is_added_then_removed_alone():
-    (rule, _) = manifests.httproute_rules(ROUTE, gw_md(), SHADOW_50, 0)
+    (rule, _) = gatewayapi.rules_for(ROUTE, gw_md(), SHADOW_50, 0)
     ours = {"type": "RequestMirror", "requestMirror": {"backendRef": SHADOW, "percent": 50}}
     assert rule["filters"] == [USER_FILTER, AUDIT_MIRROR, ours]
     assert rule["backendRefs"] == [{**STABLE, "weight": 100}]
     shadowed = copy.deepcopy(ROUTE)
     shadowed["spec"]["rules"][0] = rule
-    (after, _) = manifests.httproute_rules(shadowed, gw_md(), STABLE_ONLY, 0)
+    (after, _) = gatewayapi.rules_for(shadowed, gw_md(), STABLE_ONLY, 0)
     assert after["filters"] == [USER_FILTER, AUDIT_MIRROR]  # the user's mirror stays
 
 
 def test_filters_key_is_dropped_when_only_our_mirror_was_there():
     route = {"metadata": {"name": "web"}, "spec": {"rules": [{}]}}
-    (rule,) = manifests.httproute_rules(route, gw_md(), SHADOW_50, 0)
+    (rule,) = gatewayapi.rules_for(route, gw_md(), SHADOW_50, 0)
     route["spec"]["rules"] = [rule]
-    (after,) = manifests.httproute_rules(route, gw_md(), STABLE_ONLY, 0)
+    (after,) = gatewayapi.rules_for(route, gw_md(), STABLE_ONLY, 0)
     assert "filters" not in after
 
 
 def test_rule_index_selects_the_managed_rule():
-    rules = manifests.httproute_rules(ROUTE, gw_md(1), CANARY_30, 1)
+    rules = gatewayapi.rules_for(ROUTE, gw_md(1), CANARY_30, 1)
     assert rules[0] == ROUTE["spec"]["rules"][0]
     assert rules[1]["backendRefs"][1] == {**CANARY, "weight": 30}
 
 
 def test_missing_rule_is_a_clear_error():
     with pytest.raises(ValueError, match="ruleIndex 3 does not exist"):
-        manifests.httproute_rules(ROUTE, gw_md(), STABLE_ONLY, 3)
+        gatewayapi.rules_for(ROUTE, gw_md(), STABLE_ONLY, 3)
 
 
 class FakeKube:

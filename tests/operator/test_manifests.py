@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from md_factories import md
 from modeldeploy_operator import manifests
+from modeldeploy_operator.traffic import builtin
 
 
 def test_revision_deployment_contract():
@@ -46,7 +47,7 @@ def test_revision_deployment_contract():
 def _pod_specs():
     m = md()
     yield manifests.revision_deployment(m, 1, "stable")["spec"]["template"]["spec"]
-    router = manifests.router_objects(m, "ghcr.io/modeldeploy/predictor:0.1")[3]
+    router = builtin.objects(m, "ghcr.io/modeldeploy/predictor:0.1")[3]
     yield router["spec"]["template"]["spec"]
 
 
@@ -85,9 +86,7 @@ def test_track_service_selects_revision():
 
 def test_router_objects():
     m = md()
-    sa, role, binding, dep, svc, _ = manifests.router_objects(
-        m, "ghcr.io/modeldeploy/predictor:0.1"
-    )
+    sa, role, binding, dep, svc, _ = builtin.objects(m, "ghcr.io/modeldeploy/predictor:0.1")
     assert sa["metadata"]["name"] == role["metadata"]["name"] == "fraud-router"
     assert binding["subjects"][0]["name"] == "fraud-router"
     resources = {r["resources"][0] for r in role["rules"]}
@@ -107,7 +106,7 @@ def test_router_objects():
 
 
 def test_router_is_replicated_spread_and_guarded_by_a_disruption_budget():
-    *_, dep, _, pdb = manifests.router_objects(md(), "ghcr.io/modeldeploy/predictor:0.1")
+    *_, dep, _, pdb = builtin.objects(md(), "ghcr.io/modeldeploy/predictor:0.1")
     selector = {"modeldeploy.io/name": "fraud", "app.kubernetes.io/component": "router"}
     assert dep["spec"]["replicas"] == 2
     assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
@@ -123,5 +122,5 @@ def test_router_is_replicated_spread_and_guarded_by_a_disruption_budget():
 
 def test_router_replicas_follow_the_spec():
     m = md(traffic={"provider": "builtin", "router": {"replicas": 3}})
-    dep = manifests.router_objects(m, "img")[3]
+    dep = builtin.objects(m, "img")[3]
     assert dep["spec"]["replicas"] == 3

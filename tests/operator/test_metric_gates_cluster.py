@@ -14,11 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from cluster_helpers import Env, wait_for
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
-linear_model = pytest.importorskip("sklearn.linear_model")
-from dataplane import (  # noqa: E402 - after the importorskips
+from dataplane import (
     Load,
     X,
     Y,
@@ -33,8 +29,9 @@ from dataplane import (  # noqa: E402 - after the importorskips
     router,
     serve_v1,
 )
+from sklearn import linear_model
 
-from demo.load import Load as ConcurrentLoad  # noqa: E402
+from demo.load import Load as ConcurrentLoad
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -7,6 +7,7 @@ import copy
 import pytest
 from md_factories import md
 from modeldeploy_operator import manifests, podtemplate, stores
+from modeldeploy_operator.traffic import builtin
 
 IMAGE = "ghcr.io/modeldeploy/predictor:0.1.0"
 
@@ -239,7 +240,7 @@ def test_router_template_subset_is_merged_into_the_router_pods():
     }
     m = md(traffic={"provider": "builtin", "router": {"template": template}})
     assert m.revision == md().revision  # the router is not part of a revision
-    dep = next(o for o in manifests.router_objects(m, IMAGE) if o["kind"] == "Deployment")
+    dep = next(o for o in builtin.objects(m, IMAGE) if o["kind"] == "Deployment")
     pod = dep["spec"]["template"]
     assert pod["metadata"]["annotations"]["cost-center"] == "42"
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"  # ours win
@@ -248,5 +249,5 @@ def test_router_template_subset_is_merged_into_the_router_pods():
     assert pod["spec"]["serviceAccountName"] == "fraud-router"
     (c,) = pod["spec"]["containers"]
     assert c["name"] == "router" and c["resources"] == {"requests": {"cpu": "200m"}}
-    plain = manifests.router_objects(md(), IMAGE)[3]["spec"]["template"]
+    plain = builtin.objects(md(), IMAGE)[3]["spec"]["template"]
     assert "nodeSelector" not in plain["spec"] and "resources" not in plain["spec"]["containers"][0]

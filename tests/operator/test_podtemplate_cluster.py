@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator import manifests, spec
+from modeldeploy_operator.traffic import builtin
 
 pytestmark = pytest.mark.cluster
 
@@ -201,7 +202,7 @@ def test_router_template_subset_on_the_api_server(api, namespace):
     # Nothing pruned; the API server adds only the replicas default.
     assert created["spec"]["traffic"]["router"] == {**router, "replicas": 2}
     md = spec.parse(created)
-    deployment = manifests.router_objects(md, "ghcr.io/modeldeploy/predictor:0.1.0")[3]
+    deployment = builtin.objects(md, "ghcr.io/modeldeploy/predictor:0.1.0")[3]
     applied = dry_run_apply(api, namespace, deployment)
     assert applied["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "edge"}
     # The router keeps its own ServiceAccount: the subset has no field for it.

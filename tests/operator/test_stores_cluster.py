@@ -15,17 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
+import joblib
+import numpy as np
 import pytest
 from cluster_helpers import GROUP, VERSION, Env, apply_crd
 from kubernetes import client
-
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server")
-joblib = pytest.importorskip("joblib")
-linear_model = pytest.importorskip("sklearn.linear_model")
-np = pytest.importorskip("numpy")
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
+from moto.moto_server import threaded_moto_server as moto_server
+from sklearn import linear_model
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -15,14 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from cluster_helpers import GROUP, VERSION, Env, apply_crd, wait_for
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
-pd = pytest.importorskip("pandas")
-joblib = pytest.importorskip("joblib")
 
 # A whole rollout on a shared, loaded machine: more than the suite default per test.
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]

@@ -27,7 +27,8 @@ def _column(frame, name: str) -> dict:
 
 def _lightgbm_native(tabular):
     """LightGBM alone on pandas `category` columns (its native categorical support)."""
-    lgb = pytest.importorskip("lightgbm")
+    import lightgbm as lgb
+
     df, y = tabular.frame(500, seed=1)
     frame = df.copy()
     for c in CATEGORICAL:
@@ -37,7 +38,8 @@ def _lightgbm_native(tabular):
 
 def _xgboost_pipeline(tabular):
     """XGBoost last in a OneHotEncoder Pipeline (integer classes: its API needs them)."""
-    xgb = pytest.importorskip("xgboost")
+    import xgboost as xgb
+
     df, y = tabular.frame(500, seed=2)
     model = tabular.pipeline(final=xgb.XGBClassifier(n_estimators=25, max_depth=3))
     return xgb, model.fit(df, (y == "churn").astype(int)), df, df

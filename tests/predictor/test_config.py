@@ -24,7 +24,7 @@ def test_env_sets_defaults_and_flags_win(monkeypatch):
 
 def test_defaults():
     s = parse([])
-    assert s.port == 8080 and s.batching and s.max_batch_size == 64 and s.prediction_log is None
+    assert s.port == 8080 and s.batching and s.max_batch_size == 32 and s.prediction_log is None
 
 
 def test_bad_env_value_is_a_usage_error(monkeypatch, capsys):

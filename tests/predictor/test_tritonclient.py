@@ -8,8 +8,7 @@ import struct
 import httpx
 import numpy as np
 import pytest
-
-httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] not installed")
+from tritonclient import http as httpclient
 
 
 def _client(server):

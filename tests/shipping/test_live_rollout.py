@@ -4,7 +4,8 @@ On the local cluster the chart's Deployment runs the operator as a pod with
 the chart's ServiceAccount token (the node hands pods their credentials, and
 the API server enforces RBAC), scraped by the cluster's Prometheus through
 its pod annotations. The rollout itself (bundles, manifests, load through the
-router) is the operator's own data-plane scenario, imported, not copied.
+router) comes from the operator tests' helper module (tests/operator/dataplane.py),
+shared, not copied.
 
 Proves: the chart's RBAC suffices for a canary and its automatic rollback;
 every dashboard/alert expression evaluates on the live Prometheus, and the
@@ -13,31 +14,20 @@ ones that must have data during such a rollout do.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from types import ModuleType
 
+import dataplane as dp
 import httpx
 import pytest
+from cluster_helpers import Env
+from faulty_models import FailsOnShare
+from sklearn import linear_model
 
 from . import chart, promql, scenario
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 OPERATOR_TESTS = chart.REPO / "tests" / "operator"
-
-
-def _dataplane() -> ModuleType:
-    path = OPERATOR_TESTS / "test_dataplane_cluster.py"
-    if not path.exists():
-        pytest.skip("tests/operator/test_dataplane_cluster.py is not there yet (operator issue)")
-    sys.path.insert(0, str(OPERATOR_TESTS))  # its helpers import each other by name
-    spec = importlib.util.spec_from_file_location("packaging_dataplane_scenario", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # skips (with its reason) without predictor/router
-    return module
 
 
 def _query(url: str, expr: str) -> list:
@@ -56,7 +46,6 @@ def test_chart_operator_canary_rollback_and_live_queries(
     tmp_path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dp = _dataplane()
     # `modeldeploy-predictor bundle` unpickles the faulty model: it needs its module.
     path = os.pathsep.join(p for p in (str(OPERATOR_TESTS), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
@@ -71,7 +60,7 @@ def test_chart_operator_canary_rollback_and_live_queries(
     )
     scenario.install(cluster_helm, release, namespace, values)
     try:
-        _rollout(cluster, namespace, kube, release, dp, tmp_path)
+        _rollout(cluster, namespace, kube, release, tmp_path)
     except (AssertionError, TimeoutError) as exc:
         raise AssertionError(f"{exc}\n{_diagnostics(cluster, kube, namespace, release)}") from exc
     finally:
@@ -93,20 +82,17 @@ def _diagnostics(cluster, kube: scenario.Kube, namespace: str, release: str) -> 
     return f"--- pods\n{pods}\n" + "\n".join(logs)
 
 
-def _rollout(
-    cluster, namespace: str, kube: scenario.Kube, release: str, dp: ModuleType, tmp_path
-) -> None:
+def _rollout(cluster, namespace: str, kube: scenario.Kube, release: str, tmp_path) -> None:
     """v1 served, then a v2 failing ~20% of requests under load: canary, then rollback."""
-    from faulty_models import FailsOnShare
 
     kube.run(
         "rollout", "status", f"deployment/{release}-modeldeploy", "-n", namespace,
         "--timeout=180s", timeout=200,
     )  # fmt: skip
-    env = dp.Env(cluster, namespace, cluster.prometheus_url)  # no operator process of its own
+    env = Env(cluster, namespace, cluster.prometheus_url)  # no operator process of its own
     strategy = {**dp.CANARY, "analysis": dp.analysis({"name": "error-rate", "max": 0.05})}
     dp.serve_v1(env, tmp_path, strategy)
-    faulty = FailsOnShare(dp.linear_model.LogisticRegression(), threshold=0.8)
+    faulty = FailsOnShare(linear_model.LogisticRegression(), threshold=0.8)
     faulty.fit(dp.X, dp.Y)
     v2 = dp.make_bundle(tmp_path, "2.0.0", faulty, dp.X)
     prom = cluster.prometheus_url

@@ -1,6 +1,6 @@
 """The alert rules pass promtool and every PromQL expression parses and runs.
 
-Evaluation happens on a real Prometheus (Debian's package) started on
+Evaluation happens on a real Prometheus (the `make binaries` build) started on
 loopback with an empty TSDB: the point here is syntax and type errors; the
 "returns data during a rollout" check runs on the local cluster.
 """
@@ -8,33 +8,34 @@ loopback with an empty TSDB: the point here is syntax and type errors; the
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from modeldeploy_devcluster.pytest_plugin import require_tool
 
 from . import chart, prometheus, promql
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool missing: `make system-deps` installs Debian's prometheus"
-)
+
+@pytest.fixture(scope="module")
+def promtool() -> Callable[..., subprocess.CompletedProcess]:
+    """promtool as `make binaries` builds it (from the Prometheus module)."""
+    binary = str(require_tool("promtool"))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+
+    return run
 
 
-def promtool(*args: str) -> subprocess.CompletedProcess:
-    assert PROMTOOL
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60)
-
-
-@needs_promtool
 @pytest.mark.parametrize(
     "path",
     [promql.ALERTS, chart.CHART / "files" / "alerts.yaml"],
     ids=["docs", "chart"],
 )
-def test_promtool_check_rules(path: Path) -> None:
+def test_promtool_check_rules(path: Path, promtool) -> None:
     proc = promtool("check", "rules", str(path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout
@@ -64,8 +65,7 @@ def test_unknown_grafana_variable_is_an_error() -> None:
         promql.expand('up{cluster=~"$cluster"}')
 
 
-@needs_promtool
-def test_every_query_parses(tmp_path: Path) -> None:
+def test_every_query_parses(tmp_path: Path, promtool) -> None:
     queries = promql.all_queries()
     path = tmp_path / "queries.yaml"
     path.write_text(promql.as_rule_file(queries))
@@ -75,9 +75,7 @@ def test_every_query_parses(tmp_path: Path) -> None:
     assert f"SUCCESS: {len(queries)} rules found" in proc.stdout
 
 
-def test_a_broken_query_is_caught(tmp_path: Path) -> None:
-    if PROMTOOL is None:
-        pytest.skip("promtool missing: `make system-deps` installs Debian's prometheus")
+def test_a_broken_query_is_caught(tmp_path: Path, promtool) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(promql.as_rule_file([("x", "sum by (a (rate(x[1m]))")]))
     assert promtool("check", "rules", str(path)).returncode != 0

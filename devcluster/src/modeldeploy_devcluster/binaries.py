@@ -53,6 +53,25 @@ def bin_dir() -> Path | None:
     return Path(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip() else None
 
 
+# Tools a test may ask for by name, and the variable that overrides each.
+TOOL_ENV = {"prometheus": PROMETHEUS_ENV, "helm": "HELM", "kubectl": "KUBECTL"}
+
+
+def tool(name: str) -> Path | None:
+    """A tool `make binaries` builds (prometheus, promtool, helm, kubectl...).
+
+    Its override variable first, then the build cache, then PATH: one lookup for
+    every test, so a fresh machine with only `make binaries` run finds them all.
+    """
+    if (env := TOOL_ENV.get(name)) and (override := os.environ.get(env)):
+        return Path(override)
+    directory = bin_dir()
+    if directory and os.access(directory / name, os.X_OK):
+        return directory / name
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
 def find() -> Binaries:
     """Locate every binary or raise BinariesMissing naming what to run."""
     directory = bin_dir()
@@ -71,7 +90,7 @@ def find() -> Binaries:
         prometheus = str(directory / "prometheus")
     if not prometheus:
         missing.append("prometheus")
-    if missing:
+    if missing or not prometheus:
         raise BinariesMissing(
             f"missing {', '.join(missing)} (looked in {directory or 'no bin dir'} and PATH): "
             "run `make binaries` (needs Go)"

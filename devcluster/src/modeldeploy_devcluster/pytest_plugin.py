@@ -20,6 +20,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -31,6 +32,28 @@ _SKIPPED: list[str] = []
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> Path:
+    """The built tool `name` (see binaries.tool); a missing one skips only without Go.
+
+    With Go on PATH `make binaries` can build it, so its absence is a failure
+    naming the command; under ``CI=true`` it always is.
+    """
+    found = binaries.tool(name)
+    if found is not None:
+        return found
+    reason = f"{name} not found in the binaries cache or on PATH: run `make binaries`"
+    if shutil.which("go"):
+        pytest.fail(f"{reason} (Go is installed)", pytrace=False)
+    missing_tool(f"{reason} (needs Go)")
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """Skip a test for a missing external tool; under ``CI=true`` fail instead."""
+    if _in_ci():
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -36,10 +36,11 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             self._send(200, b"ok\n", "text/plain")
         elif path == "/":
+            bound = self.server.server_address
             me = {
                 "pod": os.environ.get("POD_NAME", socket.gethostname()),
                 "pid": os.getpid(),
-                "address": self.server.server_address[0],
+                "address": bound[0] if isinstance(bound, tuple) else str(bound),
                 "kubeconfig": os.environ.get("KUBECONFIG", ""),
             }
             self._send(200, json.dumps(me).encode(), "application/json")

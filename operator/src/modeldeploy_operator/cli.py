@@ -50,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Kopf's own login reads KUBECONFIG; keep it and our client on one cluster.
         os.environ["KUBECONFIG"] = config.kubeconfig
     configure_logging(config.log_format, config.log_level)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     if config.peering is not None:
         log.info(
             "peering %r with priority %d%s",

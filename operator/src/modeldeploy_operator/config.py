@@ -1,5 +1,8 @@
 """Operator configuration: flags, each with an environment variable fallback.
 
+Every flag FLAG has the variable MODELDEPLOY_<FLAG> (upper snake case); the
+defaults are the fields of `Config`, defined once.
+
 One frozen object, read once at startup and handed to the handlers through
 Kopf's memo, so nothing below `main.py` reads the environment.
 """
@@ -9,8 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,30 +36,96 @@ class Config:
     log_format: str = "plain"
     log_level: str = "info"
     api_workers: int = 32
+    # Deprecated settings that were used (cli.main logs them once logging is set up).
+    warnings: tuple[str, ...] = ()
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("plain", "json")
 # Random priorities are drawn from here: wide enough that two replicas of one
 # Deployment practically never tie (a tie pauses both, see Kopf's peering).
 PRIORITY_RANGE = (1, 2**31 - 1)
+# Names read one more release, each with a deprecation warning: old -> new.
+DEPRECATED_ENV = {
+    "MODELDEPLOY_TICK_SECONDS": "MODELDEPLOY_TICK",
+    "MODELDEPLOY_NAMESPACES": "MODELDEPLOY_NAMESPACE",
+}
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
+@dataclass(frozen=True)
+class Option:
+    """One flag; its env variable is MODELDEPLOY_ + the flag in upper snake case."""
+
+    flag: str
+    help: str
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return env_name(self.flag)
 
 
-def parser() -> argparse.ArgumentParser:
+def env_name(flag: str) -> str:
+    return "MODELDEPLOY_" + flag.removeprefix("--").replace("-", "_").upper()
+
+
+# Every value option; its default is the Config field of the same name.
+OPTIONS = (
+    Option("--prometheus-url", "Prometheus base URL for analysis"),
+    Option(
+        "--tick",
+        "seconds between reconciles of a rollout in progress; analysis runs at the "
+        "resource's own interval",
+        float,
+    ),
+    Option("--metrics-host", "address of /healthz and /metrics"),
+    Option("--metrics-port", "port of /healthz and /metrics (0 disables)", int),
+    Option("--kubeconfig", "kubeconfig file (default: $KUBECONFIG, else in-cluster)"),
+    Option("--router-image", "router image (default: the ModelDeployment's predictor image)"),
+    Option("--peering", "Kopf peering name for HA (one active replica); unset = standalone"),
+    Option(
+        "--priority",
+        "Kopf peering priority: the highest live peer works, the others stand by "
+        "(default with --peering: random, so replicas sharing their arguments never tie)",
+        int,
+    ),
+    Option("--api-workers", "threads (and HTTP connections) for Kubernetes API calls", int),
+    Option("--prometheus-timeout", "seconds a Prometheus query may take", float),
+    Option("--watch-timeout", "seconds before a watch request is renewed", int),
+    Option("--log-format", "log line format", str, LOG_FORMATS),
+    Option("--log-level", "level of the operator's and Kopf's logs", str.lower, LOG_LEVELS),
+)
+# Not from Config: without a priority, peering draws one (peering_priority).
+_NO_DEFAULT = {"priority"}
+
+
+def _env(name: str, warnings: list[str]) -> str | None:
+    """The variable, or the deprecated name it replaces (noted in `warnings`)."""
+    if (value := os.environ.get(name)) is not None:
+        return value
+    for old, new in DEPRECATED_ENV.items():
+        if new == name and (value := os.environ.get(old)) is not None:
+            warnings.append(
+                f"{old} is deprecated and will be ignored in a later release: use {new}"
+            )
+            return value
+    return None
+
+
+def parser(warnings: list[str] | None = None) -> argparse.ArgumentParser:
+    noted = [] if warnings is None else warnings
     p = argparse.ArgumentParser(
         prog="modeldeploy-operator",
         description=(
             "Run the modeldeploy operator: watches ModelDeployments and rolls model "
-            "revisions out in shadow, canary or full mode, judged by Prometheus."
+            "revisions out in shadow, canary or full mode, judged by Prometheus. "
+            "Every flag has an env variable, MODELDEPLOY_<FLAG>; a flag beats it."
         ),
-    )
-    p.add_argument(
-        "--prometheus-url",
-        default=_env("MODELDEPLOY_PROMETHEUS_URL", Config.prometheus_url),
-        help="Prometheus base URL for analysis (env MODELDEPLOY_PROMETHEUS_URL)",
     )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument(
@@ -63,66 +133,32 @@ def parser() -> argparse.ArgumentParser:
         "-n",
         action="append",
         default=None,
-        help="watch this namespace (repeatable; env MODELDEPLOY_NAMESPACES, comma-separated)",
+        help="watch this namespace (repeatable; env MODELDEPLOY_NAMESPACE, comma-separated)",
     )
     scope.add_argument(
         "--all-namespaces",
         "-A",
         action="store_true",
-        default=_env("MODELDEPLOY_ALL_NAMESPACES", "") in ("1", "true"),
+        default=(_env("MODELDEPLOY_ALL_NAMESPACES", noted) or "").lower() in ("1", "true"),
         help="watch every namespace (cluster-wide; env MODELDEPLOY_ALL_NAMESPACES=true)",
     )
-    p.add_argument(
-        "--tick",
-        type=float,
-        default=float(_env("MODELDEPLOY_TICK_SECONDS", str(Config.tick)) or Config.tick),
-        help="seconds between reconciles of a rollout in progress; analysis runs at the "
-        "resource's own interval (env MODELDEPLOY_TICK_SECONDS)",
-    )
-    p.add_argument("--metrics-host", default=_env("MODELDEPLOY_METRICS_HOST", "0.0.0.0"))
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(_env("MODELDEPLOY_METRICS_PORT", str(Config.metrics_port)) or 0),
-        help="port of /healthz and /metrics (0 disables; env MODELDEPLOY_METRICS_PORT)",
-    )
-    p.add_argument("--kubeconfig", default=_env("KUBECONFIG"), help="kubeconfig file")
-    p.add_argument(
-        "--router-image",
-        default=_env("MODELDEPLOY_ROUTER_IMAGE"),
-        help="router image (default: the ModelDeployment's predictor image)",
-    )
-    p.add_argument(
-        "--peering",
-        default=_env("MODELDEPLOY_PEERING"),
-        help="Kopf peering name for HA (one active replica); unset = standalone",
-    )
-    p.add_argument(
-        "--priority",
-        type=int,
-        default=_env("MODELDEPLOY_PRIORITY") or None,  # argparse applies `type` to it
-        help="Kopf peering priority: the highest live peer works, the others stand by "
-        "(env MODELDEPLOY_PRIORITY; default with --peering: random, so replicas sharing "
-        "their arguments never tie)",
-    )
-    p.add_argument(
-        "--api-workers",
-        type=int,
-        default=Config.api_workers,
-        help="threads (and HTTP connections) for Kubernetes API calls",
-    )
-    p.add_argument("--prometheus-timeout", type=float, default=Config.prometheus_timeout)
-    p.add_argument("--watch-timeout", type=int, default=Config.watch_timeout)
-    p.add_argument(
-        "--log-format", choices=["plain", "json"], default=_env("MODELDEPLOY_LOG_FORMAT", "plain")
-    )
-    p.add_argument(
-        "--log-level",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        default=_env("MODELDEPLOY_LOG_LEVEL", Config.log_level),
-        help="level of the operator's and Kopf's logs (env MODELDEPLOY_LOG_LEVEL)",
-    )
+    for option in OPTIONS:
+        default = None if option.dest in _NO_DEFAULT else getattr(Config, option.dest)
+        raw = _env(option.env, noted)
+        if raw is None and option.dest == "kubeconfig":
+            raw = os.environ.get("KUBECONFIG")
+        if raw:
+            try:
+                default = option.type(raw)
+            except ValueError:
+                p.error(f"{option.env}={raw!r}: expected {getattr(option.type, '__name__', '')}")
+        p.add_argument(
+            option.flag,
+            type=option.type,
+            default=default,
+            choices=option.choices,
+            help=f"{option.help} (env {option.env}; default {default})",
+        )
     return p
 
 
@@ -141,33 +177,26 @@ def peering_priority(
 
 
 def from_args(argv: Sequence[str] | None = None) -> Config:
-    p = parser()
+    warnings: list[str] = []
+    p = parser(warnings)
     args = p.parse_args(argv)
-    if args.log_level not in LOG_LEVELS:  # a bad MODELDEPLOY_LOG_LEVEL skips argparse's check
-        p.error(
-            f"MODELDEPLOY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {args.log_level!r}"
-        )
+    for option in OPTIONS:  # a bad env value skips argparse's choices check
+        value = getattr(args, option.dest)
+        if option.choices and value not in option.choices:
+            p.error(f"{option.env} must be one of {', '.join(option.choices)}, not {value!r}")
     priority, priority_random = peering_priority(args.peering, args.priority)
     namespaces = tuple(args.namespace or ())
     if not namespaces and not args.all_namespaces:
-        from_env = _env("MODELDEPLOY_NAMESPACES", "") or ""
+        from_env = _env("MODELDEPLOY_NAMESPACE", warnings) or ""
         namespaces = tuple(n.strip() for n in from_env.split(",") if n.strip())
-    all_namespaces = args.all_namespaces or not namespaces
+    values = {o.dest: getattr(args, o.dest) for o in OPTIONS}
     return Config(
-        prometheus_url=args.prometheus_url,
-        namespaces=namespaces,
-        all_namespaces=all_namespaces,
-        tick=args.tick,
-        metrics_host=args.metrics_host,
-        metrics_port=args.metrics_port,
-        kubeconfig=args.kubeconfig,
-        router_image=args.router_image,
-        peering=args.peering,
-        priority=priority,
-        priority_random=priority_random,
-        prometheus_timeout=args.prometheus_timeout,
-        watch_timeout=args.watch_timeout,
-        log_format=args.log_format,
-        log_level=args.log_level,
-        api_workers=args.api_workers,
+        **values
+        | {
+            "namespaces": namespaces,
+            "all_namespaces": args.all_namespaces or not namespaces,
+            "priority": priority,
+            "priority_random": priority_random,
+            "warnings": tuple(warnings),
+        }
     )

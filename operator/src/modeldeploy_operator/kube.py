@@ -171,23 +171,6 @@ class Kube:
 
         return await asyncio.to_thread(call)
 
-    async def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any]:
-        return await asyncio.to_thread(
-            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
-        )
-
-    async def patch_annotations(self, namespace: str, name: str, annotations: dict) -> None:
-        body = {"metadata": {"annotations": annotations}}
-        await asyncio.to_thread(
-            self.custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            body,
-        )
-
     # -- Events ------------------------------------------------------------------
     async def post_event(self, body: dict[str, Any]) -> None:
         """Create a named Event; an existing one of that name is the same Event posted

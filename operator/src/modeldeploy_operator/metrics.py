@@ -17,9 +17,12 @@ from prometheus_client import Counter, Gauge, Histogram
 class Measured(Protocol):
     """What count_measurements reads of a verdicts.Measurement (no import cycle)."""
 
-    metric: str
-    verdict: object
-    dry_run: bool
+    @property
+    def metric(self) -> str: ...
+    @property
+    def verdict(self) -> object: ...
+    @property
+    def dry_run(self) -> bool: ...
 
 
 INFO = Gauge(

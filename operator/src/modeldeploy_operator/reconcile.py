@@ -57,7 +57,7 @@ def needs_ticks(body: dict[str, Any]) -> bool:
     """
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     command = rollout.parse_command(annotations.get(rollout.COMMAND_ANNOTATION))
-    generation = (body.get("metadata") or {}).get("generation")
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
     return not is_steady(body.get("status") or {}, generation, command)
 
 
@@ -74,11 +74,14 @@ class Reconciler:
     _written: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     # Phase and pause reason (or None) by uid, for the process-wide gauges.
     _phases: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # Generation whose deprecated fields were last logged, by uid.
+    _warned: dict[str, int] = field(default_factory=dict)
 
     def forget(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._written.pop(uid, None)
         self._phases.pop(uid, None)
+        self._warned.pop(uid, None)
         self._export_phases()
 
     async def reconcile(
@@ -105,6 +108,10 @@ class Reconciler:
 
     async def _reconcile(self, body: dict[str, Any], *, full: bool) -> rollout.Decision | None:
         md = spec.parse(body)
+        if md.deprecations and self._warned.get(md.uid) != md.generation:
+            self._warned[md.uid] = md.generation  # once per spec change, not per tick
+            for note in md.deprecations:
+                log.warning("%s/%s: %s", md.namespace, md.name, note)
         status = self._current_status(body)
         command = rollout.parse_command(md.annotations.get(rollout.COMMAND_ANNOTATION))
         if not full and is_steady(status, md.generation, command):

@@ -27,14 +27,6 @@ VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
 KIND = "ModelDeployment"
 
-BUILTIN_METRICS = (
-    "error-rate",
-    "latency-p99",
-    "feature-drift",
-    "prediction-drift",
-    "shadow-agreement",
-)
-
 
 class Phase(enum.StrEnum):
     """What `kubectl get md` shows in the Phase column."""
@@ -108,7 +100,7 @@ class Predictor:
     replicas: int = 1
     resources: dict[str, Any] = field(default_factory=dict)
     max_batch_size: int = 32
-    max_latency_ms: int = 5
+    max_wait_ms: int = 5  # spec.predictor.batching.maxWaitMs (formerly maxLatencyMs)
     env: tuple[tuple[str, str], ...] = ()
     # The user's partial pod template (podtemplate.py merges it into ours).
     template: dict[str, Any] = field(default_factory=dict)
@@ -218,6 +210,8 @@ class ModelDeployment:
     revision_history_limit: int = 3
     annotations: dict[str, str] = field(default_factory=dict)
     notifications: tuple[Notification, ...] = ()
+    # Deprecated fields in use, for a warning (reconcile logs them).
+    deprecations: tuple[str, ...] = ()
 
     @property
     def revision(self) -> str:
@@ -249,7 +243,9 @@ def _predictor_dict(p: Predictor) -> dict[str, Any]:
         "image": p.image,
         "resources": p.resources,
         "maxBatchSize": p.max_batch_size,
-        "maxLatencyMs": p.max_latency_ms,
+        # The hash keeps the old key: renaming it would roll every existing
+        # ModelDeployment out again on upgrade.
+        "maxLatencyMs": p.max_wait_ms,
         "env": [list(e) for e in p.env],
     }
     if p.template:  # a pod template change restarts pods: a new revision
@@ -266,6 +262,7 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
     s = spec.get("strategy") or {}
     t = spec.get("traffic") or {}
     batching = p.get("batching") or {}
+    max_wait, deprecations = _max_wait_ms(batching)
     return ModelDeployment(
         name=meta.get("name", ""),
         namespace=meta.get("namespace", "default"),
@@ -282,26 +279,48 @@ def parse(body: dict[str, Any]) -> ModelDeployment:
         ),
         predictor=Predictor(
             image=p["image"],
-            replicas=int(p.get("replicas", 1)),
+            replicas=int(p.get("replicas", Predictor.replicas)),
             resources=dict(p.get("resources") or {}),
-            max_batch_size=int(batching.get("maxBatchSize", 32)),
-            max_latency_ms=int(batching.get("maxLatencyMs", 5)),
+            max_batch_size=int(batching.get("maxBatchSize", Predictor.max_batch_size)),
+            max_wait_ms=max_wait,
             env=tuple((e["name"], str(e.get("value", ""))) for e in p.get("env") or ()),
             template=dict(p.get("template") or {}),
             autoscaling=_parse_autoscaling(p.get("autoscaling")),
         ),
         strategy=_parse_strategy(s),
         traffic=Traffic(
-            provider=t.get("provider", "builtin"),
+            provider=t.get("provider", Traffic.provider),
             http_route=(t.get("httpRoute") or {}).get("name"),
-            rule_index=int((t.get("httpRoute") or {}).get("ruleIndex", 0)),
+            rule_index=int((t.get("httpRoute") or {}).get("ruleIndex", Traffic.rule_index)),
             router_template=dict((t.get("router") or {}).get("template") or {}),
-            router_replicas=int((t.get("router") or {}).get("replicas", 2)),
+            router_replicas=int((t.get("router") or {}).get("replicas", Traffic.router_replicas)),
         ),
-        revision_history_limit=int(spec.get("revisionHistoryLimit", 3)),
+        revision_history_limit=int(
+            spec.get("revisionHistoryLimit", ModelDeployment.revision_history_limit)
+        ),
         annotations=dict(meta.get("annotations") or {}),
         notifications=parse_notifications(spec.get("notifications")),
+        deprecations=deprecations,
     )
+
+
+def _max_wait_ms(batching: dict[str, Any]) -> tuple[int, tuple[str, ...]]:
+    """maxWaitMs, or the deprecated maxLatencyMs (the CRD refuses both together)."""
+    if "maxWaitMs" in batching:
+        return int(batching["maxWaitMs"]), ()
+    if "maxLatencyMs" in batching:
+        note = (
+            "spec.predictor.batching.maxLatencyMs is deprecated and will be removed "
+            "in a later release: use maxWaitMs"
+        )
+        return int(batching["maxLatencyMs"]), (note,)
+    return Predictor.max_wait_ms, ()
+
+
+def _duration(section: dict[str, Any], key: str, default: float) -> float:
+    """A duration field in seconds; absent, the dataclass default (already seconds)."""
+    value = section.get(key)
+    return default if value is None else parse_duration(value)
 
 
 def _parse_autoscaling(a: dict[str, Any] | None) -> Autoscaling | None:
@@ -310,37 +329,39 @@ def _parse_autoscaling(a: dict[str, Any] | None) -> Autoscaling | None:
     rps = a.get("targetRequestsPerSecond")
     cpu = a.get("targetCPUUtilizationPercentage")
     return Autoscaling(
-        min_replicas=int(a.get("minReplicas", 1)),
+        min_replicas=int(a.get("minReplicas", Autoscaling.min_replicas)),
         max_replicas=int(a["maxReplicas"]),
         # CPU is the default target unless only requests per second is asked for.
-        target_cpu=int(cpu) if cpu is not None else (None if rps is not None else 80),
+        target_cpu=(
+            int(cpu) if cpu is not None else (None if rps is not None else Autoscaling.target_cpu)
+        ),
         target_rps=float(rps) if rps is not None else None,
     )
 
 
 def _parse_strategy(s: dict[str, Any]) -> Strategy:
     a = s.get("analysis") or {}
-    sh = s.get("shadow")
+    sh = s.get("shadow") or {}
     metrics = a.get("metrics")
     return Strategy(
-        type=s.get("type", "Canary"),
+        type=s.get("type", Strategy.type),
         shadow=None
-        if sh is None and s.get("type") != "Shadow"
+        if s.get("shadow") is None and s.get("type") != "Shadow"
         else Shadow(
-            duration=parse_duration((sh or {}).get("duration", "5m")),
-            min_requests=int((sh or {}).get("minRequests", 100)),
-            mirror_percent=int((sh or {}).get("mirrorPercent", 100)),
+            duration=_duration(sh, "duration", Shadow.duration),
+            min_requests=int(sh.get("minRequests", Shadow.min_requests)),
+            mirror_percent=int(sh.get("mirrorPercent", Shadow.mirror_percent)),
         ),
         steps=tuple(
-            CanaryStep(weight=int(st["weight"]), pause=parse_duration(st.get("pause", "1m")))
+            CanaryStep(weight=int(st["weight"]), pause=_duration(st, "pause", CanaryStep.pause))
             for st in (s.get("canary") or {}).get("steps") or ()
         ),
         analysis=Analysis(
-            interval=parse_duration(a.get("interval", "30s")),
-            initial_delay=parse_duration(a.get("initialDelay", "0s")),
-            failure_limit=int(a.get("failureLimit", 1)),
-            inconclusive_limit=int(a.get("inconclusiveLimit", 3)),
-            min_requests=int(a.get("minRequests", 50)),
+            interval=_duration(a, "interval", Analysis.interval),
+            initial_delay=_duration(a, "initialDelay", Analysis.initial_delay),
+            failure_limit=int(a.get("failureLimit", Analysis.failure_limit)),
+            inconclusive_limit=int(a.get("inconclusiveLimit", Analysis.inconclusive_limit)),
+            min_requests=int(a.get("minRequests", Analysis.min_requests)),
             metrics=Analysis.metrics
             if metrics is None
             else tuple(
@@ -354,10 +375,10 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
                 for x in metrics
             ),
         ),
-        auto_promote=bool(s.get("autoPromote", True)),
-        progress_deadline=parse_duration(s.get("progressDeadline", "10m")),
-        bake_duration=parse_duration(s.get("bakeDuration", "5m")),
-        crash_loop_restarts=int(s.get("crashLoopRestarts", 3)),
+        auto_promote=bool(s.get("autoPromote", Strategy.auto_promote)),
+        progress_deadline=_duration(s, "progressDeadline", Strategy.progress_deadline),
+        bake_duration=_duration(s, "bakeDuration", Strategy.bake_duration),
+        crash_loop_restarts=int(s.get("crashLoopRestarts", Strategy.crash_loop_restarts)),
         webhooks=parse_webhooks(s.get("webhooks")),
         validation=_parse_validation(s.get("validation")),
     )
@@ -370,7 +391,7 @@ def _parse_validation(v: dict[str, Any] | None) -> Validation | None:
         min_agreement=v.get("minAgreement"),
         max_accuracy_drop=v.get("maxAccuracyDrop"),
         max_latency_ratio=v.get("maxLatencyRatio"),
-        batch_size=int(v.get("batchSize", 64)),
-        latency_samples=int(v.get("latencySamples", 50)),
-        timeout=parse_duration(v.get("timeout", "2m")),
+        batch_size=int(v.get("batchSize", Validation.batch_size)),
+        latency_samples=int(v.get("latencySamples", Validation.latency_samples)),
+        timeout=_duration(v, "timeout", Validation.timeout),
     )

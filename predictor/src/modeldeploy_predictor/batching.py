@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from modeldeploy_predictor import limits
+
 PredictFn = Callable[[np.ndarray, bool], Sequence[Any]]  # (X, full) -> outputs
 BatchObserver = Callable[[int, int], None]  # (requests, rows) per predict call
 
@@ -37,8 +39,8 @@ class AdaptiveBatcher:
     def __init__(
         self,
         predict: PredictFn,
-        max_batch_size: int = 64,
-        max_wait_ms: float = 5.0,
+        max_batch_size: int = limits.MAX_BATCH_SIZE,
+        max_wait_ms: float = limits.MAX_WAIT_MS,
         *,
         in_thread: bool = False,
         on_batch: BatchObserver | None = None,
@@ -48,7 +50,7 @@ class AdaptiveBatcher:
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait = max_wait_ms / 1000.0
         self._queue: deque[tuple[np.ndarray, asyncio.Future, float, bool]] = deque()
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # made again in start(), on the serving loop
         self._worker: asyncio.Task | None = None
         self._stopping = False
         self._on_batch = on_batch
@@ -67,8 +69,7 @@ class AdaptiveBatcher:
     async def stop(self) -> None:
         """Finish everything queued, then stop."""
         self._stopping = True
-        if self._wake is not None:
-            self._wake.set()
+        self._wake.set()
         if self._worker is not None:
             await self._worker
         if self._executor is not None:

@@ -112,7 +112,8 @@ def _decode(chunk: memoryview, datatype: Any, field: str) -> Any:
 
 
 def _strings(data: bytes, field: str) -> list[str]:
-    out, pos = [], 0
+    out: list[str] = []
+    pos = 0
     while pos < len(data):
         if pos + 4 > len(data):
             raise InputError(

@@ -79,7 +79,7 @@ class Bundle:
     def warmup_rows(self) -> Any:
         """Three synthetic rows from the reference statistics, so no training rows are stored:
         a float matrix for all-numeric models, else :class:`columns.Columns`."""
-        cols = []
+        cols: list[Any] = []
         for bins in self.feature_bins:
             if isinstance(bins, drift.NumericBins):
                 edges = bins.edges if bins.edges.size else np.zeros(1)
@@ -257,6 +257,7 @@ def load_bundle(path: str | Path, *, allow_version_mismatch: bool = False) -> Bu
     except KeyError as exc:
         raise BundleError(f"{root / ref_meta['file']}: no reference bins for {exc}") from None
     pred = reference.get("predictions")
+    pred_bins: drift.CategoricalBins | drift.NumericBins | None
     if pred is None:
         pred_bins = None
     elif "categories" in pred:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def serve(settings: config.Settings) -> int:
         http="httptools",
         log_level=settings.log_level.lower(),
         access_log=settings.access_log,
-        timeout_graceful_shutdown=settings.graceful_timeout,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_timeout),  # whole seconds
         server_header=False,
     )
     return 0

@@ -12,6 +12,8 @@ import argparse
 import os
 from dataclasses import dataclass, fields
 
+from modeldeploy_predictor import limits
+
 
 @dataclass
 class Settings:
@@ -26,10 +28,10 @@ class Settings:
     track: str = ""
     revision: str = ""
     batching: bool = True
-    max_batch_size: int = 64
-    max_wait_ms: float = 5.0
+    max_batch_size: int = limits.MAX_BATCH_SIZE
+    max_wait_ms: float = limits.MAX_WAIT_MS
     predict_in_thread: bool = False
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = limits.MAX_BODY_BYTES
     prediction_log: str | None = None  # "-" for stdout, else a file path
     prediction_log_buffer: int = 10000
     drift_window: int = 5000

@@ -21,12 +21,9 @@ from typing import Any
 import numpy as np
 
 EPSILON = 1e-4  # floor for empty bins, so log(p/q) stays finite
-# Queued rows that trigger a fold between scrapes (this also bounds memory). The
-# request that triggers a fold waits for it: a fold costs ~30 us plus ~2 us per
-# row with 50 features, so 64 rows keep that wait near 0.2 ms. The old rule (1024
-# batches) made one request in 1024 wait ~2-4 ms and put a single client's p99 at
-# 2-3x a plain server's; folding on a timer every 0.25 s instead was worse still
-# (fewer, longer waits). Measured in benchmarks/README.md (Predictor).
+# Queued rows that trigger a fold between scrapes (this also bounds memory): the
+# request that triggers a fold waits for it, and small folds keep that wait short
+# (figures and the rejected alternatives: benchmarks/README.md, "drift fold").
 FOLD_ROWS = 64
 
 

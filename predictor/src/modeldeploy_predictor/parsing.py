@@ -111,7 +111,8 @@ def _require(doc: Any, key: str, kind: type, field: str) -> Any:
         )
     value = doc[key]
     if not isinstance(value, kind):
-        expected = {list: "array", dict: "object", str: "string"}.get(kind, kind.__name__)
+        names: dict[type, str] = {list: "array", dict: "object", str: "string"}
+        expected = names.get(kind, kind.__name__)
         raise InputError(
             "schema",
             f"field {_join(field, key)!r} must be {expected}",
@@ -269,7 +270,7 @@ def _tensor(tensor: Any, field: str, bools: bool = True) -> tuple[str, list[int]
     return name, shape, arr.reshape(shape).astype(np.float64, copy=False)
 
 
-def v2_head(doc: Any) -> tuple[list, list[str] | None]:
+def v2_head(doc: Any) -> tuple[list, list[Any] | None]:
     """The non-empty ``inputs`` list and the requested output names (None: all)."""
     inputs = _require(doc, "inputs", list, "")
     if not inputs:

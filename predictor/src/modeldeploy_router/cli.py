@@ -172,9 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tuning.add_argument(
         "--regression-tolerance",
-        dest="rel_tolerance",
         type=float,
-        default=d.rel_tolerance,
+        default=d.regression_tolerance,
         help="relative difference under which regressor rows agree (default %(default)s)",
     )
     tuning.add_argument(

@@ -354,6 +354,7 @@ class _Exchange:
         that one serves users (docs/router.md, Failures)."""
         router, table = self.router, self.table
         url = track.pool.pick()
+        assert url is not None, "routing.resolve picks only a track with endpoints"
         retried = False
         while True:
             try:
@@ -376,6 +377,7 @@ class _Exchange:
                     router.note_fallback(table.model, track.name, to, "refused a connection")
                     track = table.tracks[to]
                     other = track.pool.pick()
+                assert other is not None, "other_track has ready endpoints"
                 url = other
                 continue
             except (BodyTooLarge, ClientGone, UpstreamError) as exc:

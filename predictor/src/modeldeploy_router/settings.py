@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-MiB = 1024 * 1024
+from modeldeploy_predictor.limits import MAX_BODY_BYTES, MiB
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,9 @@ class Settings:
     mirror_queue: int = 1000  # copies waiting for the shadow
     mirror_queue_bytes: int = 16 * MiB  # bytes of bodies waiting for or at the shadow
     mirror_concurrency: int = 32
-    rel_tolerance: float = 0.01
+    regression_tolerance: float = 0.01
     mirror_in_process: bool = False  # else a child process (shadow_process.py)
-    max_body_bytes: int = 64 * MiB  # request body; 413 above
+    max_body_bytes: int = MAX_BODY_BYTES  # request body; 413 above (as the predictor)
     max_head_bytes: int = 64 * 1024  # request line + headers; 431 above
     head_timeout: float = 30.0  # seconds a request head may take to arrive; 408 after
     keep_alive: float = 5.0  # seconds an idle client connection is kept
@@ -46,13 +46,18 @@ CHILD_FIELDS = (
     "mirror_queue",
     "mirror_queue_bytes",
     "mirror_concurrency",
-    "rel_tolerance",
+    "regression_tolerance",
 )
+
+
+def flag(name: str) -> str:
+    """The router's flag for a Settings field (the child process takes the same)."""
+    return "--" + name.replace("_", "-")
 
 
 def child_args(settings: Settings) -> list[str]:
     """Flags that carry the shadow settings to the child process."""
-    args = [f"--{name}={getattr(settings, name)}" for name in CHILD_FIELDS]
+    args = [f"{flag(name)}={getattr(settings, name)}" for name in CHILD_FIELDS]
     level = logging.getLevelName(logging.getLogger().level).lower()
     return [*args, f"--log-level={level}"]
 
@@ -60,7 +65,7 @@ def child_args(settings: Settings) -> list[str]:
 def add_child_flags(parser: argparse.ArgumentParser) -> None:
     types = {f.name: type(getattr(DEFAULTS, f.name)) for f in dataclasses.fields(Settings)}
     for name in CHILD_FIELDS:
-        parser.add_argument(f"--{name}", type=types[name], default=getattr(DEFAULTS, name))
+        parser.add_argument(flag(name), type=types[name], default=getattr(DEFAULTS, name))
 
 
 def from_child_args(args: argparse.Namespace) -> Settings:

@@ -51,7 +51,7 @@ class Mirror:
         self.upstream = upstream
         self.metrics = metrics
         self.timeout = settings.shadow_timeout
-        self.rel_tolerance = settings.rel_tolerance
+        self.regression_tolerance = settings.regression_tolerance
         self.concurrency = settings.mirror_concurrency
         self.max_bytes = settings.mirror_queue_bytes
         self.queue: asyncio.Queue[Copy] = asyncio.Queue(maxsize=settings.mirror_queue)
@@ -140,7 +140,7 @@ class Mirror:
             return  # not an inference answer (the primary is the reference)
         try:
             result = compare.compare(
-                primary, compare.extract_predictions(resp.body), self.rel_tolerance
+                primary, compare.extract_predictions(resp.body), self.regression_tolerance
             )
         except compare.UnreadablePrediction as exc:
             errors.inc()

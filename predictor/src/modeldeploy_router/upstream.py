@@ -142,7 +142,9 @@ class Upstream:
             )
             # the documented-private protocol factory is the only way to give
             # the pool a protocol that refuses reuse after stray bytes
-            connector._factory = functools.partial(_Handler, loop=asyncio.get_running_loop())
+            connector._factory = functools.partial(  # type: ignore[assignment]
+                _Handler, loop=asyncio.get_running_loop()
+            )
             session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -29,12 +29,6 @@ DEFAULT_IMAGES: dict[str, dict[str, list[str]]] = {
 
 class ImageError(ValueError):
     """The image has no local command (reported as ErrImagePull)."""
-
-
-@dataclass(frozen=True)
-class Image:
-    entrypoint: list[str]
-    args: list[str]
 
 
 def repository(image: str) -> str:
@@ -86,11 +80,11 @@ def load(
     file: Path | None = None, env: dict[str, str] | None = None
 ) -> dict[str, dict[str, list[str]]]:
     """Defaults, then ``file``, then the env variable."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     merged = {k: dict(v) for k, v in DEFAULT_IMAGES.items()}
     if file is not None:
         merged.update(_read(Path(file).read_text(), str(file)))
-    if value := env.get(ENV_VAR, "").strip():
+    if value := environ.get(ENV_VAR, "").strip():
         if value[0] in "{[" or "\n" in value:
             merged.update(_read(value, ENV_VAR))
         else:

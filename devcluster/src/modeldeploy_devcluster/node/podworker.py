@@ -8,6 +8,7 @@ finalises the pod (delete with grace 0), freeing its address.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -175,7 +176,7 @@ class PodWorker(threading.Thread):
                 log.warning("%s/%s: %s; probe ignored", self.key, c["name"], exc)
                 specs = (None, None, None)
             self.containers.append(
-                Container(c, self.dir, policy, lambda c=c: self._launch(c), specs, grace)
+                Container(c, self.dir, policy, functools.partial(self._launch, c), specs, grace)
             )
 
     # -- status -------------------------------------------------------------

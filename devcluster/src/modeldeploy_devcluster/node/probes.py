@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -47,7 +48,7 @@ def parse(probe: dict | None, pod_ip: str, ports: dict[str, int]) -> ProbeSpec |
     """A Kubernetes probe object (camelCase dict) -> ProbeSpec; None when absent."""
     if not probe:
         return None
-    common = {
+    common: dict[str, Any] = {
         "initial_delay": float(probe.get("initialDelaySeconds") or 0),
         "period": float(probe.get("periodSeconds") or 10),
         "timeout": float(probe.get("timeoutSeconds") or 1),

@@ -1,7 +1,9 @@
 """The Prometheus metric provider: the only analysis code that does I/O.
 
-A provider is two calls (`run_query`, `is_online`), so the runner can be
-tested against a fake and another backend could be added beside this one.
+A provider is one call (`run_query`), so the runner can be tested against a
+fake and another backend could be added beside this one. An unreachable or
+failing backend raises ProviderError (its message reaches the verdict), which
+keeps "Prometheus down" apart from a query that returns no data.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ class ProviderError(Exception):
 class MetricProvider(Protocol):
     async def run_query(self, query: str) -> list[Sample]: ...
 
-    async def is_online(self) -> bool: ...
-
 
 class Prometheus:
     """Instant queries against the Prometheus HTTP API (`/api/v1/query`)."""
@@ -36,13 +36,6 @@ class Prometheus:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-    async def is_online(self) -> bool:
-        try:
-            response = await self._client.get("/-/ready")
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
 
     async def run_query(self, query: str) -> list[Sample]:
         started = time.perf_counter()
@@ -71,7 +64,7 @@ class Prometheus:
 def parse_result(data: dict) -> list[Sample]:
     """Samples from a query answer: a vector, or a scalar (no labels)."""
     kind = data.get("resultType")
-    result = data.get("result")
+    result = data.get("result") or []
     if kind == "scalar" and result:
         return [({}, _number(result[1]))]
     if kind == "vector":

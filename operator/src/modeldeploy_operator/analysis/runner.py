@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from modeldeploy_operator import spec
-from modeldeploy_operator.analysis import psi, queries, verdicts
+from modeldeploy_operator.analysis import psi, queries, registry, verdicts
 from modeldeploy_operator.analysis.prometheus import MetricProvider, ProviderError, Sample
 
 
@@ -28,8 +28,9 @@ def target(md: spec.ModelDeployment, status: dict[str, Any]) -> queries.Target:
 
 
 def applicable(metric: spec.MetricSpec, t: queries.Target) -> bool:
-    """Shadow agreement only exists while the candidate is a shadow."""
-    return metric.name != "shadow-agreement" or t.track == "shadow"
+    """A shadow-only builtin (shadow agreement) exists only while the candidate is a shadow."""
+    builtin = registry.BUILTIN.get(metric.name)
+    return builtin is None or not builtin.shadow_only or t.track == "shadow"
 
 
 async def run(
@@ -57,7 +58,7 @@ async def _measure(
     metric: spec.MetricSpec, t: queries.Target, provider: MetricProvider
 ) -> verdicts.Measurement:
     try:
-        if metric.name == "prediction-drift" and metric.query is None:
+        if metric.query is None and registry.BUILTIN[metric.name].query is None:
             value = await _prediction_drift(t, provider)
         else:
             value = await _scalar(provider, query_for(metric, t))
@@ -69,13 +70,9 @@ async def _measure(
 def query_for(metric: spec.MetricSpec, t: queries.Target) -> str:
     if metric.query is not None:
         return queries.custom(metric.query, t)
-    builders = {
-        "error-rate": queries.error_rate,
-        "latency-p99": queries.latency_quantile,
-        "feature-drift": queries.feature_drift,
-        "shadow-agreement": queries.shadow_agreement,
-    }
-    return builders[metric.name](t)
+    build = registry.BUILTIN[metric.name].query
+    assert build is not None, f"{metric.name} is computed, not one query"
+    return build(t)
 
 
 async def _scalar(provider: MetricProvider, query: str) -> float | None:

@@ -117,16 +117,15 @@ def judge(
     drop: float | None = None
     if labels:
         if regression:
-            m["candidateRmse"] = rmse(labels, candidate.predictions)
-            m["stableRmse"] = rmse(labels, stable.predictions)
-            base = m["stableRmse"]
-            drop = (m["candidateRmse"] - base) / base if base else m["candidateRmse"]
+            m["candidateRmse"] = cand = rmse(labels, candidate.predictions)
+            m["stableRmse"] = base = rmse(labels, stable.predictions)
+            drop = (cand - base) / base if base else cand
         else:
-            m["candidateAccuracy"] = accuracy(labels, candidate.predictions)
-            m["stableAccuracy"] = accuracy(labels, stable.predictions)
+            m["candidateAccuracy"] = cand = accuracy(labels, candidate.predictions)
+            m["stableAccuracy"] = base = accuracy(labels, stable.predictions)
             m["candidateF1"] = f1_macro(labels, candidate.predictions)
             m["stableF1"] = f1_macro(labels, stable.predictions)
-            drop = m["stableAccuracy"] - m["candidateAccuracy"]
+            drop = base - cand
     m["accuracyDrop"] = drop
     for who, answers in (("candidate", candidate), ("stable", stable)):
         m[f"{who}P50"] = quantile(answers.single_seconds, 0.5)

@@ -17,8 +17,6 @@ CONFIRM_PROMOTION = "confirm-promotion"  # promotion waits until every one answe
 POST_ROLLOUT = "post-rollout"  # after promotion or rollback; errors only logged
 ROLLBACK = "rollback"  # polled during analysis; a 2xx rolls the candidate back
 EVENT = "event"  # every Event of the rollout
-TYPES = (PRE_ROLLOUT, ROLLOUT, CONFIRM_PROMOTION, POST_ROLLOUT, ROLLBACK, EVENT)
-NOTIFICATION_TYPES = ("webhook", "slack")
 DEFAULT_TIMEOUT = 10.0
 
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")

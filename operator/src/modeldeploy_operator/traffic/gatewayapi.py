@@ -64,7 +64,7 @@ class GatewayAPI:
         if route is None:
             raise RouteMissing(f"{where} not found (traffic.httpRoute)")
         try:
-            rules = manifests.httproute_rules(route, md, traffic, md.traffic.rule_index)
+            rules = rules_for(route, md, traffic, md.traffic.rule_index)
         except ValueError as exc:
             raise RouteError(str(exc)) from exc
         if rules == (route.get("spec") or {}).get("rules"):
@@ -87,3 +87,67 @@ def _message(exc: ApiException) -> str:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)
     except ValueError:
         return str(exc.body or exc.reason)
+
+
+def rules_for(
+    route: dict[str, Any], md: ModelDeployment, traffic: dict[str, Any], rule_index: int
+) -> list[dict[str, Any]]:
+    """The route's rules with the managed rule's backends and mirror set from traffic.
+
+    Other rules and the rest of the managed rule (matches, name, timeouts, the
+    user's filters, mirrors to other backends included) are kept; only
+    `backendRefs` and the RequestMirror filter to this ModelDeployment's shadow
+    Service are the operator's. References are written with the defaults the
+    Gateway API schema would add (group "", kind Service), so the route read
+    back from the API server compares equal and a steady reconcile sends nothing.
+    """
+    rules = [dict(r) for r in (route.get("spec") or {}).get("rules") or [{}]]
+    if rule_index >= len(rules):
+        raise ValueError(
+            f"HTTPRoute {route.get('metadata', {}).get('name')} has {len(rules)} rule(s); "
+            f"traffic.httpRoute.ruleIndex {rule_index} does not exist"
+        )
+    tracks = traffic.get("tracks") or {}
+    weight = int(traffic.get("canaryWeight", 0)) if "canary" in tracks else 0
+    backends = [{**_service_ref(md, "stable"), "weight": 100 - weight}]
+    if "canary" in tracks:
+        backends.append({**_service_ref(md, "canary"), "weight": weight})
+    rule = rules[rule_index]
+    shadow = _service_ref(md, "shadow")
+    filters = [f for f in rule.get("filters") or [] if not _mirrors_to(f, shadow)]
+    if "shadow" in tracks and traffic.get("mirrorPercent", 0) > 0:
+        filters.append(
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": shadow, "percent": int(traffic["mirrorPercent"])},
+            }
+        )
+    rule["backendRefs"] = backends
+    if filters:
+        rule["filters"] = filters
+    else:
+        rule.pop("filters", None)
+    rules[rule_index] = rule
+    return rules
+
+
+def _service_ref(md: ModelDeployment, track: str) -> dict[str, Any]:
+    return {
+        "group": "",
+        "kind": "Service",
+        "name": manifests.service_name(md, track),
+        "port": manifests.PORT,
+    }
+
+
+def _mirrors_to(route_filter: dict[str, Any], ref: dict[str, Any]) -> bool:
+    """Whether a filter is a RequestMirror to the Service `ref` (in the route's namespace)."""
+    if route_filter.get("type") != "RequestMirror":
+        return False
+    target = (route_filter.get("requestMirror") or {}).get("backendRef") or {}
+    return (
+        target.get("name") == ref["name"]
+        and target.get("group", "") == ""
+        and target.get("kind", "Service") == "Service"
+        and "namespace" not in target
+    )

@@ -236,6 +236,7 @@ class Endpoints:
     # ----- protocol codecs ---------------------------------------------------------
 
     def _v2_parse(self, doc: Any, bools: bool) -> tuple[Any, bool, Any]:
+        x: Any  # Columns for mixed-type rows, else a float matrix
         if self.mixed:
             x, wanted, req_id = mixed.v2_request(doc, self.schema)
         else:
