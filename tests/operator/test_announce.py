@@ -55,7 +55,7 @@ def test_inconclusive_runs_of_one_streak_share_one_counted_event() -> None:
     names = []
     for runs in (1, 2, 3):
         decision = d.analyse(Verdict.INCONCLUSIVE)
-        status = copy.deepcopy(decision.status)
+        status = decision.status.to_api()
         pending = announce.queue(d.md, status, decision.events, d.now)
         assert len(pending) == 1 and pending[0]["count"] == runs
         names.append(pending[0]["name"])
@@ -63,7 +63,7 @@ def test_inconclusive_runs_of_one_streak_share_one_counted_event() -> None:
     # A pass ends the streak: the next inconclusive run starts a new Event.
     d.analyse(Verdict.PASS)
     decision = d.analyse(Verdict.INCONCLUSIVE)
-    pending = announce.queue(d.md, copy.deepcopy(decision.status), decision.events, d.now)
+    pending = announce.queue(d.md, decision.status.to_api(), decision.events, d.now)
     assert pending[-1]["name"] != names[0] and pending[-1]["count"] == 1
 
 

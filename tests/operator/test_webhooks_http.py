@@ -14,6 +14,7 @@ from modeldeploy_operator.analysis.verdicts import Verdict
 from modeldeploy_operator.gates.client import HookClient
 from modeldeploy_operator.gates.dispatch import Delivery, Dispatcher
 from modeldeploy_operator.gates.observe import Gates
+from modeldeploy_operator.status import Status
 from prometheus_client import REGISTRY
 
 
@@ -123,9 +124,11 @@ class TestGates:
         m = model(receiver, ("pre-rollout", "smoke"), ("pre-rollout", "check"))
         gates = Gates()
         try:
-            seen = await gates.observe(m, STARTING, T0, candidate_ready=True, analysis_due=False)
+            seen = await gates.observe(
+                m, Status.from_api(STARTING), T0, candidate_ready=True, analysis_due=False
+            )
             not_ready = await gates.observe(
-                m, STARTING, T0, candidate_ready=False, analysis_due=False
+                m, Status.from_api(STARTING), T0, candidate_ready=False, analysis_due=False
             )
         finally:
             await gates.aclose()
@@ -156,10 +159,16 @@ class TestGates:
         canary = {**STARTING, "stage": "Canary"}
         gates = Gates()
         try:
-            idle = await gates.observe(m, canary, T0, candidate_ready=True, analysis_due=False)
-            kept = await gates.observe(m, canary, T0, candidate_ready=True, analysis_due=True)
+            idle = await gates.observe(
+                m, Status.from_api(canary), T0, candidate_ready=True, analysis_due=False
+            )
+            kept = await gates.observe(
+                m, Status.from_api(canary), T0, candidate_ready=True, analysis_due=True
+            )
             receiver.answer("stop", 200)
-            asked = await gates.observe(m, canary, T0, candidate_ready=True, analysis_due=True)
+            asked = await gates.observe(
+                m, Status.from_api(canary), T0, candidate_ready=True, analysis_due=True
+            )
         finally:
             await gates.aclose()
         assert idle.rollback_request is None and kept.rollback_request is None

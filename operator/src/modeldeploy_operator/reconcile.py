@@ -33,6 +33,7 @@ from modeldeploy_operator.analysis.prometheus import MetricProvider
 from modeldeploy_operator.analysis.verdicts import AnalysisResult
 from modeldeploy_operator.gates import validation as validation_io
 from modeldeploy_operator.gates.observe import Gates
+from modeldeploy_operator.status import Status
 
 log = logging.getLogger(__name__)
 _STEADY = {spec.Stage.DONE, spec.Stage.ROLLED_BACK}
@@ -110,22 +111,26 @@ class Reconciler:
         if not full and is_steady(status, md.generation, command):
             return None
         now = self.clock()
-        obs = await self._observe(md, status, command, now)
-        decision = rollout.step(md, status, obs, now)
+        # The typed status for the state machine; modules not yet typed read the API dict.
+        state = Status.from_api(status)
+        obs = await self._observe(md, status, state, command, now)
+        decision = rollout.step(md, state, obs, now)
+        new = decision.status.to_api()
         # The transition's Events go into the same status write (announce.py).
-        announce.queue(md, decision.status, decision.events, now)
-        await self._apply(md, decision.status)
-        patch = kubemod.merge_patch(status, decision.status)
+        announce.queue(md, new, decision.events, now)
+        await self._apply(md, new)
+        patch = kubemod.merge_patch(status, new)
         if patch:
             version = await self.kube.patch_status(md.namespace, md.name, patch)
-            self._written[md.uid] = (int(version), decision.status)
+            self._written[md.uid] = (int(version), new)
         # Traffic has left a rolled-back or superseded candidate only now.
-        await self._scale_down(md, decision.status)
-        await self._post_pending(md, decision.status)
+        await self._scale_down(md, new)
+        await self._post_pending(md, new)
         for event in decision.events:
             opmetrics.TRANSITIONS.labels(reason=event.reason).inc()
             if event.reason == "RolledBack":
-                reason = (decision.status.get("degraded") or {}).get("reason", "Unknown")
+                degraded = decision.status.degraded
+                reason = degraded.reason if degraded else "Unknown"
                 opmetrics.ROLLBACKS.labels(reason=reason).inc()
             log.info(
                 "%s/%s %s: %s",
@@ -135,7 +140,7 @@ class Reconciler:
                 event.message,
                 extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
             )
-        self.gates.announce(md, decision.status, decision.events, now)
+        self.gates.announce(md, new, decision.events, now)
         self._phases[md.uid] = (decision.phase, rollout.pause_reason(decision.status))
         self._export_phases()
         return decision
@@ -169,6 +174,7 @@ class Reconciler:
         self,
         md: spec.ModelDeployment,
         status: dict[str, Any],
+        state: Status,
         command: rollout.Command | None,
         now: dt.datetime,
     ) -> rollout.Observations:
@@ -187,7 +193,7 @@ class Reconciler:
             failure = podhealth.crash_loop(pods, md.strategy.crash_loop_restarts)
             waiting = None if cand_ready else podhealth.waiting_reason(pods)
         analysis = None
-        due = rollout.analysis_due(md, status, now)
+        due = rollout.analysis_due(md, state, now)
         if due:
             analysis = await runner.run(md, status, self.provider)
             hooked = await self.gates.rollout_measurements(md, status)
@@ -196,11 +202,11 @@ class Reconciler:
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
             opmetrics.count_measurements(analysis.measurements)
         validated = None
-        if cand_ready and rollout.validation_due(md, status, now):
+        if cand_ready and rollout.validation_due(md, state, now):
             validated = await validation_io.validate(md, status, self.kube)
             opmetrics.count_validation(validated.passed)
         gates = await self.gates.observe(
-            md, status, now, candidate_ready=cand_ready, analysis_due=due
+            md, state, now, candidate_ready=cand_ready, analysis_due=due
         )
         return rollout.Observations(
             stable_ready=_ready(stable_dep, replicas, floors.get(stable or "")),

@@ -20,6 +20,7 @@ from modeldeploy_operator.analysis.verdicts import Measurement, Verdict
 from modeldeploy_operator.gates import hookspec, payload
 from modeldeploy_operator.gates.client import HookClient, Outcome
 from modeldeploy_operator.gates.dispatch import Delivery, Dispatcher
+from modeldeploy_operator.status import Status
 
 # Per-analysis-run noise that would flood a chat channel; Events and event
 # webhooks still get them.
@@ -68,21 +69,22 @@ class Gates:
     async def observe(
         self,
         md: spec.ModelDeployment,
-        status: dict[str, Any],
+        state: Status,
         now: dt.datetime,
         *,
         candidate_ready: bool,
         analysis_due: bool,
     ) -> GateObservations:
+        status = state.to_api()  # the webhook payloads (payload.py) read the API form
         pre = confirm = None
-        if candidate_ready and rollout.pre_rollout_due(md, status, now):
+        if candidate_ready and rollout.pre_rollout_due(md, state, now):
             pre = await self._all_ok(md, status, hookspec.PRE_ROLLOUT)
-        waiting = rollout.confirmation_due(status)
+        waiting = rollout.confirmation_due(state)
         if waiting:
             confirm = await self._all_ok(md, status, hookspec.CONFIRM_PROMOTION)
         request = None
         rollback_hooks = hookspec.of_type(md.strategy.webhooks, hookspec.ROLLBACK)
-        active = status.get("stage") in spec.ANALYSED_STAGES
+        active = state.stage in spec.ANALYSED_STAGES
         if rollback_hooks and active and (analysis_due or waiting):
             for hook, outcome in await self._call(md, status, rollback_hooks):
                 if outcome.ok:
