@@ -27,6 +27,7 @@ from md_factories import md
 from modeldeploy_devcluster import procs
 from modeldeploy_operator.analysis import prometheus, runner
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.status import Status
 
 pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
 joblib = pytest.importorskip("joblib")
@@ -188,7 +189,7 @@ def test_runner_reads_error_rate_latency_and_drift(stack):
         client = prometheus.Prometheus(stack["prometheus"])
         try:
             assert await client.is_online()
-            return await runner.run(model, status, client)
+            return await runner.run(model, Status.from_api(status), client)
         finally:
             await client.aclose()
 

@@ -188,6 +188,6 @@ async def test_no_ready_pod_is_an_attempt_that_could_not_run():
             return [{"metadata": {"name": "p"}, "status": {"podIP": "127.0.0.9"}}]  # not Ready
 
     d = ready_candidate()
-    outcome = await validation_io.validate(d.md, d.status, NoPods())
+    outcome = await validation_io.validate(d.md, d.state, NoPods())
     assert not outcome.passed and not outcome.conclusive
     assert outcome.message.startswith("no Ready candidate pod of fraud-")

@@ -118,13 +118,13 @@ class Reconciler:
         new = decision.status.to_api()
         # The transition's Events go into the same status write (announce.py).
         announce.queue(md, new, decision.events, now)
-        await self._apply(md, new)
+        await self._apply(md, decision.status)
         patch = kubemod.merge_patch(status, new)
         if patch:
             version = await self.kube.patch_status(md.namespace, md.name, patch)
             self._written[md.uid] = (int(version), new)
         # Traffic has left a rolled-back or superseded candidate only now.
-        await self._scale_down(md, new)
+        await self._scale_down(md, decision.status)
         await self._post_pending(md, new)
         for event in decision.events:
             opmetrics.TRANSITIONS.labels(reason=event.reason).inc()
@@ -184,7 +184,7 @@ class Reconciler:
         active = status.get("stage") in spec.ACTIVE_STAGES
         stable_dep = await self.kube.get_deployment(md.namespace, stable) if stable else None
         # With autoscaling, ready means at least the floor for the traffic ahead.
-        floors = autoscaling.floors(md, status, kubemod.replicas_of(stable_dep))
+        floors = autoscaling.floors(md, state, kubemod.replicas_of(stable_dep))
         cand_ready, failure, waiting = False, None, None
         if active and cand:
             cand_dep = await self.kube.get_deployment(md.namespace, cand)
@@ -195,7 +195,7 @@ class Reconciler:
         analysis = None
         due = rollout.analysis_due(md, state, now)
         if due:
-            analysis = await runner.run(md, status, self.provider)
+            analysis = await runner.run(md, state, self.provider)
             hooked = await self.gates.rollout_measurements(md, status)
             if hooked:  # after the request gate: a load test's answer counts as it is
                 analysis = AnalysisResult(analysis.measurements + hooked, analysis.requests)
@@ -203,7 +203,7 @@ class Reconciler:
             opmetrics.count_measurements(analysis.measurements)
         validated = None
         if cand_ready and rollout.validation_due(md, state, now):
-            validated = await validation_io.validate(md, status, self.kube)
+            validated = await validation_io.validate(md, state, self.kube)
             opmetrics.count_validation(validated.passed)
         gates = await self.gates.observe(
             md, state, now, candidate_ready=cand_ready, analysis_due=due
@@ -221,12 +221,13 @@ class Reconciler:
             validation=validated,
         )
 
-    async def _apply(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _apply(self, md: spec.ModelDeployment, status: Status) -> None:
         """Children for the new status, before the status (and so traffic) moves."""
-        stage = spec.Stage(status["stage"])
+        assert status.stage and status.stable and status.traffic, "step() always sets them"
+        stage = spec.Stage(status.stage)
         replicas = md.predictor.replicas
-        stable = status["stable"]["revision"]
-        cand = (status.get("candidate") or {}).get("revision")
+        stable = status.stable.revision
+        cand = status.candidate.revision if status.candidate else None
         if stage in spec.ACTIVE_STAGES and cand == md.revision:
             track = "shadow" if md.strategy.type == "Shadow" else "canary"
             await self._ensure_revision(md, replicas, track)
@@ -242,7 +243,7 @@ class Reconciler:
                 await self.kube.apply(manifests.track_service(md, track, cand))
         provider = traffic.for_spec(md, self.kube, self.router_image)
         await provider.reconcile(md)
-        await provider.set_routes(md, status["traffic"])
+        await provider.set_routes(md, status.traffic.to_api())
 
     async def _ensure_revision(self, md: spec.ModelDeployment, replicas: int, track: str) -> None:
         # Created once; afterwards only scaled, so that the pods (and the track
@@ -256,9 +257,10 @@ class Reconciler:
         elif not scaled and int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
             await self.kube.scale(md.namespace, md.revision, replicas)
 
-    async def _autoscale(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _autoscale(self, md: spec.ModelDeployment, status: Status) -> None:
         """Each active revision's HPA with its floor; pods up to the floor at once."""
-        stable_dep = await self.kube.get_deployment(md.namespace, status["stable"]["revision"])
+        stable = status.stable.revision if status.stable else ""
+        stable_dep = await self.kube.get_deployment(md.namespace, stable)
         floors = autoscaling.floors(md, status, kubemod.replicas_of(stable_dep))
         for revision, floor in floors.items():
             dep = await self.kube.get_deployment(md.namespace, revision)
@@ -274,12 +276,12 @@ class Reconciler:
         if dep is not None and int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
             await self.kube.scale(namespace, name, replicas)
 
-    async def _scale_down(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _scale_down(self, md: spec.ModelDeployment, status: Status) -> None:
         """Every revision that is neither stable nor an active candidate: 0 replicas;
         beyond the history limit, deleted (oldest first)."""
-        keep = {status["stable"]["revision"]}
-        if status["stage"] in spec.ACTIVE_STAGES and status.get("candidate"):
-            keep.add(status["candidate"]["revision"])
+        keep = {status.stable.revision if status.stable else ""}
+        if status.stage in spec.ACTIVE_STAGES and status.candidate:
+            keep.add(status.candidate.revision)
         selector = f"{manifests.NAME_LABEL}={md.name},{manifests.COMPONENT_LABEL}=predictor"
         # An HPA would scale a revision back up: it goes first (all of them once
         # autoscaling is switched off; the operator then sets replicas again).
