@@ -145,7 +145,9 @@ class TestGates:
         m = model(receiver, ("rollout", "load"), ("rollout", "ok"))
         gates = Gates()
         try:
-            ms = await gates.rollout_measurements(m, {**STARTING, "stage": "Canary"})
+            ms = await gates.rollout_measurements(
+                m, Status.from_api({**STARTING, "stage": "Canary"})
+            )
         finally:
             await gates.aclose()
         assert [(x.metric, x.verdict, x.value) for x in ms] == [

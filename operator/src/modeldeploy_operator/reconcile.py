@@ -39,14 +39,14 @@ log = logging.getLogger(__name__)
 _STEADY = {spec.Stage.DONE, spec.Stage.ROLLED_BACK}
 
 
-def is_steady(status: dict[str, Any], generation: int, command: rollout.Command | None) -> bool:
+def is_steady(status: Status, generation: int, command: rollout.Command | None) -> bool:
     """Nothing to do until the object changes: rollout over, spec seen, no new command."""
-    new_command = command is not None and command.nonce != status.get("lastCommandNonce")
+    new_command = command is not None and command.nonce != status.last_command_nonce
     return (
-        status.get("stage") in _STEADY
-        and status.get("observedGeneration") == generation
+        status.stage in _STEADY
+        and status.observed_generation == generation
         and not new_command
-        and not status.get(announce.PENDING)  # Events still to post
+        and not status.extra.get(announce.PENDING)  # Events still to post
     )
 
 
@@ -59,7 +59,7 @@ def needs_ticks(body: dict[str, Any]) -> bool:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     command = rollout.parse_command(annotations.get(rollout.COMMAND_ANNOTATION))
     generation = (body.get("metadata") or {}).get("generation")
-    return not is_steady(body.get("status") or {}, generation, command)
+    return not is_steady(Status.from_api(body.get("status")), generation, command)
 
 
 @dataclass
@@ -108,12 +108,12 @@ class Reconciler:
         md = spec.parse(body)
         status = self._current_status(body)
         command = rollout.parse_command(md.annotations.get(rollout.COMMAND_ANNOTATION))
-        if not full and is_steady(status, md.generation, command):
+        # Typed for the state machine; the API form is kept for the merge patch.
+        state = Status.from_api(status)
+        if not full and is_steady(state, md.generation, command):
             return None
         now = self.clock()
-        # The typed status for the state machine; modules not yet typed read the API dict.
-        state = Status.from_api(status)
-        obs = await self._observe(md, status, state, command, now)
+        obs = await self._observe(md, state, command, now)
         decision = rollout.step(md, state, obs, now)
         new = decision.status.to_api()
         # The transition's Events go into the same status write (announce.py).
@@ -173,15 +173,14 @@ class Reconciler:
     async def _observe(
         self,
         md: spec.ModelDeployment,
-        status: dict[str, Any],
         state: Status,
         command: rollout.Command | None,
         now: dt.datetime,
     ) -> rollout.Observations:
         replicas = md.predictor.replicas
-        stable = (status.get("stable") or {}).get("revision")
-        cand = (status.get("candidate") or {}).get("revision")
-        active = status.get("stage") in spec.ACTIVE_STAGES
+        stable = state.stable.revision if state.stable else None
+        cand = state.candidate.revision if state.candidate else None
+        active = state.stage in spec.ACTIVE_STAGES
         stable_dep = await self.kube.get_deployment(md.namespace, stable) if stable else None
         # With autoscaling, ready means at least the floor for the traffic ahead.
         floors = autoscaling.floors(md, state, kubemod.replicas_of(stable_dep))
@@ -196,7 +195,7 @@ class Reconciler:
         due = rollout.analysis_due(md, state, now)
         if due:
             analysis = await runner.run(md, state, self.provider)
-            hooked = await self.gates.rollout_measurements(md, status)
+            hooked = await self.gates.rollout_measurements(md, state)
             if hooked:  # after the request gate: a load test's answer counts as it is
                 analysis = AnalysisResult(analysis.measurements + hooked, analysis.requests)
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()

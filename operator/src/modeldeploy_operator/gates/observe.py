@@ -93,9 +93,10 @@ class Gates:
         return GateObservations(pre, confirm, request)
 
     async def rollout_measurements(
-        self, md: spec.ModelDeployment, status: dict[str, Any]
+        self, md: spec.ModelDeployment, state: Status
     ) -> tuple[Measurement, ...]:
         """One measurement per rollout webhook: 2xx passes, anything else fails the run."""
+        status = state.to_api()  # the webhook payloads (payload.py) read the API form
         hooks = hookspec.of_type(md.strategy.webhooks, hookspec.ROLLOUT)
         return tuple(
             Measurement(
