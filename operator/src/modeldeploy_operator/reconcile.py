@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modeldeploy_operator import (
@@ -46,7 +46,7 @@ def is_steady(status: Status, generation: int, command: rollout.Command | None) 
         status.stage in _STEADY
         and status.observed_generation == generation
         and not new_command
-        and not status.extra.get(announce.PENDING)  # Events still to post
+        and not status.pending_events  # Events still to post
     )
 
 
@@ -115,9 +115,9 @@ class Reconciler:
         now = self.clock()
         obs = await self._observe(md, state, command, now)
         decision = rollout.step(md, state, obs, now)
-        new = decision.status.to_api()
         # The transition's Events go into the same status write (announce.py).
-        announce.queue(md, new, decision.events, now)
+        outgoing = announce.queue(md, decision.status, decision.events, now)
+        new = outgoing.to_api()
         await self._apply(md, decision.status)
         patch = kubemod.merge_patch(status, new)
         if patch:
@@ -125,7 +125,7 @@ class Reconciler:
             self._written[md.uid] = (int(version), new)
         # Traffic has left a rolled-back or superseded candidate only now.
         await self._scale_down(md, decision.status)
-        await self._post_pending(md, new)
+        await self._post_pending(md, outgoing)
         for event in decision.events:
             opmetrics.TRANSITIONS.labels(reason=event.reason).inc()
             if event.reason == "RolledBack":
@@ -145,12 +145,12 @@ class Reconciler:
         self._export_phases()
         return decision
 
-    async def _post_pending(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _post_pending(self, md: spec.ModelDeployment, status: Status) -> None:
         """Post the outbox's Events (idempotent by name), then clear it.
 
         A refused post leaves the outbox for the next tick: Events must not hold
         up a rollout (a rollback with its Event unposted is still a rollback)."""
-        pending = status.get(announce.PENDING)
+        pending = status.pending_events
         if not pending:
             return
         try:
@@ -166,9 +166,8 @@ class Reconciler:
                 exc,
             )
             return
-        status.pop(announce.PENDING)
         version = await self.kube.patch_status(md.namespace, md.name, {announce.PENDING: None})
-        self._written[md.uid] = (int(version), status)
+        self._written[md.uid] = (int(version), replace(status, pending_events=()).to_api())
 
     async def _observe(
         self,

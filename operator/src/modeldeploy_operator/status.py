@@ -11,8 +11,8 @@ operator loads and the status patch stays minimal:
 - ``to_api`` never writes ``null``: a field that is None is left out, and the
   merge patch (kube.merge_patch) deletes a key the new status no longer has.
 - counters missing from an older status read as 0 and are written back as 0;
-- top-level keys this module does not know (``pendingEvents`` of announce.py,
-  fields of a newer operator) are kept in ``extra`` and written back unchanged.
+- top-level keys this module does not know (fields of a newer operator) are
+  kept in ``extra`` and written back unchanged.
 """
 
 from __future__ import annotations
@@ -237,6 +237,9 @@ class Status:
     canary_weight: int | None = None
     conditions: tuple[Condition, ...] = ()
     last_command_nonce: str | None = None
+    # announce.py's outbox: Events written with the transition, posted, then cleared
+    pending_events: tuple[Mapping[str, Any], ...] = ()
+    event_seq: int | None = None  # the last sequence number in an Event's name
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys other modules own
 
     def condition(self, type_: str) -> Condition | None:
@@ -266,6 +269,8 @@ class Status:
             canary_weight=doc.get("canaryWeight"),
             conditions=_flat_list(Condition, doc.get("conditions")),
             last_command_nonce=doc.get("lastCommandNonce"),
+            pending_events=tuple(doc.get("pendingEvents") or ()),
+            event_seq=doc.get("eventSeq"),
             extra={k: v for k, v in doc.items() if k not in _KNOWN},
         )
 
@@ -278,6 +283,9 @@ class Status:
             if f.name in ("history", "conditions"):
                 if value:  # absent until the first entry, as before
                     out[_camel(f.name)] = [_flat_to(v) for v in value]
+            elif f.name == "pending_events":
+                if value:
+                    out[_camel(f.name)] = [dict(v) for v in value]
             elif isinstance(value, Ref | Paused | Degraded):
                 out[_camel(f.name)] = _flat_to(value)
             elif hasattr(value, "to_api"):
