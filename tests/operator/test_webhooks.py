@@ -8,6 +8,7 @@ from md_factories import T0, Driver, md
 from modeldeploy_operator import rollout
 from modeldeploy_operator.analysis.verdicts import Verdict
 from modeldeploy_operator.gates import hookspec, payload
+from modeldeploy_operator.status import Status
 
 OK = rollout.HookResult(True, "pre-rollout webhooks answered 2xx: smoke")
 NO = rollout.HookResult(False, "pre-rollout webhook smoke answered 500: boom")
@@ -171,7 +172,12 @@ class TestPayload:
     def test_flagger_fields(self):
         w = hookspec.parse_webhooks([hook("rollout", metadata={"cmd": "hey -z 1m"})])[0]
         body = payload.hook_payload(
-            w, name="fraud", namespace="ns", model="fraud", status=self.STATUS, now=T0
+            w,
+            name="fraud",
+            namespace="ns",
+            model="fraud",
+            status=Status.from_api(self.STATUS),
+            now=T0,
         )
         assert {k: body[k] for k in ("name", "namespace", "phase", "checksum")} == {
             "name": "fraud",
@@ -191,7 +197,7 @@ class TestPayload:
             name="fraud",
             namespace="ns",
             model="fraud",
-            status=self.STATUS,
+            status=Status.from_api(self.STATUS),
             event=("Warning", "RolledBack", "rolled back: error-rate 0.2 above the maximum 0.01"),
             now=T0,
         )

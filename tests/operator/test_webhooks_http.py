@@ -194,7 +194,7 @@ class TestGates:
         client = HookClient()
         gates = Gates(client, Dispatcher(client, backoff=0.01))
         try:
-            gates.announce(m, {**STARTING, "phase": "RolledBack"}, events, T0)
+            gates.announce(m, Status.from_api({**STARTING, "phase": "RolledBack"}), events, T0)
             await asyncio.wait_for(gates.dispatcher.drain(), 10)
         finally:
             await gates.aclose()
@@ -223,7 +223,9 @@ class TestGates:
         before = calls("notify-webhook", "failed")
         try:
             # announce is synchronous: it only queues, whatever the receiver does.
-            gates.announce(m, STARTING, [rollout.Event("Normal", "Promoted", "p")], T0)
+            gates.announce(
+                m, Status.from_api(STARTING), [rollout.Event("Normal", "Promoted", "p")], T0
+            )
             await asyncio.wait_for(gates.dispatcher.drain(), 10)
         finally:
             await gates.aclose()

@@ -140,7 +140,7 @@ class Reconciler:
                 event.message,
                 extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
             )
-        self.gates.announce(md, new, decision.events, now)
+        self.gates.announce(md, outgoing, decision.events, now)
         self._phases[md.uid] = (decision.phase, rollout.pause_reason(decision.status))
         self._export_phases()
         return decision

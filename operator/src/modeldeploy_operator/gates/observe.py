@@ -41,7 +41,7 @@ class Gates:
         self.dispatcher = dispatcher or Dispatcher(self.client)
 
     async def _call(
-        self, md: spec.ModelDeployment, status: dict[str, Any], hooks: tuple[hookspec.Webhook, ...]
+        self, md: spec.ModelDeployment, status: Status, hooks: tuple[hookspec.Webhook, ...]
     ) -> list[tuple[hookspec.Webhook, Outcome]]:
         now = dt.datetime.now(dt.UTC)
 
@@ -55,7 +55,7 @@ class Gates:
         return list(await asyncio.gather(*(one(h) for h in hooks)))
 
     async def _all_ok(
-        self, md: spec.ModelDeployment, status: dict[str, Any], type_: str
+        self, md: spec.ModelDeployment, status: Status, type_: str
     ) -> rollout.HookResult:
         hooks = hookspec.of_type(md.strategy.webhooks, type_)
         answers = await self._call(md, status, hooks)
@@ -69,22 +69,21 @@ class Gates:
     async def observe(
         self,
         md: spec.ModelDeployment,
-        state: Status,
+        status: Status,
         now: dt.datetime,
         *,
         candidate_ready: bool,
         analysis_due: bool,
     ) -> GateObservations:
-        status = state.to_api()  # the webhook payloads (payload.py) read the API form
         pre = confirm = None
-        if candidate_ready and rollout.pre_rollout_due(md, state, now):
+        if candidate_ready and rollout.pre_rollout_due(md, status, now):
             pre = await self._all_ok(md, status, hookspec.PRE_ROLLOUT)
-        waiting = rollout.confirmation_due(state)
+        waiting = rollout.confirmation_due(status)
         if waiting:
             confirm = await self._all_ok(md, status, hookspec.CONFIRM_PROMOTION)
         request = None
         rollback_hooks = hookspec.of_type(md.strategy.webhooks, hookspec.ROLLBACK)
-        active = state.stage in spec.ANALYSED_STAGES
+        active = status.stage in spec.ANALYSED_STAGES
         if rollback_hooks and active and (analysis_due or waiting):
             for hook, outcome in await self._call(md, status, rollback_hooks):
                 if outcome.ok:
@@ -93,10 +92,9 @@ class Gates:
         return GateObservations(pre, confirm, request)
 
     async def rollout_measurements(
-        self, md: spec.ModelDeployment, state: Status
+        self, md: spec.ModelDeployment, status: Status
     ) -> tuple[Measurement, ...]:
         """One measurement per rollout webhook: 2xx passes, anything else fails the run."""
-        status = state.to_api()  # the webhook payloads (payload.py) read the API form
         hooks = hookspec.of_type(md.strategy.webhooks, hookspec.ROLLOUT)
         return tuple(
             Measurement(
@@ -112,7 +110,7 @@ class Gates:
     def announce(
         self,
         md: spec.ModelDeployment,
-        status: dict[str, Any],
+        status: Status,
         events: list[rollout.Event],
         now: dt.datetime,
     ) -> None:
@@ -148,7 +146,7 @@ class Gates:
 def _body(
     md: spec.ModelDeployment,
     hook: hookspec.Webhook,
-    status: dict[str, Any],
+    status: Status,
     now: dt.datetime,
     event: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
