@@ -606,6 +606,8 @@ def _ref_text(ref: Ref | None) -> str:
 
 def _derive(md: ModelDeployment, s: Status, now: dt.datetime) -> Status:
     """Phase, traffic and conditions follow from stage, step and pause."""
+    if s.stage is None:
+        raise ValueError("no stage: the machine sets one before deriving")
     stage = Stage(s.stage)
     paused = s.paused
     phase = Phase.PAUSED if paused and stage in ACTIVE_STAGES else _PHASE_OF_STAGE[stage]
