@@ -23,6 +23,6 @@ def test_versions_tell_the_story(tmp_path):
     meta = json.loads((paths["4.0.0"] / "model.json").read_text())
     assert meta["version"] == "4.0.0" and meta["name"] == models.NAME
     loaded = bundle.load_bundle(paths["1.0.0"])
-    assert loaded.meta["validation"]["rows"] == 50 and loaded.meta["validation"]["labels"]
+    assert loaded.meta.validation.rows == 50 and loaded.meta.validation.labels
     assert loaded.feature_names == models.FEATURES
     assert len(models.traffic_rows()) == 150

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from typing import Any
 
 from modeldeploy_operator import rollout, spec
 from modeldeploy_operator.analysis.verdicts import AnalysisResult, Measurement, Verdict
+from modeldeploy_operator.status import Status
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -58,21 +58,26 @@ class Driver:
         self.md = md(version, strategy=strategy)
         now = T0
         self.now = now
-        self.status: dict[str, Any] = {}
+        self.state = Status()  # what the machine returned last, as the operator keeps it
         self.events: list[rollout.Event] = []
 
     def tick(self, seconds: float = 0.0, **obs: Any) -> rollout.Decision:
         self.now += dt.timedelta(seconds=seconds)
-        decision = rollout.step(self.md, self.status, rollout.Observations(**obs), self.now)
-        self.status = copy.deepcopy(decision.status)
+        decision = rollout.step(self.md, self.state, rollout.Observations(**obs), self.now)
+        self.state = decision.status
         self.events.extend(decision.events)
         return decision
 
     def analyse(self, verdict: Verdict, seconds: float = 30.0, **obs: Any) -> rollout.Decision:
         """Wait `seconds`, assert analysis is due, run one with the given verdict."""
         self.now += dt.timedelta(seconds=seconds)
-        assert rollout.analysis_due(self.md, self.status, self.now), self.status
+        assert rollout.analysis_due(self.md, self.state, self.now), self.status
         return self.tick(candidate_ready=True, stable_ready=True, analysis=result(verdict), **obs)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """The status as the API stores it."""
+        return self.state.to_api()
 
     @property
     def phase(self) -> str:

@@ -10,6 +10,7 @@ from md_factories import md
 from modeldeploy_operator import spec
 from modeldeploy_operator.analysis import prometheus, psi, queries, runner, verdicts
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.status import Status
 
 ERR = spec.MetricSpec("error-rate", max=0.01)
 AGREE = spec.MetricSpec("shadow-agreement", min=0.95)
@@ -167,14 +168,14 @@ class TestRunner:
             }
         )
         m = model([{"name": "error-rate", "max": 0.01}, {"name": "latency-p99", "max": 0.25}])
-        result = await runner.run(m, canary_status(), provider)
+        result = await runner.run(m, Status.from_api(canary_status()), provider)
         assert result.verdict is Verdict.PASS and result.requests == 120
 
     async def test_prometheus_down_is_inconclusive(self):
         err = prometheus.ProviderError("Prometheus unreachable at http://x")
         provider = FakeProvider({"": err})
         result = await runner.run(
-            model([{"name": "error-rate", "max": 0.01}]), canary_status(), provider
+            model([{"name": "error-rate", "max": 0.01}]), Status.from_api(canary_status()), provider
         )
         assert result.verdict is Verdict.INCONCLUSIVE
         assert result.requests is None
@@ -194,7 +195,9 @@ class TestRunner:
             }
         )
         result = await runner.run(
-            model([{"name": "prediction-drift", "max": 0.2}]), canary_status(), provider
+            model([{"name": "prediction-drift", "max": 0.2}]),
+            Status.from_api(canary_status()),
+            provider,
         )
         (m,) = result.measurements
         assert m.value == pytest.approx(psi.psi({"0": 50, "1": 50}, {"0": 90, "1": 10}))
@@ -209,7 +212,7 @@ class TestRunner:
         )
         status = canary_status() | {"stage": "Shadow"}
         result = await runner.run(
-            model([{"name": "shadow-agreement", "min": 0.95}]), status, provider
+            model([{"name": "shadow-agreement", "min": 0.95}]), Status.from_api(status), provider
         )
         assert result.requests == 400 and result.verdict is Verdict.FAIL
 
@@ -228,13 +231,15 @@ class TestRunner:
             },
             traffic={"provider": "gatewayapi", "httpRoute": {"name": "web"}},
         )
-        result = await runner.run(m, canary_status() | {"stage": "Shadow"}, provider)
+        result = await runner.run(
+            m, Status.from_api(canary_status() | {"stage": "Shadow"}), provider
+        )
         assert result.requests == 80 and result.verdict is Verdict.PASS
 
     async def test_shadow_agreement_not_measured_outside_shadow(self):
         provider = FakeProvider({"modeldeploy_requests_total": [({}, 100.0)]})
         m = model([{"name": "shadow-agreement", "min": 0.95}, {"name": "error-rate", "max": 1}])
-        result = await runner.run(m, canary_status(), provider)
+        result = await runner.run(m, Status.from_api(canary_status()), provider)
         assert [x.metric for x in result.measurements] == ["error-rate"]
 
 

@@ -28,6 +28,7 @@ from modeldeploy_devcluster import procs
 from modeldeploy_devcluster.pytest_plugin import require_tool
 from modeldeploy_operator.analysis import prometheus, runner
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.status import Status
 from sklearn import linear_model
 
 pytestmark = [pytest.mark.slow]
@@ -182,7 +183,7 @@ def test_runner_reads_error_rate_latency_and_drift(stack):
     async def run():
         client = prometheus.Prometheus(stack["prometheus"])
         try:
-            return await runner.run(model, status, client)
+            return await runner.run(model, Status.from_api(status), client)
         finally:
             await client.aclose()
 

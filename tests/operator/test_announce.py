@@ -13,6 +13,7 @@ from md_factories import T0, Driver, body, md
 from modeldeploy_operator import announce, reconcile, rollout, spec
 from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.status import Status
 
 STRATEGY = {
     "type": "Canary",
@@ -23,20 +24,19 @@ STRATEGY = {
 
 def test_events_get_sequential_deterministic_names() -> None:
     m = md()
-    status: dict[str, Any] = {"eventSeq": 4}
     events = [rollout.Event("Normal", "CanaryStep", "step 1"), rollout.Event("Normal", "X", "y")]
-    pending = announce.queue(m, status, events, T0)
+    status = announce.queue(m, Status(event_seq=4), events, T0)
+    pending = status.pending_events
     assert [p["name"] for p in pending] == ["fraud.u-1.5", "fraud.u-1.6"]
-    assert status["eventSeq"] == 6 and status["pendingEvents"] == pending
+    assert status.to_api()["eventSeq"] == 6 and status.to_api()["pendingEvents"] == list(pending)
     # A later transition before the outbox was flushed appends; nothing is renamed.
     more = announce.queue(m, status, [rollout.Event("Warning", "RolledBack", "z")], T0)
-    assert [p["name"] for p in more] == ["fraud.u-1.5", "fraud.u-1.6", "fraud.u-1.7"]
+    assert [p["name"] for p in more.pending_events] == ["fraud.u-1.5", "fraud.u-1.6", "fraud.u-1.7"]
 
 
 def test_no_events_leave_no_outbox() -> None:
-    status: dict[str, Any] = {}
-    assert announce.queue(md(), status, [], T0) == []
-    assert "pendingEvents" not in status
+    status = announce.queue(md(), Status(), [], T0)
+    assert status.pending_events == () and "pendingEvents" not in status.to_api()
 
 
 def test_inconclusive_runs_of_one_streak_share_one_counted_event() -> None:
@@ -55,15 +55,14 @@ def test_inconclusive_runs_of_one_streak_share_one_counted_event() -> None:
     names = []
     for runs in (1, 2, 3):
         decision = d.analyse(Verdict.INCONCLUSIVE)
-        status = copy.deepcopy(decision.status)
-        pending = announce.queue(d.md, status, decision.events, d.now)
+        pending = announce.queue(d.md, decision.status, decision.events, d.now).pending_events
         assert len(pending) == 1 and pending[0]["count"] == runs
         names.append(pending[0]["name"])
     assert len(set(names)) == 1
     # A pass ends the streak: the next inconclusive run starts a new Event.
     d.analyse(Verdict.PASS)
     decision = d.analyse(Verdict.INCONCLUSIVE)
-    pending = announce.queue(d.md, copy.deepcopy(decision.status), decision.events, d.now)
+    pending = announce.queue(d.md, decision.status, decision.events, d.now).pending_events
     assert pending[-1]["name"] != names[0] and pending[-1]["count"] == 1
 
 

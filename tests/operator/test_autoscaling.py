@@ -10,6 +10,7 @@ from md_factories import Driver, md, result
 from modeldeploy_operator import autoscaling, manifests, spec
 from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.status import Status
 
 IMAGE = "ghcr.io/modeldeploy/predictor:0.1.0"
 STEPS = [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}]
@@ -75,17 +76,17 @@ def test_floors_through_a_canary_rollout_and_back():
     )
     d.deploy_stable()
     stable = d.status["stable"]["revision"]
-    assert autoscaling.floors(d.md, d.status, 8) == {stable: 2}  # settled: the HPA decides
+    assert autoscaling.floors(d.md, d.state, 8) == {stable: 2}  # settled: the HPA decides
     d.md = dataclasses.replace(d.md, model=dataclasses.replace(d.md.model, version="2.0.0"))
     d.tick(1, stable_ready=True, candidate_ready=False)
     cand = d.status["candidate"]["revision"]
     assert d.stage == "Starting"
     # Starting: stable held at its 8, candidate sized for the first step (10% -> 1, min 2).
-    assert autoscaling.floors(d.md, d.status, 8) == {stable: 8, cand: 2}
+    assert autoscaling.floors(d.md, d.state, 8) == {stable: 8, cand: 2}
     d.tick(1, stable_ready=True, candidate_ready=True)
     assert d.stage == "Canary" and d.status["canaryWeight"] == 10
     # In step 1 the candidate already runs what step 2 (50%) needs.
-    assert autoscaling.floors(d.md, d.status, 8) == {stable: 8, cand: 4}
+    assert autoscaling.floors(d.md, d.state, 8) == {stable: 8, cand: 4}
     # Step 1 is complete, but the pods for 50% are not ready: the weight waits.
     d.tick(60, stable_ready=True, candidate_ready=False, analysis=result(Verdict.PASS))
     d.tick(1, stable_ready=True, candidate_ready=False)
@@ -93,10 +94,10 @@ def test_floors_through_a_canary_rollout_and_back():
     d.tick(1, stable_ready=True, candidate_ready=True)
     assert d.status["canaryWeight"] == 50
     # Last step: the candidate runs all of the stable's pods before promotion.
-    assert autoscaling.floors(d.md, d.status, 8) == {stable: 8, cand: 8}
+    assert autoscaling.floors(d.md, d.state, 8) == {stable: 8, cand: 8}
     d.analyse(Verdict.PASS, 60)
     assert d.phase == "Succeeded" and d.status["stable"]["revision"] == cand
-    assert autoscaling.floors(d.md, d.status, 8) == {cand: 2}
+    assert autoscaling.floors(d.md, d.state, 8) == {cand: 2}
 
 
 def test_floors_for_shadow_and_full():
@@ -113,9 +114,15 @@ def test_floors_for_shadow_and_full():
             "stable": {"revision": "fraud-a"},
             "candidate": {"revision": "fraud-b"},
         }
-        assert autoscaling.floors(m, status, 10) == {"fraud-a": 10, "fraud-b": expected}
+        assert autoscaling.floors(m, Status.from_api(status), 10) == {
+            "fraud-a": 10,
+            "fraud-b": expected,
+        }
         # shadow heads into promotion (no canary steps): all of the stable's pods
-        assert autoscaling.floors(m, {**status, "stage": "Shadow"}, 10)["fraud-b"] == 10
+        assert (
+            autoscaling.floors(m, Status.from_api({**status, "stage": "Shadow"}), 10)["fraud-b"]
+            == 10
+        )
 
 
 def test_ready_at_least_the_floor():

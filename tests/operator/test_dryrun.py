@@ -8,6 +8,7 @@ from md_factories import Driver, md
 from modeldeploy_operator import plugin, spec
 from modeldeploy_operator.analysis import runner, verdicts
 from modeldeploy_operator.analysis.verdicts import AnalysisResult, Verdict
+from modeldeploy_operator.status import Status
 from test_analysis import FakeProvider, canary_status
 
 ERR = spec.MetricSpec("error-rate", max=0.01)
@@ -87,7 +88,7 @@ class TestRunner:
                 },
             }
         )
-        result = await runner.run(m, canary_status(), provider)
+        result = await runner.run(m, Status.from_api(canary_status()), provider)
         assert any("feature_drift" in q for q in provider.seen)
         assert [(x.metric, x.verdict, x.dry_run) for x in result.measurements] == [
             ("error-rate", Verdict.PASS, False),

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from modeldeploy_operator import metrics, rollout, spec
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.status import Status
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -35,11 +36,14 @@ def test_set_counts_drops_labels_that_are_gone():
 
 def test_pause_reason_only_while_phase_is_paused():
     paused = {"reason": "InconclusiveAnalysis", "message": "3 inconclusive runs"}
-    assert rollout.pause_reason({"phase": "Paused", "paused": paused}) == "InconclusiveAnalysis"
+    assert (
+        rollout.pause_reason(Status.from_api({"phase": "Paused", "paused": paused}))
+        == "InconclusiveAnalysis"
+    )
     # A pause left over in a finished rollout is not waiting for anyone.
-    assert rollout.pause_reason({"phase": "RolledBack", "paused": paused}) is None
-    assert rollout.pause_reason({"phase": "Canary", "paused": None}) is None
-    assert rollout.pause_reason({"phase": "Paused"}) == "Unknown"
+    assert rollout.pause_reason(Status.from_api({"phase": "RolledBack", "paused": paused})) is None
+    assert rollout.pause_reason(Status.from_api({"phase": "Canary", "paused": None})) is None
+    assert rollout.pause_reason(Status.from_api({"phase": "Paused"})) == "Unknown"
 
 
 def _operator_series_in_alerts() -> list[tuple[str, dict[str, str]]]:

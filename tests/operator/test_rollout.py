@@ -8,6 +8,7 @@ import pytest
 from md_factories import Driver
 from modeldeploy_operator import rollout
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.status import Status
 
 PASS, FAIL, UNSURE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
 SHADOW = {
@@ -78,7 +79,7 @@ class TestCanary:
         assert d.phase == "Canary" and d.status["canaryWeight"] == 10
         assert d.status["traffic"]["tracks"]["canary"]["version"] == "2.0.0"
         assert d.status["traffic"]["tracks"]["stable"]["version"] == "1.0.0"
-        assert not rollout.analysis_due(d.md, d.status, d.now)
+        assert not rollout.analysis_due(d.md, d.state, d.now)
         d.analyse(PASS)
         assert d.status["canaryWeight"] == 10  # pause of 1m not over yet
         d.analyse(PASS)
@@ -134,11 +135,11 @@ class TestCanary:
             d.analyse(UNSURE)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "InconclusiveAnalysis"
-        assert rollout.pause_reason(d.status) == "InconclusiveAnalysis"
+        assert rollout.pause_reason(d.state) == "InconclusiveAnalysis"
         assert d.condition("Degraded")["status"] == "True"
         for _ in range(10):  # time passes, nothing moves while paused
             d.tick(60, candidate_ready=True, stable_ready=True)
-            assert not rollout.analysis_due(d.md, d.status, d.now)
+            assert not rollout.analysis_due(d.md, d.state, d.now)
         assert d.phase == "Paused" and d.status["canaryWeight"] == 10
 
     def test_pass_resets_the_inconclusive_count(self):
@@ -158,9 +159,9 @@ class TestCanary:
         }
         d = started(strategy)
         d.tick(60)
-        assert not rollout.analysis_due(d.md, d.status, d.now)
+        assert not rollout.analysis_due(d.md, d.state, d.now)
         d.tick(30)
-        assert rollout.analysis_due(d.md, d.status, d.now)
+        assert rollout.analysis_due(d.md, d.state, d.now)
 
     def test_no_auto_promote_waits_for_promote_command(self):
         strategy = {
@@ -173,10 +174,10 @@ class TestCanary:
         d.analyse(PASS)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "AwaitingPromotion"
-        assert rollout.pause_reason(d.status) == "AwaitingPromotion"
+        assert rollout.pause_reason(d.state) == "AwaitingPromotion"
         d.tick(1, candidate_ready=True, command=rollout.Command("promote", "n1"))
         assert d.phase == "Succeeded" and d.status["stable"]["version"] == "2.0.0"
-        assert rollout.pause_reason(d.status) is None
+        assert rollout.pause_reason(d.state) is None
 
     def test_candidate_never_ready_is_rolled_back_at_deadline(self):
         d = Driver()
@@ -311,13 +312,13 @@ class TestCommands:
         d = started()
         self.cmd(d, "pause", "a")
         assert d.phase == "Paused" and d.condition("Progressing")["reason"] == "ManualPause"
-        assert rollout.pause_reason(d.status) == "ManualPause"
+        assert rollout.pause_reason(d.state) == "ManualPause"
         assert d.condition("Degraded")["status"] == "False"
         d.tick(300, candidate_ready=True)
         assert d.phase == "Paused"
         self.cmd(d, "resume", "b")
         assert d.phase == "Canary"
-        assert rollout.pause_reason(d.status) is None
+        assert rollout.pause_reason(d.state) is None
 
     def test_promote_skips_remaining_steps(self):
         d = started()
@@ -366,7 +367,7 @@ class TestRestart:
         assert saved["currentStep"] == 1 and saved["canaryWeight"] == 50
         # A new operator process: only the stored status and a later clock.
         fresh = Driver()
-        fresh.md, fresh.status, fresh.now = d.md, saved, d.now
+        fresh.md, fresh.state, fresh.now = d.md, Status.from_api(saved), d.now
         fresh.tick(5, candidate_ready=True, stable_ready=True)
         assert fresh.status["currentStep"] == 1 and fresh.status["canaryWeight"] == 50
         assert not [e for e in fresh.events if e.reason in ("CanaryStep", "RolloutStarted")]

@@ -93,7 +93,7 @@ def ready_candidate() -> Driver:
     d.deploy_stable()
     d.change("2.0.0")
     d.tick(1, stable_ready=True, candidate_ready=False)
-    assert rollout.validation_due(d.md, d.status, d.now)
+    assert rollout.validation_due(d.md, d.state, d.now)
     return d
 
 
@@ -114,7 +114,7 @@ class TestStateMachine:
         assert d.status["validation"]["state"] == "Passed"
         assert d.status["validation"]["metrics"] == {"agreement": 1.0}
         assert "ValidationPassed" in d.reasons()
-        assert not rollout.validation_due(d.md, d.status, d.now)
+        assert not rollout.validation_due(d.md, d.state, d.now)
 
     def test_failure_rolls_back_before_any_traffic(self):
         d = ready_candidate()
@@ -137,8 +137,8 @@ class TestStateMachine:
         )
         d.tick(1, stable_ready=True, candidate_ready=True, validation=down)
         assert d.stage == "Starting" and "ValidationInconclusive" in d.reasons()
-        assert not rollout.validation_due(d.md, d.status, d.now + dt.timedelta(seconds=10))
-        assert rollout.validation_due(d.md, d.status, d.now + dt.timedelta(seconds=30))
+        assert not rollout.validation_due(d.md, d.state, d.now + dt.timedelta(seconds=10))
+        assert rollout.validation_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
         ok = rollout.ValidationOutcome(True, "validation passed", {})
         d.tick(30, stable_ready=True, candidate_ready=True, validation=ok)
         assert d.stage == "Canary"
@@ -159,7 +159,7 @@ class TestStateMachine:
         d.tick(1, stable_ready=True, candidate_ready=True, validation=ok)
         d.change("3.0.0")
         d.tick(1, stable_ready=True, candidate_ready=False)
-        assert "validation" not in d.status and rollout.validation_due(d.md, d.status, d.now)
+        assert "validation" not in d.status and rollout.validation_due(d.md, d.state, d.now)
 
 
 def test_plugin_shows_validation():
@@ -188,6 +188,6 @@ async def test_no_ready_pod_is_an_attempt_that_could_not_run():
             return [{"metadata": {"name": "p"}, "status": {"podIP": "127.0.0.9"}}]  # not Ready
 
     d = ready_candidate()
-    outcome = await validation_io.validate(d.md, d.status, NoPods())
+    outcome = await validation_io.validate(d.md, d.state, NoPods())
     assert not outcome.passed and not outcome.conclusive
     assert outcome.message.startswith("no Ready candidate pod of fraud-")

@@ -8,6 +8,7 @@ from md_factories import T0, Driver, md
 from modeldeploy_operator import rollout
 from modeldeploy_operator.analysis.verdicts import Verdict
 from modeldeploy_operator.gates import hookspec, payload
+from modeldeploy_operator.status import Status
 
 OK = rollout.HookResult(True, "pre-rollout webhooks answered 2xx: smoke")
 NO = rollout.HookResult(False, "pre-rollout webhook smoke answered 500: boom")
@@ -58,14 +59,14 @@ class TestSpec:
 class TestPreRollout:
     def test_waits_for_the_hooks_then_enters_the_first_step(self):
         d = candidate_ready(strategy(hook("pre-rollout")))
-        assert rollout.pre_rollout_due(d.md, d.status, d.now)
+        assert rollout.pre_rollout_due(d.md, d.state, d.now)
         d.tick(1, stable_ready=True, candidate_ready=True)  # not called yet: no traffic
         assert d.stage == "Starting" and d.status["canaryWeight"] == 0
         d.tick(1, stable_ready=True, candidate_ready=True, pre_rollout=OK)
         assert d.stage == "Canary" and d.status["canaryWeight"] == 10
         assert d.status["gates"]["preRollout"]["state"] == "Passed"
         assert "PreRolloutPassed" in d.reasons()
-        assert not rollout.pre_rollout_due(d.md, d.status, d.now)
+        assert not rollout.pre_rollout_due(d.md, d.state, d.now)
 
     def test_a_failure_rolls_back_before_any_traffic(self):
         d = candidate_ready(strategy(hook("pre-rollout")))
@@ -82,8 +83,8 @@ class TestPreRollout:
         d = candidate_ready(strategy(hook("pre-rollout"), failureLimit=2))
         d.tick(1, stable_ready=True, candidate_ready=True, pre_rollout=NO)
         assert d.stage == "Starting" and "PreRolloutFailed" in d.reasons()
-        assert not rollout.pre_rollout_due(d.md, d.status, d.now + dt.timedelta(seconds=10))
-        assert rollout.pre_rollout_due(d.md, d.status, d.now + dt.timedelta(seconds=30))
+        assert not rollout.pre_rollout_due(d.md, d.state, d.now + dt.timedelta(seconds=10))
+        assert rollout.pre_rollout_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
         d.tick(30, stable_ready=True, candidate_ready=True, pre_rollout=OK)
         assert d.stage == "Canary"
 
@@ -95,7 +96,7 @@ class TestPreRollout:
 
     def test_not_due_without_pre_rollout_hooks(self):
         d = candidate_ready(strategy(hook("rollout")))
-        assert not rollout.pre_rollout_due(d.md, d.status, d.now)
+        assert not rollout.pre_rollout_due(d.md, d.state, d.now)
 
 
 def in_canary(s: dict) -> Driver:
@@ -110,7 +111,7 @@ class TestConfirmPromotion:
         d = in_canary(strategy(hook("confirm-promotion", "gate")))
         d.analyse(Verdict.PASS)
         assert d.phase == "Canary" and "AwaitingConfirmation" in d.reasons()
-        assert rollout.confirmation_due(d.status)
+        assert rollout.confirmation_due(d.state)
         assert d.condition("Progressing")["reason"] == "AwaitingConfirmation"
         refused = rollout.HookResult(False, "confirm-promotion webhook gate answered 403")
         for _ in range(5):
@@ -123,7 +124,7 @@ class TestConfirmPromotion:
             2, stable_ready=True, candidate_ready=True, confirmation=rollout.HookResult(True, "ok")
         )
         assert d.phase == "Succeeded" and d.status["stable"]["version"] == "2.0.0"
-        assert not rollout.confirmation_due(d.status)
+        assert not rollout.confirmation_due(d.state)
 
     def test_a_failure_while_waiting_rolls_back(self):
         d = in_canary(strategy(hook("confirm-promotion", "gate")))
@@ -140,7 +141,7 @@ class TestConfirmPromotion:
 class TestRolloutAndRollbackHooks:
     def test_rollout_hooks_alone_make_analysis_due_and_gate_the_step(self):
         d = in_canary(strategy(hook("rollout", "load"), metrics=[]))
-        assert rollout.analysis_due(d.md, d.status, d.now + dt.timedelta(seconds=30))
+        assert rollout.analysis_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
         d.tick(60, stable_ready=True, candidate_ready=True)  # time alone: no pass yet
         assert d.phase == "Canary"
         d.analyse(Verdict.PASS)
@@ -171,7 +172,12 @@ class TestPayload:
     def test_flagger_fields(self):
         w = hookspec.parse_webhooks([hook("rollout", metadata={"cmd": "hey -z 1m"})])[0]
         body = payload.hook_payload(
-            w, name="fraud", namespace="ns", model="fraud", status=self.STATUS, now=T0
+            w,
+            name="fraud",
+            namespace="ns",
+            model="fraud",
+            status=Status.from_api(self.STATUS),
+            now=T0,
         )
         assert {k: body[k] for k in ("name", "namespace", "phase", "checksum")} == {
             "name": "fraud",
@@ -191,7 +197,7 @@ class TestPayload:
             name="fraud",
             namespace="ns",
             model="fraud",
-            status=self.STATUS,
+            status=Status.from_api(self.STATUS),
             event=("Warning", "RolledBack", "rolled back: error-rate 0.2 above the maximum 0.01"),
             now=T0,
         )

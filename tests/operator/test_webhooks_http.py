@@ -14,6 +14,7 @@ from modeldeploy_operator.analysis.verdicts import Verdict
 from modeldeploy_operator.gates.client import HookClient
 from modeldeploy_operator.gates.dispatch import Delivery, Dispatcher
 from modeldeploy_operator.gates.observe import Gates
+from modeldeploy_operator.status import Status
 from prometheus_client import REGISTRY
 
 
@@ -123,9 +124,11 @@ class TestGates:
         m = model(receiver, ("pre-rollout", "smoke"), ("pre-rollout", "check"))
         gates = Gates()
         try:
-            seen = await gates.observe(m, STARTING, T0, candidate_ready=True, analysis_due=False)
+            seen = await gates.observe(
+                m, Status.from_api(STARTING), T0, candidate_ready=True, analysis_due=False
+            )
             not_ready = await gates.observe(
-                m, STARTING, T0, candidate_ready=False, analysis_due=False
+                m, Status.from_api(STARTING), T0, candidate_ready=False, analysis_due=False
             )
         finally:
             await gates.aclose()
@@ -142,7 +145,9 @@ class TestGates:
         m = model(receiver, ("rollout", "load"), ("rollout", "ok"))
         gates = Gates()
         try:
-            ms = await gates.rollout_measurements(m, {**STARTING, "stage": "Canary"})
+            ms = await gates.rollout_measurements(
+                m, Status.from_api({**STARTING, "stage": "Canary"})
+            )
         finally:
             await gates.aclose()
         assert [(x.metric, x.verdict, x.value) for x in ms] == [
@@ -156,10 +161,16 @@ class TestGates:
         canary = {**STARTING, "stage": "Canary"}
         gates = Gates()
         try:
-            idle = await gates.observe(m, canary, T0, candidate_ready=True, analysis_due=False)
-            kept = await gates.observe(m, canary, T0, candidate_ready=True, analysis_due=True)
+            idle = await gates.observe(
+                m, Status.from_api(canary), T0, candidate_ready=True, analysis_due=False
+            )
+            kept = await gates.observe(
+                m, Status.from_api(canary), T0, candidate_ready=True, analysis_due=True
+            )
             receiver.answer("stop", 200)
-            asked = await gates.observe(m, canary, T0, candidate_ready=True, analysis_due=True)
+            asked = await gates.observe(
+                m, Status.from_api(canary), T0, candidate_ready=True, analysis_due=True
+            )
         finally:
             await gates.aclose()
         assert idle.rollback_request is None and kept.rollback_request is None
@@ -183,7 +194,7 @@ class TestGates:
         client = HookClient()
         gates = Gates(client, Dispatcher(client, backoff=0.01))
         try:
-            gates.announce(m, {**STARTING, "phase": "RolledBack"}, events, T0)
+            gates.announce(m, Status.from_api({**STARTING, "phase": "RolledBack"}), events, T0)
             await asyncio.wait_for(gates.dispatcher.drain(), 10)
         finally:
             await gates.aclose()
@@ -212,7 +223,9 @@ class TestGates:
         before = calls("notify-webhook", "failed")
         try:
             # announce is synchronous: it only queues, whatever the receiver does.
-            gates.announce(m, STARTING, [rollout.Event("Normal", "Promoted", "p")], T0)
+            gates.announce(
+                m, Status.from_api(STARTING), [rollout.Event("Normal", "Promoted", "p")], T0
+            )
             await asyncio.wait_for(gates.dispatcher.drain(), 10)
         finally:
             await gates.aclose()

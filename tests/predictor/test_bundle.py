@@ -57,7 +57,7 @@ def test_load_roundtrip_predicts_like_the_estimator(classifier_bundle, classifie
 
 def test_regressor_reference_predictions_are_binned(regressor_bundle):
     loaded = load_bundle(regressor_bundle)
-    assert loaded.meta["task"] == "regressor" and loaded.meta["classes"] is None
+    assert loaded.meta.task == "regressor" and loaded.meta.classes is None
     assert loaded.prediction_bins.edges.size == 9
 
 
@@ -153,7 +153,7 @@ def test_cli_bundle_from_csv_and_parquet(classifier, cancer, tmp_path, cli):
         assert done.returncode == 0, done.stderr
         loaded = load_bundle(out)
         assert loaded.feature_names == names
-        assert loaded.meta["reference"]["data_sha256"] == tables.file_sha256(tmp_path / ref)
+        assert loaded.meta.reference.data_sha256 == tables.file_sha256(tmp_path / ref)
     # the two formats give the same reference statistics
     a = orjson.loads((tmp_path / "bundle-ref.csv" / "reference.json").read_bytes())
     b = orjson.loads((tmp_path / "bundle-ref.parquet" / "reference.json").read_bytes())

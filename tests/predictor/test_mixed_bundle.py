@@ -11,8 +11,9 @@ import orjson
 import pandas as pd
 import pytest
 from modeldeploy_predictor import columns, tables
-from modeldeploy_predictor.bundle import FORMAT, BundleError, build_bundle, load_bundle
+from modeldeploy_predictor.bundle import BundleError, build_bundle, load_bundle
 from modeldeploy_predictor.model import SklearnModel
+from modeldeploy_predictor.modelmeta import FORMAT
 
 
 def _cli(cli, *args: str) -> subprocess.CompletedProcess:
@@ -77,7 +78,7 @@ def test_cli_csv_kinds_inferred_and_overridden(tabular, tmp_path, cli):
     assert kinds["zip"] == ("categorical", ("07500", "69001"))  # leading zero kept
     assert kinds["vip"][0] == "boolean" and kinds["city"][0] == "categorical"
     assert kinds["age"][0] == "numeric" and kinds["member"][0] == "boolean"
-    assert bundle.meta["reference"]["data_sha256"] == tables.file_sha256(tmp_path / "ref.csv")
+    assert bundle.meta.reference.data_sha256 == tables.file_sha256(tmp_path / "ref.csv")
     # the same data as Parquet keeps its types: the same schema without overrides for zip
     train["vip"] = train["vip"] == "yes"
     train.to_parquet(tmp_path / "ref.parquet")

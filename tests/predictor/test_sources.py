@@ -9,6 +9,7 @@ from pathlib import Path
 
 import boto3
 import httpx
+import orjson
 import pytest
 from modeldeploy_predictor import sources
 from modeldeploy_predictor.bundle import load_bundle
@@ -193,3 +194,13 @@ def test_server_serves_an_s3_bundle(s3_env, serve, classifier_bundle, tmp_path, 
     with serve("s3://served/m", "--cache-dir", str(tmp_path / "c"), env=s3_env) as server:
         r = httpx.post(server.url + "/v1/models/cancer:predict", json={"instances": x[:5].tolist()})
         assert r.json()["predictions"] == classifier.predict(x[:5]).tolist()
+
+
+def test_http_bundle_of_a_newer_format_is_refused_before_download(http_bundle, tmp_path):
+    url, handler = http_bundle
+    www = tmp_path / "www" / "models" / "cancer" / "1.0.0" / "model.json"
+    meta = orjson.loads(www.read_bytes())
+    www.write_bytes(orjson.dumps({**meta, "format": 3}))
+    with pytest.raises(sources.SourceError, match=r"bundle format 3 .* reads formats \[1, 2\]"):
+        sources.fetch(url, tmp_path / "cache")
+    assert handler.requests == ["model.json"] and _leftovers(tmp_path / "cache") == []

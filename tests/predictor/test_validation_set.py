@@ -13,6 +13,7 @@ import orjson
 import pytest
 from modeldeploy_predictor import tables, validation_set
 from modeldeploy_predictor.bundle import BundleError, load_bundle
+from modeldeploy_predictor.modelmeta import ModelMeta
 
 
 def write_csv(path, names, columns) -> None:
@@ -51,7 +52,7 @@ def test_cli_stores_rows_labels_and_digests(made):
     assert entry["rows"] == 40 and entry["labels"] is True
     assert entry["sha256"] == tables.file_sha256(out / "validation.json")
     assert entry["data_sha256"] == tables.file_sha256(holdout)
-    doc = validation_set.load(out, meta)
+    doc = validation_set.load(out, ModelMeta.from_json(meta))
     assert doc["features"] == names
     assert np.allclose(np.array(doc["rows"]), x)  # back in the model's feature order
     assert doc["labels"] == [int(v) for v in y] and all(isinstance(v, int) for v in doc["labels"])
@@ -64,7 +65,7 @@ def test_a_tampered_validation_set_is_refused(made):
     doc["labels"][0] = 1 - doc["labels"][0]
     (out / "validation.json").write_bytes(orjson.dumps(doc))
     with pytest.raises(BundleError, match=r"validation\.json: sha256 mismatch"):
-        validation_set.load(out, orjson.loads((out / "model.json").read_bytes()))
+        validation_set.load(out, ModelMeta.loads((out / "model.json").read_bytes()))
 
 
 def test_missing_feature_and_unknown_labels_are_named(tmp_path, classifier_bundle, cancer):
@@ -122,5 +123,5 @@ def test_a_remote_bundle_brings_its_validation_set(made, tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(5)
-    doc = validation_set.load(local, orjson.loads((local / "model.json").read_bytes()))
+    doc = validation_set.load(local, ModelMeta.loads((local / "model.json").read_bytes()))
     assert doc is not None and len(doc["rows"]) == 40

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from modeldeploy_operator import rollout
 from modeldeploy_operator.spec import GROUP, KIND, VERSION, ModelDeployment
+from modeldeploy_operator.status import Analysis, Status
 
 PENDING = "pendingEvents"
 SEQ = "eventSeq"
@@ -33,19 +35,19 @@ MAX_MESSAGE = 1024
 
 def queue(
     md: ModelDeployment,
-    status: dict[str, Any],
+    status: Status,
     events: Iterable[rollout.Event],
     now: dt.datetime,
-) -> list[dict[str, Any]]:
-    """Add `events` to `status`'s outbox (in place); returns the whole outbox."""
-    pending: list[dict[str, Any]] = list(status.get(PENDING) or [])
-    seq = int(status.get(SEQ) or 0)
+) -> Status:
+    """`status` with `events` added to its outbox."""
+    pending = [dict(p) for p in status.pending_events]
+    seq = status.event_seq or 0
     uid = md.uid[:8]
     for event in events:
         count = 1
         if event.reason in AGGREGATED:
             name = f"{md.name}.{uid}.streak-{_streak(status)}"
-            count = max(1, int((status.get("analysis") or {}).get("inconclusive") or 1))
+            count = max(1, status.analysis.inconclusive if status.analysis else 1)
             # One entry per streak in the outbox too: the newest count wins.
             pending = [p for p in pending if p["name"] != name]
         else:
@@ -61,30 +63,19 @@ def queue(
                 "time": rollout.timestamp(now),
             }
         )
-    status[SEQ] = seq
-    if pending:
-        status[PENDING] = pending
-    else:
-        status.pop(PENDING, None)
-    return pending
+    return replace(status, event_seq=seq, pending_events=tuple(pending))
 
 
-def _streak(status: dict[str, Any]) -> str:
+def _streak(status: Status) -> str:
     """Same for every inconclusive run until a pass, failure, new stage or command."""
-    a = status.get("analysis") or {}
+    a = status.analysis or Analysis()
     key = "|".join(
-        str(x)
-        for x in (
-            status.get("stageStartedAt"),
-            a.get("passes", 0),
-            a.get("failures", 0),
-            status.get("lastCommandNonce"),
-        )
+        str(x) for x in (status.stage_started_at, a.passes, a.failures, status.last_command_nonce)
     )
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
-def event_body(md: ModelDeployment, entry: dict[str, Any]) -> dict[str, Any]:
+def event_body(md: ModelDeployment, entry: Mapping[str, Any]) -> dict[str, Any]:
     """A core/v1 Event about the ModelDeployment, named for idempotent posting."""
     return {
         "apiVersion": "v1",

@@ -28,6 +28,7 @@ from typing import Any
 
 from modeldeploy_operator import manifests
 from modeldeploy_operator.spec import ACTIVE_STAGES, Autoscaling, ModelDeployment, Stage
+from modeldeploy_operator.status import Status
 
 # Per-pod request rate served by a custom-metrics adapter (e.g. prometheus-adapter
 # with a rule over modeldeploy_requests_total); docs/operator.md has the rule.
@@ -40,12 +41,12 @@ def needed(a: Autoscaling, stable_replicas: int, percent: int) -> int:
     return min(a.max_replicas, max(a.min_replicas, 1, want))
 
 
-def heading_percent(md: ModelDeployment, status: dict[str, Any]) -> int:
+def heading_percent(md: ModelDeployment, status: Status) -> int:
     """Share of primary traffic the candidate carries now or in the stage it heads to."""
     strategy = md.strategy
     steps = [s.weight for s in strategy.steps]
     mirror = strategy.shadow.mirror_percent if strategy.shadow else 100
-    stage = status.get("stage")
+    stage = status.stage
     if stage == Stage.STARTING:
         if strategy.type == "Shadow":
             return mirror
@@ -53,20 +54,20 @@ def heading_percent(md: ModelDeployment, status: dict[str, Any]) -> int:
     if stage == Stage.SHADOW:
         return max(mirror, steps[0] if steps else 100)
     if stage == Stage.CANARY:
-        index = int(status.get("currentStep", 0)) + 1
+        index = status.current_step + 1
         return steps[index] if index < len(steps) else 100
     return 100  # bake, or anything about to be promoted
 
 
-def floors(md: ModelDeployment, status: dict[str, Any], stable_replicas: int) -> dict[str, int]:
+def floors(md: ModelDeployment, status: Status, stable_replicas: int) -> dict[str, int]:
     """minReplicas by revision for every active revision (empty without autoscaling)."""
     a = md.predictor.autoscaling
-    if a is None or not status.get("stable"):
+    if a is None or not status.stable:
         return {}
     base = max(a.min_replicas, 1)
-    stable = status["stable"]["revision"]
-    cand = (status.get("candidate") or {}).get("revision")
-    if status.get("stage") in ACTIVE_STAGES and cand:
+    stable = status.stable.revision
+    cand = status.candidate.revision if status.candidate else None
+    if status.stage in ACTIVE_STAGES and cand:
         held = min(a.max_replicas, max(base, stable_replicas))
         return {stable: held, cand: needed(a, held, heading_percent(md, status))}
     return {stable: base}

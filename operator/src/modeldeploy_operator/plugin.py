@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modeldeploy_operator import kube, rollout
 from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
+from modeldeploy_operator.status import Gates, Ref, Status, Traffic
 
 ACTIONS = rollout.COMMANDS
 
@@ -34,34 +35,31 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 
 def render_status(obj: dict[str, Any]) -> str:
     """The status view: summary, traffic, conditions, last measurements."""
-    meta, spec, st = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    stable, cand = st.get("stable") or {}, st.get("candidate") or {}
-    traffic = st.get("traffic") or {}
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    st = Status.from_api(obj.get("status"))
+    stable, cand = st.stable or Ref(version="-"), st.candidate or Ref(version="-")
+    traffic = st.traffic or Traffic()
     steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+    paused = f" ({st.paused.reason}: {st.paused.message})" if st.paused else ""
     lines = [
         f"Name:       {meta['namespace']}/{meta['name']}",
         f"Model:      {(spec.get('model') or {}).get('name', '')}",
-        f"Phase:      {st.get('phase', 'Pending')}"
-        + (f" ({st['paused']['reason']}: {st['paused']['message']})" if st.get("paused") else ""),
+        f"Phase:      {st.phase or 'Pending'}{paused}",
         f"Strategy:   {(spec.get('strategy') or {}).get('type', 'Canary')}",
-        f"Stable:     {stable.get('version', '-')} {stable.get('revision', '')}",
-        f"Candidate:  {cand.get('version', '-')} {cand.get('revision', '')}",
-        f"Weight:     {traffic.get('canaryWeight', 0)}% canary, "
-        f"{traffic.get('mirrorPercent', 0)}% mirrored",
+        f"Stable:     {stable.version} {stable.revision}",
+        f"Candidate:  {cand.version} {cand.revision}",
+        f"Weight:     {traffic.canary_weight}% canary, {traffic.mirror_percent}% mirrored",
     ]
-    if st.get("stage") == "Canary" and steps:
-        lines.append(f"Step:       {int(st.get('currentStep', 0)) + 1}/{len(steps)}")
-    a = st.get("analysis") or {}
-    if a:
+    if st.stage == "Canary" and steps:
+        lines.append(f"Step:       {st.current_step + 1}/{len(steps)}")
+    a = st.analysis
+    if a is not None:
         lines.append(
-            f"Analysis:   {a.get('failures', 0)} failed, {a.get('inconclusive', 0)} inconclusive, "
-            f"{a.get('passes', 0)} passed in this step"
+            f"Analysis:   {a.failures} failed, {a.inconclusive} inconclusive, "
+            f"{a.passes} passed in this step"
         )
     lines += _gate_lines(st)
-    conds = [
-        (c["type"], c["status"], c.get("reason", ""), c.get("message", ""))
-        for c in st.get("conditions") or []
-    ]
+    conds = [(c.type, c.status, c.reason, c.message) for c in st.conditions]
     if conds:
         lines += ["", table(conds, ("CONDITION", "STATUS", "REASON", "MESSAGE"))]
     ms = [
@@ -72,40 +70,36 @@ def render_status(obj: dict[str, Any]) -> str:
             m.get("threshold"),
             f"{m.get('verdict')} (dry run)" if m.get("dryRun") else m.get("verdict"),
         )
-        for m in (a.get("measurements") or [])[-10:]
+        for m in (a.measurements if a else ())[-10:]
     ]
     if ms:
         lines += ["", table(ms, ("TIME", "METRIC", "VALUE", "THRESHOLD", "VERDICT"))]
     return "\n".join(lines)
 
 
-def _gate_lines(st: dict[str, Any]) -> list[str]:
+def _gate_lines(st: Status) -> list[str]:
     """Webhook gates of the current rollout, when it has any."""
-    gates = st.get("gates") or {}
+    gates = st.gates or Gates()
     lines = []
-    pre = gates.get("preRollout")
+    pre = gates.pre_rollout
     if pre:
-        lines.append(
-            f"Pre-rollout: {pre.get('state', 'Pending')} {pre.get('message', '')}".rstrip()
-        )
-    val = st.get("validation")
+        lines.append(f"Pre-rollout: {pre.state} {pre.message or ''}".rstrip())
+    val = st.validation
     if val:
-        lines.append(f"Validation: {val.get('state', 'Pending')}: {val.get('message', '')}")
-        shown = [f"{k} {_num(v)}" for k, v in (val.get("metrics") or {}).items() if v is not None]
+        lines.append(f"Validation: {val.state}: {val.message or ''}")
+        shown = [f"{k} {_num(v)}" for k, v in (val.metrics or {}).items() if v is not None]
         if shown:
             lines.append(f"            {', '.join(shown)}")
-    confirm = gates.get("confirmPromotion")
-    if confirm and st.get("stage") in ("Shadow", "Canary", "Bake"):
-        lines.append(
-            f"Promotion:  waiting since {confirm.get('waitingSince')}: {confirm.get('message')}"
-        )
+    confirm = gates.confirm_promotion
+    if confirm and st.stage in ("Shadow", "Canary", "Bake"):
+        lines.append(f"Promotion:  waiting since {confirm.waiting_since}: {confirm.message}")
     return lines
 
 
 def render_history(obj: dict[str, Any]) -> str:
     rows = [
-        (h.get("time", ""), h.get("version"), h.get("revision"), h.get("result"), h.get("message"))
-        for h in (obj.get("status") or {}).get("history") or []
+        (h.time, h.version, h.revision, h.result, h.message)
+        for h in Status.from_api(obj.get("status")).history
     ]
     return table(rows, ("TIME", "VERSION", "REVISION", "RESULT", "MESSAGE"))
 
@@ -195,9 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            status = get().get("status") or {}
-            if status.get("lastCommandNonce") == nonce:
-                print(f"{args.action} applied: {namespace}/{args.name} is {status.get('phase')}")
+            status = Status.from_api(get().get("status"))
+            if status.last_command_nonce == nonce:
+                print(f"{args.action} applied: {namespace}/{args.name} is {status.phase}")
                 return 0
             time.sleep(0.5)
         print(f"{args.action} sent, but the operator has not consumed it yet", file=sys.stderr)

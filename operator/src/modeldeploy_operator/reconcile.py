@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modeldeploy_operator import (
@@ -33,19 +33,20 @@ from modeldeploy_operator.analysis.prometheus import MetricProvider
 from modeldeploy_operator.analysis.verdicts import AnalysisResult
 from modeldeploy_operator.gates import validation as validation_io
 from modeldeploy_operator.gates.observe import Gates
+from modeldeploy_operator.status import Status
 
 log = logging.getLogger(__name__)
 _STEADY = {spec.Stage.DONE, spec.Stage.ROLLED_BACK}
 
 
-def is_steady(status: dict[str, Any], generation: int, command: rollout.Command | None) -> bool:
+def is_steady(status: Status, generation: int, command: rollout.Command | None) -> bool:
     """Nothing to do until the object changes: rollout over, spec seen, no new command."""
-    new_command = command is not None and command.nonce != status.get("lastCommandNonce")
+    new_command = command is not None and command.nonce != status.last_command_nonce
     return (
-        status.get("stage") in _STEADY
-        and status.get("observedGeneration") == generation
+        status.stage in _STEADY
+        and status.observed_generation == generation
         and not new_command
-        and not status.get(announce.PENDING)  # Events still to post
+        and not status.pending_events  # Events still to post
     )
 
 
@@ -58,7 +59,7 @@ def needs_ticks(body: dict[str, Any]) -> bool:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     command = rollout.parse_command(annotations.get(rollout.COMMAND_ANNOTATION))
     generation = int((body.get("metadata") or {}).get("generation") or 0)
-    return not is_steady(body.get("status") or {}, generation, command)
+    return not is_steady(Status.from_api(body.get("status")), generation, command)
 
 
 @dataclass
@@ -114,25 +115,29 @@ class Reconciler:
                 log.warning("%s/%s: %s", md.namespace, md.name, note)
         status = self._current_status(body)
         command = rollout.parse_command(md.annotations.get(rollout.COMMAND_ANNOTATION))
-        if not full and is_steady(status, md.generation, command):
+        # Typed for the state machine; the API form is kept for the merge patch.
+        state = Status.from_api(status)
+        if not full and is_steady(state, md.generation, command):
             return None
         now = self.clock()
-        obs = await self._observe(md, status, command, now)
-        decision = rollout.step(md, status, obs, now)
+        obs = await self._observe(md, state, command, now)
+        decision = rollout.step(md, state, obs, now)
         # The transition's Events go into the same status write (announce.py).
-        announce.queue(md, decision.status, decision.events, now)
+        outgoing = announce.queue(md, decision.status, decision.events, now)
+        new = outgoing.to_api()
         await self._apply(md, decision.status)
-        patch = kubemod.merge_patch(status, decision.status)
+        patch = kubemod.merge_patch(status, new)
         if patch:
             version = await self.kube.patch_status(md.namespace, md.name, patch)
-            self._written[md.uid] = (int(version), decision.status)
+            self._written[md.uid] = (int(version), new)
         # Traffic has left a rolled-back or superseded candidate only now.
         await self._scale_down(md, decision.status)
-        await self._post_pending(md, decision.status)
+        await self._post_pending(md, outgoing)
         for event in decision.events:
             opmetrics.TRANSITIONS.labels(reason=event.reason).inc()
             if event.reason == "RolledBack":
-                reason = (decision.status.get("degraded") or {}).get("reason", "Unknown")
+                degraded = decision.status.degraded
+                reason = degraded.reason if degraded else "Unknown"
                 opmetrics.ROLLBACKS.labels(reason=reason).inc()
             log.info(
                 "%s/%s %s: %s",
@@ -142,17 +147,17 @@ class Reconciler:
                 event.message,
                 extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
             )
-        self.gates.announce(md, decision.status, decision.events, now)
+        self.gates.announce(md, outgoing, decision.events, now)
         self._phases[md.uid] = (decision.phase, rollout.pause_reason(decision.status))
         self._export_phases()
         return decision
 
-    async def _post_pending(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _post_pending(self, md: spec.ModelDeployment, status: Status) -> None:
         """Post the outbox's Events (idempotent by name), then clear it.
 
         A refused post leaves the outbox for the next tick: Events must not hold
         up a rollout (a rollback with its Event unposted is still a rollback)."""
-        pending = status.get(announce.PENDING)
+        pending = status.pending_events
         if not pending:
             return
         try:
@@ -168,24 +173,23 @@ class Reconciler:
                 exc,
             )
             return
-        status.pop(announce.PENDING)
         version = await self.kube.patch_status(md.namespace, md.name, {announce.PENDING: None})
-        self._written[md.uid] = (int(version), status)
+        self._written[md.uid] = (int(version), replace(status, pending_events=()).to_api())
 
     async def _observe(
         self,
         md: spec.ModelDeployment,
-        status: dict[str, Any],
+        state: Status,
         command: rollout.Command | None,
         now: dt.datetime,
     ) -> rollout.Observations:
         replicas = md.predictor.replicas
-        stable = (status.get("stable") or {}).get("revision")
-        cand = (status.get("candidate") or {}).get("revision")
-        active = status.get("stage") in spec.ACTIVE_STAGES
+        stable = state.stable.revision if state.stable else None
+        cand = state.candidate.revision if state.candidate else None
+        active = state.stage in spec.ACTIVE_STAGES
         stable_dep = await self.kube.get_deployment(md.namespace, stable) if stable else None
         # With autoscaling, ready means at least the floor for the traffic ahead.
-        floors = autoscaling.floors(md, status, kubemod.replicas_of(stable_dep))
+        floors = autoscaling.floors(md, state, kubemod.replicas_of(stable_dep))
         cand_ready, failure, waiting = False, None, None
         if active and cand:
             cand_dep = await self.kube.get_deployment(md.namespace, cand)
@@ -194,20 +198,20 @@ class Reconciler:
             failure = podhealth.crash_loop(pods, md.strategy.crash_loop_restarts)
             waiting = None if cand_ready else podhealth.waiting_reason(pods)
         analysis = None
-        due = rollout.analysis_due(md, status, now)
+        due = rollout.analysis_due(md, state, now)
         if due:
-            analysis = await runner.run(md, status, self.provider)
-            hooked = await self.gates.rollout_measurements(md, status)
+            analysis = await runner.run(md, state, self.provider)
+            hooked = await self.gates.rollout_measurements(md, state)
             if hooked:  # after the request gate: a load test's answer counts as it is
                 analysis = AnalysisResult(analysis.measurements + hooked, analysis.requests)
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
             opmetrics.count_measurements(analysis.measurements)
         validated = None
-        if cand_ready and rollout.validation_due(md, status, now):
-            validated = await validation_io.validate(md, status, self.kube)
+        if cand_ready and rollout.validation_due(md, state, now):
+            validated = await validation_io.validate(md, state, self.kube)
             opmetrics.count_validation(validated.passed)
         gates = await self.gates.observe(
-            md, status, now, candidate_ready=cand_ready, analysis_due=due
+            md, state, now, candidate_ready=cand_ready, analysis_due=due
         )
         return rollout.Observations(
             stable_ready=_ready(stable_dep, replicas, floors.get(stable or "")),
@@ -222,12 +226,13 @@ class Reconciler:
             validation=validated,
         )
 
-    async def _apply(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _apply(self, md: spec.ModelDeployment, status: Status) -> None:
         """Children for the new status, before the status (and so traffic) moves."""
-        stage = spec.Stage(status["stage"])
+        assert status.stage and status.stable and status.traffic, "step() always sets them"
+        stage = spec.Stage(status.stage)
         replicas = md.predictor.replicas
-        stable = status["stable"]["revision"]
-        cand = (status.get("candidate") or {}).get("revision")
+        stable = status.stable.revision
+        cand = status.candidate.revision if status.candidate else None
         if stage in spec.ACTIVE_STAGES and cand == md.revision:
             track = "shadow" if md.strategy.type == "Shadow" else "canary"
             await self._ensure_revision(md, replicas, track)
@@ -243,7 +248,7 @@ class Reconciler:
                 await self.kube.apply(manifests.track_service(md, track, cand))
         provider = traffic.for_spec(md, self.kube, self.router_image)
         await provider.reconcile(md)
-        await provider.set_routes(md, status["traffic"])
+        await provider.set_routes(md, status.traffic.to_api())
 
     async def _ensure_revision(self, md: spec.ModelDeployment, replicas: int, track: str) -> None:
         # Created once; afterwards only scaled, so that the pods (and the track
@@ -257,9 +262,10 @@ class Reconciler:
         elif not scaled and int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
             await self.kube.scale(md.namespace, md.revision, replicas)
 
-    async def _autoscale(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _autoscale(self, md: spec.ModelDeployment, status: Status) -> None:
         """Each active revision's HPA with its floor; pods up to the floor at once."""
-        stable_dep = await self.kube.get_deployment(md.namespace, status["stable"]["revision"])
+        stable = status.stable.revision if status.stable else ""
+        stable_dep = await self.kube.get_deployment(md.namespace, stable)
         floors = autoscaling.floors(md, status, kubemod.replicas_of(stable_dep))
         for revision, floor in floors.items():
             dep = await self.kube.get_deployment(md.namespace, revision)
@@ -275,12 +281,12 @@ class Reconciler:
         if dep is not None and int((dep.get("spec") or {}).get("replicas", 0)) != replicas:
             await self.kube.scale(namespace, name, replicas)
 
-    async def _scale_down(self, md: spec.ModelDeployment, status: dict[str, Any]) -> None:
+    async def _scale_down(self, md: spec.ModelDeployment, status: Status) -> None:
         """Every revision that is neither stable nor an active candidate: 0 replicas;
         beyond the history limit, deleted (oldest first)."""
-        keep = {status["stable"]["revision"]}
-        if status["stage"] in spec.ACTIVE_STAGES and status.get("candidate"):
-            keep.add(status["candidate"]["revision"])
+        keep = {status.stable.revision if status.stable else ""}
+        if status.stage in spec.ACTIVE_STAGES and status.candidate:
+            keep.add(status.candidate.revision)
         selector = f"{manifests.NAME_LABEL}={md.name},{manifests.COMPONENT_LABEL}=predictor"
         # An HPA would scale a revision back up: it goes first (all of them once
         # autoscaling is switched off; the operator then sets replicas again).

@@ -11,10 +11,8 @@ router watches); the caller applies it and scales revisions from it.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from modeldeploy_operator.analysis.verdicts import AnalysisResult, Verdict
 from modeldeploy_operator.gates.hookspec import CONFIRM_PROMOTION, PRE_ROLLOUT, ROLLOUT, of_type
@@ -24,6 +22,21 @@ from modeldeploy_operator.spec import (
     ModelDeployment,
     Phase,
     Stage,
+)
+from modeldeploy_operator.status import (
+    Analysis,
+    Condition,
+    ConfirmPromotion,
+    Degraded,
+    Gates,
+    HistoryEntry,
+    Paused,
+    PreRollout,
+    Ref,
+    Status,
+    Track,
+    Traffic,
+    Validation,
 )
 
 COMMAND_ANNOTATION = "modeldeploy.io/command"
@@ -113,14 +126,14 @@ class Event:
     message: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
-    status: dict[str, Any]
+    status: Status
     events: list[Event] = field(default_factory=list)
 
     @property
     def phase(self) -> str:
-        return str(self.status.get("phase", ""))
+        return self.status.phase or ""
 
 
 def timestamp(now: dt.datetime) -> str:
@@ -133,7 +146,7 @@ def parse_time(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def analysis_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+def analysis_due(md: ModelDeployment, status: Status, now: dt.datetime) -> bool:
     """Whether the caller should query Prometheus before calling `step`.
 
     The first run of a stage comes one interval (plus the initial delay)
@@ -141,150 +154,148 @@ def analysis_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) 
     """
     a = md.strategy.analysis
     judged = a.metrics or of_type(md.strategy.webhooks, ROLLOUT)
-    if status.get("stage") not in ANALYSED_STAGES or status.get("paused") or not judged:
+    if status.stage not in ANALYSED_STAGES or status.paused or not judged:
         return False
-    started = parse_time(status.get("stageStartedAt"))
+    started = parse_time(status.stage_started_at)
     if started is None:
         return True
     since = started + dt.timedelta(seconds=a.initial_delay)
-    last = parse_time((status.get("analysis") or {}).get("lastRunAt"))
+    last = parse_time(status.analysis.last_run_at if status.analysis else None)
     if last is not None and last > since:
         since = last
     return (now - since).total_seconds() + _SLACK >= a.interval
 
 
-def pre_rollout_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+def pre_rollout_due(md: ModelDeployment, status: Status, now: dt.datetime) -> bool:
     """Whether the caller should call the pre-rollout webhooks (candidate Ready aside):
     still starting, not passed yet, and at most once per analysis interval."""
-    if status.get("stage") != Stage.STARTING or status.get("paused"):
+    if status.stage != Stage.STARTING or status.paused:
         return False
     if not of_type(md.strategy.webhooks, PRE_ROLLOUT):
         return False
-    pre = (status.get("gates") or {}).get("preRollout") or {}
-    if pre.get("state") == "Passed":
+    pre = (status.gates and status.gates.pre_rollout) or PreRollout()
+    if pre.state == "Passed":
         return False
-    last = parse_time(pre.get("lastCallAt"))
+    last = parse_time(pre.last_call_at)
     return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
 
 
-def validation_due(md: ModelDeployment, status: dict[str, Any], now: dt.datetime) -> bool:
+def validation_due(md: ModelDeployment, status: Status, now: dt.datetime) -> bool:
     """Whether the caller should validate the (Ready) candidate before any traffic:
     not passed yet, and an attempt that could not run is retried one interval later."""
-    if md.strategy.validation is None or status.get("stage") != Stage.STARTING:
+    if md.strategy.validation is None or status.stage != Stage.STARTING:
         return False
-    v = status.get("validation") or {}
-    if status.get("paused") or v.get("state") == "Passed":
+    v = status.validation or Validation()
+    if status.paused or v.state == "Passed":
         return False
-    last = parse_time(v.get("time"))
+    last = parse_time(v.time)
     return last is None or (now - last).total_seconds() + _SLACK >= md.strategy.analysis.interval
 
 
-def confirmation_due(status: dict[str, Any]) -> bool:
+def confirmation_due(status: Status) -> bool:
     """Whether promotion waits for the confirm-promotion webhooks (asked every tick)."""
     return (
-        status.get("stage") in ANALYSED_STAGES
-        and not status.get("paused")
-        and bool((status.get("gates") or {}).get("confirmPromotion"))
+        status.stage in ANALYSED_STAGES
+        and not status.paused
+        and bool(status.gates and status.gates.confirm_promotion)
     )
 
 
 def step(
-    md: ModelDeployment, status: dict[str, Any] | None, obs: Observations, now: dt.datetime
+    md: ModelDeployment, status: Status | None, obs: Observations, now: dt.datetime
 ) -> Decision:
     """Next status and Events for one ModelDeployment."""
-    machine = _Machine(md, copy.deepcopy(status or {}), now)
+    machine = _Machine(md, status or Status(), now)
     machine.run(obs)
     return Decision(machine.s, machine.events)
 
 
 class _Machine:
-    def __init__(self, md: ModelDeployment, s: dict[str, Any], now: dt.datetime) -> None:
+    """One tick: `s` is replaced (never mutated) by each transition."""
+
+    def __init__(self, md: ModelDeployment, s: Status, now: dt.datetime) -> None:
         self.md = md
         self.s = s
         self.now = now
         self.events: list[Event] = []
 
     # -- helpers ---------------------------------------------------------
+    def set(self, **changes: object) -> None:
+        self.s = replace(self.s, **changes)  # type: ignore[arg-type]
+
+    @property
+    def a(self) -> Analysis:
+        return self.s.analysis or Analysis()
+
+    def set_analysis(self, **changes: object) -> None:
+        self.set(analysis=replace(self.a, **changes))  # type: ignore[arg-type]
+
+    @property
+    def gates(self) -> Gates:
+        return self.s.gates or Gates()
+
     @property
     def stage(self) -> Stage | None:
-        value = self.s.get("stage")
-        return Stage(value) if value else None
+        return Stage(self.s.stage) if self.s.stage else None
 
     def emit(self, type_: str, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
 
-    def ref(self) -> dict[str, str]:
+    def ref(self) -> Ref:
         m = self.md.model
-        return {
-            "version": m.version,
-            "revision": self.md.revision,
-            "digest": m.digest,
-            "uri": m.uri,
-        }
+        return Ref(m.version, self.md.revision, m.digest, m.uri)
 
-    def elapsed(self, key: str) -> float:
-        t = parse_time(self.s.get(key))
+    def elapsed(self, time: str | None) -> float:
+        t = parse_time(time)
         return 0.0 if t is None else (self.now - t).total_seconds()
 
     def enter(self, stage: Stage, reason: str, message: str, *, step: int = 0) -> None:
-        self.s["stage"] = str(stage)
-        self.s["currentStep"] = step
-        self.s["stageStartedAt"] = timestamp(self.now)
-        analysis = self.s.setdefault("analysis", {})
-        analysis["passes"] = 0
-        analysis["requests"] = 0
+        self.set(current_step=step, stage=str(stage), stage_started_at=timestamp(self.now))
+        self.set_analysis(passes=0, requests=0)
         self.emit("Normal", reason, message)
 
-    def remember(self, ref: dict[str, Any] | None, result: str, reason: str, message: str) -> None:
+    def remember(self, ref: Ref | None, result: str, reason: str, message: str) -> None:
         if not ref:
             return
-        history = self.s.setdefault("history", [])
-        history.append(
-            {
-                "version": ref.get("version", ""),
-                "revision": ref.get("revision", ""),
-                "result": result,
-                "reason": reason,
-                "message": message,
-                "time": timestamp(self.now),
-            }
+        entry = HistoryEntry(
+            ref.version, ref.revision, result, reason, message, timestamp(self.now)
         )
-        del history[:-MAX_HISTORY]
+        self.set(history=(*self.s.history, entry)[-MAX_HISTORY:])
 
     def cand_text(self) -> str:
-        c = self.s.get("candidate") or {}
-        return f"version {c.get('version')} ({c.get('revision')})"
+        return _ref_text(self.s.candidate)
 
     # -- the tick ---------------------------------------------------------
     def run(self, obs: Observations) -> None:
-        self.s["observedGeneration"] = self.md.generation
+        self.set(observed_generation=self.md.generation)
         if self.stage is None:
             self.start_initial()
-        if obs.command is not None and obs.command.nonce != self.s.get("lastCommandNonce"):
-            self.s["lastCommandNonce"] = obs.command.nonce
+        if obs.command is not None and obs.command.nonce != self.s.last_command_nonce:
+            self.set(last_command_nonce=obs.command.nonce)
             self.command(obs.command, obs)
         self.follow_spec()
         self.advance(obs)
-        _derive(self.md, self.s, self.now)
+        self.s = _derive(self.md, self.s, self.now)
 
     def start_initial(self) -> None:
-        self.s["stable"] = self.ref()
-        self.s.pop("candidate", None)
-        self.s["rolloutStartedAt"] = timestamp(self.now)
-        self.s["degraded"] = None
+        self.set(
+            stable=self.ref(), candidate=None, rollout_started_at=timestamp(self.now), degraded=None
+        )
         self.enter(
             Stage.INITIAL, "Deploying", f"first revision: version {self.md.model.version} as stable"
         )
 
     def start_candidate(self) -> None:
-        self.s["candidate"] = self.ref()
-        self.s["rolloutStartedAt"] = timestamp(self.now)
-        self.s["analysis"] = {"failures": 0, "inconclusive": 0, "measurements": []}
-        self.s["paused"] = None
-        self.s["degraded"] = None
-        self.s.pop("blockedRevision", None)
-        self.s.pop("gates", None)
-        self.s.pop("validation", None)
+        self.set(
+            candidate=self.ref(),
+            rollout_started_at=timestamp(self.now),
+            analysis=Analysis(),
+            paused=None,
+            degraded=None,
+            blocked_revision=None,
+            gates=None,
+            validation=None,
+        )
         self.enter(
             Stage.STARTING,
             "RolloutStarted",
@@ -294,30 +305,23 @@ class _Machine:
     def follow_spec(self) -> None:
         desired = self.md.revision
         stage = self.stage
-        stable = (self.s.get("stable") or {}).get("revision")
+        stable = self.s.stable.revision if self.s.stable else None
         if stage in (Stage.INITIAL, Stage.FAILED) and stable != desired:
-            self.remember(
-                self.s.get("stable"), "Superseded", "SpecChanged", "replaced by a new spec"
-            )
+            self.remember(self.s.stable, "Superseded", "SpecChanged", "replaced by a new spec")
             self.start_initial()
             return
         if desired == stable:
             if stage in ACTIVE_STAGES:
-                self.remember(
-                    self.s.get("candidate"), "Superseded", "SpecChanged", "spec back to stable"
-                )
-                self.s.pop("candidate", None)
-                self.s["paused"] = None
+                self.remember(self.s.candidate, "Superseded", "SpecChanged", "spec back to stable")
+                self.set(candidate=None, paused=None)
                 self.enter(Stage.DONE, "Superseded", "spec returned to the stable revision")
             return
-        if desired == self.s.get("blockedRevision"):
+        if desired == self.s.blocked_revision:
             return  # rolled back: not retried until the spec changes or `retry`
         if stage in ACTIVE_STAGES:
-            if (self.s.get("candidate") or {}).get("revision") == desired:
+            if self.s.candidate and self.s.candidate.revision == desired:
                 return
-            self.remember(
-                self.s.get("candidate"), "Superseded", "SpecChanged", "replaced by a newer spec"
-            )
+            self.remember(self.s.candidate, "Superseded", "SpecChanged", "replaced by a newer spec")
         self.start_candidate()
 
     def advance(self, obs: Observations) -> None:
@@ -325,14 +329,15 @@ class _Machine:
         strategy = self.md.strategy
         if stage in (Stage.INITIAL, Stage.FAILED):
             if obs.stable_ready:
-                self.remember(self.s.get("stable"), "Promoted", "FirstRevision", "first revision")
+                self.remember(self.s.stable, "Promoted", "FirstRevision", "first revision")
                 self.enter(Stage.DONE, "Available", f"version {self.md.model.version} is serving")
-            elif stage is Stage.INITIAL and self.elapsed("rolloutStartedAt") > (
+            elif stage is Stage.INITIAL and self.elapsed(self.s.rollout_started_at) > (
                 strategy.progress_deadline
             ):
                 msg = f"first revision not Ready within {strategy.progress_deadline:g}s"
-                self.s["degraded"] = {"reason": "ProgressDeadlineExceeded", "message": msg}
-                self.s["stage"] = str(Stage.FAILED)
+                self.set(
+                    degraded=Degraded("ProgressDeadlineExceeded", msg), stage=str(Stage.FAILED)
+                )
                 self.emit("Warning", "ProgressDeadlineExceeded", msg)
             return
         if stage not in ACTIVE_STAGES:
@@ -343,14 +348,14 @@ class _Machine:
         if obs.rollback_request:
             self.rollback("RollbackWebhook", obs.rollback_request)
             return
-        if self.s.get("paused"):
+        if self.s.paused:
             return
         if stage is Stage.STARTING:
             if obs.candidate_ready:
                 # Gates before any traffic; each bounds its own wait (timeout, failureLimit).
                 if self.validation_passed(obs) and self.pre_rollout_passed(obs):
                     self.enter_first_stage()
-            elif self.elapsed("rolloutStartedAt") > strategy.progress_deadline:
+            elif self.elapsed(self.s.rollout_started_at) > strategy.progress_deadline:
                 why = f" ({obs.candidate_waiting})" if obs.candidate_waiting else ""
                 self.rollback(
                     "ProgressDeadlineExceeded",
@@ -384,89 +389,89 @@ class _Machine:
 
     def record(self, result: AnalysisResult) -> bool:
         """Count one analysis run; False when it ended the stage (rollback/pause)."""
-        a = self.s.setdefault("analysis", {})
-        a["lastRunAt"] = timestamp(self.now)
-        measurements = a.setdefault("measurements", [])
-        measurements.extend(m.to_status(a["lastRunAt"]) for m in result.measurements)
-        del measurements[:-MAX_MEASUREMENTS]
+        now = timestamp(self.now)
+        measured = (*self.a.measurements, *(m.to_status(now) for m in result.measurements))
+        self.set_analysis(last_run_at=now, measurements=measured[-MAX_MEASUREMENTS:])
         for m in result.dry_run_failures:
             self.emit("Warning", "DryRunMetricFailed", f"dry run, not counted: {m.message}")
+        requests = self.a.requests + (result.requests or 0)
         if not result.counted and not self.md.strategy.analysis.gating_metrics:
             # Only dry-run metrics: measured and shown, never a pass, failure or pause.
-            a["requests"] = a.get("requests", 0) + (result.requests or 0)
+            self.set_analysis(requests=requests)
             return True
         verdict = result.verdict
         if verdict is Verdict.FAIL:
-            a["failures"] = a.get("failures", 0) + 1
-            a["inconclusive"] = 0
+            self.set_analysis(failures=self.a.failures + 1, inconclusive=0)
             failed = result.first_failure
             text = failed.message if failed else "analysis failed"
-            if a["failures"] >= self.md.strategy.analysis.failure_limit:
+            if self.a.failures >= self.md.strategy.analysis.failure_limit:
                 self.rollback("AnalysisFailed", text)
                 return False
             self.emit("Warning", "AnalysisFailed", text)
             return True
         if verdict is Verdict.INCONCLUSIVE:
-            a["inconclusive"] = a.get("inconclusive", 0) + 1
+            self.set_analysis(inconclusive=self.a.inconclusive + 1)
             unsure = result.first_inconclusive
             text = unsure.message if unsure else "no metrics"
-            limit = self.md.strategy.analysis.inconclusive_limit
-            if a["inconclusive"] >= limit:
-                self.pause(PAUSE_INCONCLUSIVE, f"{a['inconclusive']} inconclusive runs: {text}")
+            count = self.a.inconclusive
+            if count >= self.md.strategy.analysis.inconclusive_limit:
+                self.pause(PAUSE_INCONCLUSIVE, f"{count} inconclusive runs: {text}")
                 return False
             self.emit("Normal", "AnalysisInconclusive", text)
             return True
-        a["passes"] = a.get("passes", 0) + 1
-        a["inconclusive"] = 0
-        a["requests"] = a.get("requests", 0) + (result.requests or 0)
+        self.set_analysis(passes=self.a.passes + 1, inconclusive=0, requests=requests)
         return True
 
     def stage_complete(self) -> bool:
         strategy = self.md.strategy
         stage = self.stage
-        a = self.s.get("analysis") or {}
+        a = self.a
         judged = strategy.analysis.gating_metrics or of_type(strategy.webhooks, ROLLOUT)
-        if judged and a.get("passes", 0) < 1:
+        if judged and a.passes < 1:
             return False
         if stage is Stage.SHADOW:
             shadow = strategy.shadow
             if shadow is None:
                 return True
             return (
-                self.elapsed("stageStartedAt") >= shadow.duration
-                and a.get("requests", 0) >= shadow.min_requests
+                self.elapsed(self.s.stage_started_at) >= shadow.duration
+                and a.requests >= shadow.min_requests
             )
         if stage is Stage.CANARY:
-            index = int(self.s.get("currentStep", 0))
-            return self.elapsed("stageStartedAt") >= strategy.steps[index].pause
-        return self.elapsed("stageStartedAt") >= strategy.bake_duration
+            index = self.s.current_step
+            return self.elapsed(self.s.stage_started_at) >= strategy.steps[index].pause
+        return self.elapsed(self.s.stage_started_at) >= strategy.bake_duration
 
     def validation_passed(self, obs: Observations) -> bool:
         """The validation set replayed on candidate and stable, before any traffic:
         a failure rolls back at once (nothing reached the candidate yet)."""
         if self.md.strategy.validation is None:
             return True
-        v = self.s.setdefault("validation", {"state": "Pending"})
-        if v.get("state") == "Passed":
+        v = self.s.validation or Validation()
+        self.set(validation=v)
+        if v.state == "Passed":
             return True
         if obs.validation is None:
             return False
         result = obs.validation
-        v.update(message=result.message, metrics=dict(result.metrics), time=timestamp(self.now))
+        v = replace(
+            v, message=result.message, metrics=dict(result.metrics), time=timestamp(self.now)
+        )
         if result.passed:
-            v["state"] = "Passed"
+            self.set(validation=replace(v, state="Passed"))
             self.emit("Normal", "ValidationPassed", result.message)
             return True
         if not result.conclusive:
-            v["attempts"] = v.get("attempts", 0) + 1
-            if v["attempts"] < VALIDATION_ATTEMPTS:
+            v = replace(v, attempts=(v.attempts or 0) + 1)
+            if (v.attempts or 0) < VALIDATION_ATTEMPTS:
+                self.set(validation=v)
                 self.emit("Warning", "ValidationInconclusive", result.message)
                 return False
             result = ValidationOutcome(
-                False, f"validation could not run {v['attempts']} times: {result.message}"
+                False, f"validation could not run {v.attempts} times: {result.message}"
             )
-            v["message"] = result.message
-        v["state"] = "Failed"
+            v = replace(v, message=result.message)
+        self.set(validation=replace(v, state="Failed"))
         self.rollback("ValidationFailed", result.message)
         return False
 
@@ -475,20 +480,20 @@ class _Machine:
         analysis run (rollback at failureLimit), retried once per interval."""
         if not of_type(self.md.strategy.webhooks, PRE_ROLLOUT):
             return True
-        pre = self.s.setdefault("gates", {}).setdefault("preRollout", {"state": "Pending"})
-        if pre.get("state") == "Passed":
+        pre = self.gates.pre_rollout or PreRollout()
+        self.set(gates=replace(self.gates, pre_rollout=pre))
+        if pre.state == "Passed":
             return True
         if obs.pre_rollout is None:
             return False
-        pre["lastCallAt"] = timestamp(self.now)
-        pre["message"] = obs.pre_rollout.message
+        pre = replace(pre, last_call_at=timestamp(self.now), message=obs.pre_rollout.message)
         if obs.pre_rollout.ok:
-            pre["state"] = "Passed"
+            self.set(gates=replace(self.gates, pre_rollout=replace(pre, state="Passed")))
             self.emit("Normal", "PreRolloutPassed", obs.pre_rollout.message)
             return True
-        a = self.s.setdefault("analysis", {})
-        a["failures"] = a.get("failures", 0) + 1
-        if a["failures"] >= self.md.strategy.analysis.failure_limit:
+        self.set(gates=replace(self.gates, pre_rollout=pre))
+        self.set_analysis(failures=self.a.failures + 1)
+        if self.a.failures >= self.md.strategy.analysis.failure_limit:
             self.rollback("PreRolloutFailed", obs.pre_rollout.message)
         else:
             self.emit("Warning", "PreRolloutFailed", obs.pre_rollout.message)
@@ -499,19 +504,19 @@ class _Machine:
         hooks = of_type(self.md.strategy.webhooks, CONFIRM_PROMOTION)
         if not hooks:
             return True
-        gates = self.s.setdefault("gates", {})
-        waiting = gates.get("confirmPromotion")
+        self.set(gates=self.gates)
+        waiting = self.gates.confirm_promotion
         if waiting and obs.confirmation is not None and obs.confirmation.ok:
             return True
         if not waiting:
             names = ", ".join(h.name for h in hooks)
-            gates["confirmPromotion"] = {
-                "waitingSince": timestamp(self.now),
-                "message": f"{self.cand_text()} passed; waiting for confirm-promotion: {names}",
-            }
-            self.emit("Normal", "AwaitingConfirmation", gates["confirmPromotion"]["message"])
+            text = f"{self.cand_text()} passed; waiting for confirm-promotion: {names}"
+            confirm = ConfirmPromotion(timestamp(self.now), text)
+            self.set(gates=replace(self.gates, confirm_promotion=confirm))
+            self.emit("Normal", "AwaitingConfirmation", text)
         elif obs.confirmation is not None:
-            waiting["message"] = obs.confirmation.message
+            confirm = replace(waiting, message=obs.confirmation.message)
+            self.set(gates=replace(self.gates, confirm_promotion=confirm))
         return False
 
     def next_stage(self, obs: Observations) -> None:
@@ -519,8 +524,8 @@ class _Machine:
         steps = self.md.strategy.steps
         if stage is Stage.SHADOW and steps:
             self.enter_canary(0)
-        elif stage is Stage.CANARY and int(self.s.get("currentStep", 0)) + 1 < len(steps):
-            self.enter_canary(int(self.s.get("currentStep", 0)) + 1)
+        elif stage is Stage.CANARY and self.s.current_step + 1 < len(steps):
+            self.enter_canary(self.s.current_step + 1)
         elif self.md.strategy.auto_promote:
             if self.promotion_confirmed(obs):
                 self.promote("analysis passed")
@@ -531,27 +536,27 @@ class _Machine:
 
     # -- transitions --------------------------------------------------------
     def promote(self, why: str) -> None:
-        cand = self.s.get("candidate")
+        cand = self.s.candidate
         self.remember(cand, "Promoted", "Promoted", why)
-        self.s["stable"] = cand
-        self.s.pop("candidate", None)
-        self.s["paused"] = None
-        (self.s.get("gates") or {}).pop("confirmPromotion", None)
+        gates = None if self.s.gates is None else replace(self.s.gates, confirm_promotion=None)
+        self.set(stable=cand, candidate=None, paused=None, gates=gates)
         self.enter(Stage.DONE, "Promoted", f"{_ref_text(cand)} promoted to stable: {why}")
 
     def rollback(self, reason: str, message: str) -> None:
-        cand = self.s.get("candidate") or {}
+        cand = self.s.candidate
         text = f"rolled back {_ref_text(cand)}: {message}"
         self.remember(cand, "RolledBack", reason, message)
-        self.s["blockedRevision"] = cand.get("revision")
-        self.s["paused"] = None
-        self.s["degraded"] = {"reason": reason, "message": text}
-        self.s["stage"] = str(Stage.ROLLED_BACK)
-        self.s["stageStartedAt"] = timestamp(self.now)
+        self.set(
+            blocked_revision=cand.revision if cand else None,
+            paused=None,
+            degraded=Degraded(reason, text),
+            stage=str(Stage.ROLLED_BACK),
+            stage_started_at=timestamp(self.now),
+        )
         self.emit("Warning", "RolledBack", text)
 
     def pause(self, reason: str, message: str) -> None:
-        self.s["paused"] = {"reason": reason, "message": message, "since": timestamp(self.now)}
+        self.set(paused=Paused(reason, message, timestamp(self.now)))
         self.emit("Warning" if reason == PAUSE_INCONCLUSIVE else "Normal", "Paused", message)
 
     def command(self, cmd: Command, obs: Observations) -> None:
@@ -561,88 +566,91 @@ class _Machine:
             self.promote("promoted by user")
         elif cmd.action == "abort" and active:
             self.rollback("Aborted", "aborted by user")
-        elif cmd.action == "pause" and active and not self.s.get("paused"):
+        elif cmd.action == "pause" and active and not self.s.paused:
             self.pause(PAUSE_MANUAL, "paused by user")
-        elif cmd.action == "resume" and active and self.s.get("paused"):
-            self.s["paused"] = None
-            self.s.setdefault("analysis", {})["inconclusive"] = 0
+        elif cmd.action == "resume" and active and self.s.paused:
+            self.set(paused=None)
+            self.set_analysis(inconclusive=0)
             self.emit("Normal", "Resumed", "resumed by user")
         elif cmd.action == "retry" and stage in (Stage.ROLLED_BACK, Stage.FAILED):
-            self.s.pop("blockedRevision", None)
-            self.s["degraded"] = None
+            self.set(blocked_revision=None, degraded=None)
             self.emit("Normal", "Retry", "retry asked by user")
             if stage is Stage.FAILED:
                 self.start_initial()
             else:
                 # Same revision again: follow_spec starts it unless it is stable now.
-                self.s["stage"] = str(Stage.DONE)
+                self.set(stage=str(Stage.DONE))
         else:
             known = cmd.action in COMMANDS
             why = (
-                f"not applicable in phase {self.s.get('phase', 'Pending')}"
+                f"not applicable in phase {self.s.phase or 'Pending'}"
                 if known
                 else (f"unknown command (use one of {', '.join(COMMANDS)})")
             )
             self.emit("Warning", "CommandIgnored", f"{cmd.action}: {why}")
 
 
-def pause_reason(status: dict[str, Any]) -> str | None:
+def pause_reason(status: Status) -> str | None:
     """Why a rollout waits for a person, or None: the reason counts only while the
     phase is Paused (a pause left in a finished stage is not waiting)."""
-    if status.get("phase") != str(Phase.PAUSED):
+    if status.phase != str(Phase.PAUSED):
         return None
-    return str((status.get("paused") or {}).get("reason") or "Unknown")
+    return (status.paused.reason if status.paused else None) or "Unknown"
 
 
-def _ref_text(ref: dict[str, Any] | None) -> str:
-    ref = ref or {}
-    return f"version {ref.get('version')} ({ref.get('revision')})"
+def _ref_text(ref: Ref | None) -> str:
+    if ref is None:
+        return "version None (None)"  # as the status said before a candidate existed
+    return f"version {ref.version} ({ref.revision})"
 
 
-def _derive(md: ModelDeployment, s: dict[str, Any], now: dt.datetime) -> None:
+def _derive(md: ModelDeployment, s: Status, now: dt.datetime) -> Status:
     """Phase, traffic and conditions follow from stage, step and pause."""
-    stage = Stage(s["stage"])
-    paused = s.get("paused")
+    if s.stage is None:
+        raise ValueError("no stage: the machine sets one before deriving")
+    stage = Stage(s.stage)
+    paused = s.paused
     phase = Phase.PAUSED if paused and stage in ACTIVE_STAGES else _PHASE_OF_STAGE[stage]
-    s["phase"] = str(phase)
-    s["traffic"] = _traffic(md, s, stage)
-    s["canaryWeight"] = s["traffic"]["canaryWeight"]
-    stable = s.get("stable") or {}
-    degraded = s.get("degraded")
+    traffic = _traffic(md, s, stage)
+    s = replace(s, phase=str(phase), traffic=traffic, canary_weight=traffic.canary_weight)
+    degraded = s.degraded
     if stage is Stage.DONE:
-        ready = ("True", "RolloutComplete", f"{_ref_text(stable)} serves all traffic")
+        ready = ("True", "RolloutComplete", f"{_ref_text(s.stable)} serves all traffic")
     elif stage is Stage.INITIAL:
-        ready = ("False", "Deploying", f"waiting for {_ref_text(stable)} to become Ready")
+        ready = ("False", "Deploying", f"waiting for {_ref_text(s.stable)} to become Ready")
     elif stage in ACTIVE_STAGES:
-        ready = ("False", "RolloutInProgress", f"rolling out {_ref_text(s.get('candidate'))}")
+        ready = ("False", "RolloutInProgress", f"rolling out {_ref_text(s.candidate)}")
     else:
-        ready = ("False", str(phase), (degraded or {}).get("message", str(phase)))
+        ready = ("False", str(phase), degraded.message if degraded else str(phase))
+    confirm = s.gates.confirm_promotion if s.gates else None
     if paused and stage in ACTIVE_STAGES:
-        progressing = ("False", paused["reason"], paused["message"])
-    elif stage in ACTIVE_STAGES and (s.get("gates") or {}).get("confirmPromotion"):
-        confirm = s["gates"]["confirmPromotion"]
-        progressing = ("True", "AwaitingConfirmation", confirm.get("message", ""))
+        progressing = ("False", paused.reason, paused.message)
+    elif stage in ACTIVE_STAGES and confirm:
+        progressing = ("True", "AwaitingConfirmation", confirm.message)
     elif stage in ACTIVE_STAGES or stage is Stage.INITIAL:
         progressing = ("True", f"{stage}", _stage_text(md, s, stage))
     else:
         progressing = ("False", str(phase), f"no rollout in progress ({phase})")
     if degraded and stage in (Stage.ROLLED_BACK, Stage.FAILED):
-        deg = ("True", degraded["reason"], degraded["message"])
-    elif paused and paused["reason"] == PAUSE_INCONCLUSIVE and stage in ACTIVE_STAGES:
-        deg = ("True", PAUSE_INCONCLUSIVE, paused["message"])
+        deg = ("True", degraded.reason, degraded.message)
+    elif paused and paused.reason == PAUSE_INCONCLUSIVE and stage in ACTIVE_STAGES:
+        deg = ("True", PAUSE_INCONCLUSIVE, paused.message)
     else:
         deg = ("False", "AsExpected", "no problem detected")
+    conditions = s.conditions
     for type_, (state, reason, message) in (
         ("Ready", ready),
         ("Progressing", progressing),
         ("Degraded", deg),
     ):
-        _set_condition(s, type_, state, reason, message, md.generation, now)
+        new = Condition(type_, state, reason, message, md.generation, timestamp(now))
+        conditions = _set_condition(conditions, new)
+    return replace(s, conditions=conditions)
 
 
-def _stage_text(md: ModelDeployment, s: dict[str, Any], stage: Stage) -> str:
+def _stage_text(md: ModelDeployment, s: Status, stage: Stage) -> str:
     if stage is Stage.CANARY:
-        i = int(s.get("currentStep", 0))
+        i = s.current_step
         return f"canary step {i + 1}/{len(md.strategy.steps)} at {md.strategy.steps[i].weight}%"
     return {
         Stage.INITIAL: "first revision starting",
@@ -652,53 +660,32 @@ def _stage_text(md: ModelDeployment, s: dict[str, Any], stage: Stage) -> str:
     }.get(stage, str(stage))
 
 
-def _traffic(md: ModelDeployment, s: dict[str, Any], stage: Stage) -> dict[str, Any]:
-    def track(ref: dict[str, Any], name: str) -> dict[str, str]:
-        return {
-            "service": f"{md.name}-{name}",
-            "version": ref.get("version", ""),
-            "revision": ref.get("revision", ""),
-        }
+def _traffic(md: ModelDeployment, s: Status, stage: Stage) -> Traffic:
+    def track(ref: Ref | None, name: str) -> Track:
+        ref = ref or Ref()
+        return Track(f"{md.name}-{name}", ref.version, ref.revision)
 
-    tracks: dict[str, Any] = {}
-    if s.get("stable"):
-        tracks["stable"] = track(s["stable"], "stable")
-    cand = s.get("candidate") or {}
+    tracks: dict[str, Track] = {}
+    if s.stable:
+        tracks["stable"] = track(s.stable, "stable")
     weight, mirror = 0, 0
     if stage is Stage.SHADOW:
-        tracks["shadow"] = track(cand, "shadow")
+        tracks["shadow"] = track(s.candidate, "shadow")
         mirror = md.strategy.shadow.mirror_percent if md.strategy.shadow else 100
     elif stage is Stage.CANARY:
-        tracks["canary"] = track(cand, "canary")
-        weight = md.strategy.steps[int(s.get("currentStep", 0))].weight
+        tracks["canary"] = track(s.candidate, "canary")
+        weight = md.strategy.steps[s.current_step].weight
     elif stage is Stage.BAKE:
-        tracks["canary"] = track(cand, "canary")
+        tracks["canary"] = track(s.candidate, "canary")
         weight = 100
-    return {"canaryWeight": weight, "mirrorPercent": mirror, "tracks": tracks}
+    return Traffic(weight, mirror, tracks)
 
 
-def _set_condition(
-    s: dict[str, Any],
-    type_: str,
-    state: str,
-    reason: str,
-    message: str,
-    generation: int,
-    now: dt.datetime,
-) -> None:
-    conditions = s.setdefault("conditions", [])
-    old = next((c for c in conditions if c.get("type") == type_), None)
-    new = {
-        "type": type_,
-        "status": state,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-        "lastTransitionTime": timestamp(now),
-    }
-    if old is not None and old.get("status") == state:
-        new["lastTransitionTime"] = old.get("lastTransitionTime", new["lastTransitionTime"])
+def _set_condition(conditions: tuple[Condition, ...], new: Condition) -> tuple[Condition, ...]:
+    """Replace the condition of `new`'s type; its transition time moves only with its status."""
+    old = next((c for c in conditions if c.type == new.type), None)
     if old is None:
-        conditions.append(new)
-    else:
-        conditions[conditions.index(old)] = new
+        return (*conditions, new)
+    if old.status == new.status and old.last_transition_time:
+        new = replace(new, last_transition_time=old.last_transition_time)
+    return tuple(new if c is old else c for c in conditions)

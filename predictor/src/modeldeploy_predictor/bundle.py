@@ -32,28 +32,21 @@ import orjson
 
 from . import columns, drift, libraries, tables
 from . import schema as schema_mod
+from .modelmeta import BundleError, EstimatorFile, ModelMeta, ReferenceFile
 from .schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature, Schema
 
 log = logging.getLogger(__name__)
 
-# model.json format: 2 added per-feature kind, missing and categories (format 1 bundles,
-# all-numeric, still load). A bundle of any other format is refused with a message.
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
 TOP_CATEGORIES = 50  # drift buckets per categorical feature; the rest share "other"
 MODEL_JSON = "model.json"
 REFERENCE_JSON = "reference.json"
 N_BINS = 10
 
 
-class BundleError(Exception):
-    """A bundle cannot be written or loaded; the message names the file and the problem."""
-
-
 @dataclass
 class Bundle:
     path: Path
-    meta: dict[str, Any]
+    meta: ModelMeta
     estimator: Any
     feature_bins: list[drift.FeatureBins]
     prediction_bins: drift.NumericBins | drift.CategoricalBins | None
@@ -62,11 +55,11 @@ class Bundle:
 
     @property
     def name(self) -> str:
-        return self.meta["name"]
+        return self.meta.name
 
     @property
     def version(self) -> str:
-        return self.meta["version"]
+        return self.meta.version
 
     @property
     def feature_names(self) -> list[str]:
@@ -74,7 +67,7 @@ class Bundle:
 
     @property
     def is_classifier(self) -> bool:
-        return self.meta["task"] == "classifier"
+        return self.meta.is_classifier
 
     def warmup_rows(self) -> Any:
         """Three synthetic rows from the reference statistics, so no training rows are stored:
@@ -149,29 +142,28 @@ def build_bundle(
     try:
         model_file = _dump_estimator(estimator, tmp, model_format)
         (tmp / REFERENCE_JSON).write_bytes(orjson.dumps(reference_doc, option=orjson.OPT_INDENT_2))
-        meta = {
-            "format": FORMAT,
-            "name": name,
-            "version": version,
-            "task": task,
-            "classes": classes,
-            "features": schema.to_json(),
-            "estimator": {
-                "file": model_file.name,
-                "format": model_format,
-                "class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-                "sha256": tables.file_sha256(model_file),
-            },
-            "reference": {
-                "file": REFERENCE_JSON,
-                "sha256": tables.file_sha256(tmp / REFERENCE_JSON),
-                "data_sha256": reference_sha256 or _data_sha256(frame, data),
-                "rows": len(frame),
-            },
-            "versions": libraries.versions(estimator, pandas=data is None),
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        (tmp / MODEL_JSON).write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
+        meta = ModelMeta(
+            name=name,
+            version=version,
+            task=task,
+            classes=None if classes is None else tuple(classes),
+            features=schema,
+            estimator=EstimatorFile(
+                model_file.name,
+                tables.file_sha256(model_file),
+                model_format,
+                f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+            ),
+            reference=ReferenceFile(
+                REFERENCE_JSON,
+                tables.file_sha256(tmp / REFERENCE_JSON),
+                reference_sha256 or _data_sha256(frame, data),
+                len(frame),
+            ),
+            versions=libraries.versions(estimator, pandas=data is None),
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+        (tmp / MODEL_JSON).write_bytes(meta.dumps())
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -215,47 +207,30 @@ def load_bundle(path: str | Path, *, allow_version_mismatch: bool = False) -> Bu
     if not meta_path.is_file():
         raise BundleError(f"{meta_path}: missing; not a model bundle")
     raw = meta_path.read_bytes()
+    meta = ModelMeta.loads(raw, meta_path)
+    est_meta, ref_meta = meta.estimator, meta.reference
+    verify_file(root / est_meta.file, est_meta.sha256)
+    verify_file(root / ref_meta.file, ref_meta.sha256)
     try:
-        meta = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BundleError(f"{meta_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise BundleError(f"{meta_path}: not a JSON object")
-    fmt = meta.get("format")
-    if fmt not in READABLE_FORMATS:
-        raise BundleError(
-            f"{meta_path}: bundle format {fmt!r} is not supported by this predictor "
-            f"(it reads formats {list(READABLE_FORMATS)}); rebuild the bundle with "
-            "this version's modeldeploy-predictor bundle, or upgrade the predictor"
-        )
-    for key in ("name", "version", "task", "features", "estimator", "reference", "versions"):
-        if key not in meta:
-            raise BundleError(f"{meta_path}: field {key!r} missing")
-    est_meta, ref_meta = meta["estimator"], meta["reference"]
-    verify_file(root / est_meta["file"], est_meta["sha256"])
-    verify_file(root / ref_meta["file"], ref_meta["sha256"])
-    try:
-        libraries.check(meta["versions"], allow_version_mismatch, meta_path)
+        libraries.check(meta.versions, allow_version_mismatch, meta_path)
     except libraries.LibraryError as exc:
         raise BundleError(str(exc)) from None
-    estimator = _load_estimator(root / est_meta["file"], est_meta.get("format", "joblib"))
-    try:
-        schema = Schema.from_json(meta["features"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{meta_path}: invalid features: {exc!r}") from None
+    estimator = _load_estimator(root / est_meta.file, est_meta.format)
+    schema = meta.features
     names = schema.names
     _check_features(estimator, names, where=str(meta_path))
-    if meta["task"] == "classifier":
+    if meta.is_classifier:
         actual = [_plain(c) for c in getattr(estimator, "classes_", [])]
-        if actual != meta.get("classes"):
+        if meta.classes is None or actual != list(meta.classes):
+            recorded = None if meta.classes is None else list(meta.classes)
             raise BundleError(
-                f"{meta_path}: classes {meta.get('classes')} do not match the estimator's {actual}"
+                f"{meta_path}: classes {recorded} do not match the estimator's {actual}"
             )
-    reference = orjson.loads((root / ref_meta["file"]).read_bytes())
+    reference = orjson.loads((root / ref_meta.file).read_bytes())
     try:
         feature_bins = [drift.feature_bins_from_json(reference["features"][n]) for n in names]
     except KeyError as exc:
-        raise BundleError(f"{root / ref_meta['file']}: no reference bins for {exc}") from None
+        raise BundleError(f"{root / ref_meta.file}: no reference bins for {exc}") from None
     pred = reference.get("predictions")
     pred_bins: drift.CategoricalBins | drift.NumericBins | None
     if pred is None:

@@ -69,7 +69,7 @@ class DataPlane:
         self.metrics = Metrics(base, window, model.feature_names, buckets, categorical)
         self.metrics.model_info(
             model.bundle.digest,
-            model.bundle.meta["versions"].get("sklearn", ""),
+            model.bundle.meta.versions.get("sklearn", ""),
             model.load_seconds,
         )
         self.batcher: AdaptiveBatcher | None = None
@@ -199,11 +199,10 @@ class DataPlane:
 
     def metadata(self) -> dict[str, Any]:
         meta = self.model.bundle.meta
+        n_classes = len(meta.classes or ())
         outputs = [{"name": "predict", "datatype": _datatype(self.model), "shape": [-1]}]
         if self.model.has_proba:
-            outputs.append(
-                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(meta["classes"])]}
-            )
+            outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, n_classes]})
         schema = self.model.schema
         if schema.all_numeric:
             inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, len(schema.names)]}]
@@ -219,11 +218,11 @@ class DataPlane:
             "inputs": inputs,
             "outputs": outputs,
             "parameters": {
-                "task": meta["task"],
-                "classes": meta.get("classes"),
+                "task": meta.task,
+                "classes": self.model.classes,
                 "features": self.model.feature_names,
                 "digest": self.model.bundle.digest,
-                "estimator": meta["estimator"].get("class"),
+                "estimator": meta.estimator.class_name,
                 "schema": schema.to_json(),
             },
         }

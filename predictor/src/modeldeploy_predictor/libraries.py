@@ -13,6 +13,7 @@ import importlib
 import logging
 import platform
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def versions(estimator: Any, pandas: bool) -> dict[str, str]:
     return out
 
 
-def check(recorded: dict[str, Any], allow_mismatch: bool, where: Path) -> None:
+def check(recorded: Mapping[str, str], allow_mismatch: bool, where: Path) -> None:
     """Refuse (or, when allowed, warn about) a model library missing or of another version."""
     for module in CHECKED:
         want = recorded.get(module)

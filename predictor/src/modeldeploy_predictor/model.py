@@ -25,7 +25,7 @@ class SklearnModel:
         self.feature_names = loaded.feature_names
         self.n_features = len(self.feature_names)
         self.is_classifier = loaded.is_classifier
-        self.classes = loaded.meta.get("classes")
+        self.classes = None if loaded.meta.classes is None else list(loaded.meta.classes)
         self.load_seconds = load_seconds
         self.allow_nan = _allows_nan(self.estimator)
         self.schema = loaded.schema.with_nullable(self.allow_nan)

@@ -31,6 +31,7 @@ import httpx
 import orjson
 
 from .bundle import MODEL_JSON, BundleError
+from .modelmeta import ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,9 @@ def _download(
     if digest:
         _check_digest(f"{uri} {MODEL_JSON}", raw, digest)
     try:
-        meta = orjson.loads(raw)
-        files = {meta["estimator"]["file"]: meta["estimator"]["sha256"]}
-        files[meta["reference"]["file"]] = meta["reference"]["sha256"]
-        if meta.get("validation"):  # optional: the set strategy.validation replays
-            files[meta["validation"]["file"]] = meta["validation"]["sha256"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise SourceError(f"{uri}{MODEL_JSON}: not a bundle's model.json ({exc!r})") from None
+        files = ModelMeta.loads(raw, f"{uri}{MODEL_JSON}").files()
+    except BundleError as exc:
+        raise SourceError(str(exc)) from None
     final = cache / hashlib.sha256(raw).hexdigest()
     if final.is_dir():
         return final  # complete entries only ever appear by rename

@@ -11,6 +11,7 @@ the bundle's, in the bundle's order; other columns are ignored.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import orjson
 
 from . import tables
 from .bundle import MODEL_JSON, BundleError, verify_file
+from .modelmeta import ModelMeta, ValidationFile
 
 VALIDATION_JSON = "validation.json"
 # The operator holds the rows in memory and sends each to two revisions.
@@ -28,8 +30,8 @@ MAX_ROWS = 10_000
 def attach(bundle_dir: Path, table: Path, label_column: str | None = None) -> Path:
     """Add `table` (CSV or Parquet) as the bundle's validation set; returns the file."""
     meta_path = bundle_dir / MODEL_JSON
-    meta = orjson.loads(meta_path.read_bytes())
-    features = [f["name"] for f in meta["features"]]
+    meta = ModelMeta.loads(meta_path.read_bytes(), meta_path)
+    features = meta.features.names
     frame = tables.read_table(table)
     names = list(frame.columns)
     missing = [f for f in features if f not in names]
@@ -41,20 +43,21 @@ def attach(bundle_dir: Path, table: Path, label_column: str | None = None) -> Pa
         raise BundleError(f"{table}: {len(frame)} rows; a validation set holds 1-{MAX_ROWS}")
     labels = None
     if label_column is not None:
-        labels = _labels(frame[label_column], meta.get("classes"), table)
+        classes = None if meta.classes is None else list(meta.classes)
+        labels = _labels(frame[label_column], classes, table)
     # Rows in the model's feature order, as JSON values (missing -> null).
     rows = [[_json_value(v) for v in row] for row in frame[features].itertuples(index=False)]
     doc = {"features": features, "rows": rows, "labels": labels}
     path = bundle_dir / VALIDATION_JSON
     path.write_bytes(orjson.dumps(doc))
-    meta["validation"] = {
-        "file": VALIDATION_JSON,
-        "sha256": tables.file_sha256(path),
-        "rows": len(rows),
-        "labels": labels is not None,
-        "data_sha256": tables.file_sha256(table),
-    }
-    meta_path.write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
+    entry = ValidationFile(
+        VALIDATION_JSON,
+        tables.file_sha256(path),
+        len(rows),
+        labels is not None,
+        tables.file_sha256(table),
+    )
+    meta_path.write_bytes(replace(meta, validation=entry).dumps())
     return path
 
 
@@ -88,11 +91,11 @@ def _labels(column: Any, classes: list[Any] | None, table: Path) -> list[Any]:
     return values
 
 
-def load(bundle_dir: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+def load(bundle_dir: Path, meta: ModelMeta) -> dict[str, Any] | None:
     """The verified validation set of a bundle, or None when it has none."""
-    entry = meta.get("validation")
-    if not entry:
+    entry = meta.validation
+    if entry is None:
         return None
-    path = bundle_dir / entry["file"]
-    verify_file(path, entry["sha256"])
+    path = bundle_dir / entry.file
+    verify_file(path, entry.sha256)
     return orjson.loads(path.read_bytes())

@@ -8,21 +8,20 @@ pass. The request count gates the whole run (see `verdicts.gate_on_requests`).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from modeldeploy_operator import spec
 from modeldeploy_operator.analysis import psi, queries, registry, verdicts
 from modeldeploy_operator.analysis.prometheus import MetricProvider, ProviderError, Sample
+from modeldeploy_operator.status import Status
 
 
-def target(md: spec.ModelDeployment, status: dict[str, Any]) -> queries.Target:
-    stage = status.get("stage")
+def target(md: spec.ModelDeployment, status: Status) -> queries.Target:
     return queries.Target(
         namespace=md.namespace,
         name=md.name,
-        revision=(status.get("candidate") or {}).get("revision", ""),
-        stable_revision=(status.get("stable") or {}).get("revision", ""),
-        track="shadow" if stage == spec.Stage.SHADOW else "canary",
+        revision=status.candidate.revision if status.candidate else "",
+        stable_revision=status.stable.revision if status.stable else "",
+        track="shadow" if status.stage == spec.Stage.SHADOW else "canary",
         interval=spec.format_promql_duration(md.strategy.analysis.interval),
     )
 
@@ -34,7 +33,7 @@ def applicable(metric: spec.MetricSpec, t: queries.Target) -> bool:
 
 
 async def run(
-    md: spec.ModelDeployment, status: dict[str, Any], provider: MetricProvider
+    md: spec.ModelDeployment, status: Status, provider: MetricProvider
 ) -> verdicts.AnalysisResult:
     t = target(md, status)
     measurements = [

@@ -20,6 +20,7 @@ from modeldeploy_operator.analysis.verdicts import Measurement, Verdict
 from modeldeploy_operator.gates import hookspec, payload
 from modeldeploy_operator.gates.client import HookClient, Outcome
 from modeldeploy_operator.gates.dispatch import Delivery, Dispatcher
+from modeldeploy_operator.status import Status
 
 # Per-analysis-run noise that would flood a chat channel; Events and event
 # webhooks still get them.
@@ -40,7 +41,7 @@ class Gates:
         self.dispatcher = dispatcher or Dispatcher(self.client)
 
     async def _call(
-        self, md: spec.ModelDeployment, status: dict[str, Any], hooks: tuple[hookspec.Webhook, ...]
+        self, md: spec.ModelDeployment, status: Status, hooks: tuple[hookspec.Webhook, ...]
     ) -> list[tuple[hookspec.Webhook, Outcome]]:
         now = dt.datetime.now(dt.UTC)
 
@@ -54,7 +55,7 @@ class Gates:
         return list(await asyncio.gather(*(one(h) for h in hooks)))
 
     async def _all_ok(
-        self, md: spec.ModelDeployment, status: dict[str, Any], type_: str
+        self, md: spec.ModelDeployment, status: Status, type_: str
     ) -> rollout.HookResult:
         hooks = hookspec.of_type(md.strategy.webhooks, type_)
         answers = await self._call(md, status, hooks)
@@ -68,7 +69,7 @@ class Gates:
     async def observe(
         self,
         md: spec.ModelDeployment,
-        status: dict[str, Any],
+        status: Status,
         now: dt.datetime,
         *,
         candidate_ready: bool,
@@ -82,7 +83,7 @@ class Gates:
             confirm = await self._all_ok(md, status, hookspec.CONFIRM_PROMOTION)
         request = None
         rollback_hooks = hookspec.of_type(md.strategy.webhooks, hookspec.ROLLBACK)
-        active = status.get("stage") in spec.ANALYSED_STAGES
+        active = status.stage in spec.ANALYSED_STAGES
         if rollback_hooks and active and (analysis_due or waiting):
             for hook, outcome in await self._call(md, status, rollback_hooks):
                 if outcome.ok:
@@ -91,7 +92,7 @@ class Gates:
         return GateObservations(pre, confirm, request)
 
     async def rollout_measurements(
-        self, md: spec.ModelDeployment, status: dict[str, Any]
+        self, md: spec.ModelDeployment, status: Status
     ) -> tuple[Measurement, ...]:
         """One measurement per rollout webhook: 2xx passes, anything else fails the run."""
         hooks = hookspec.of_type(md.strategy.webhooks, hookspec.ROLLOUT)
@@ -109,7 +110,7 @@ class Gates:
     def announce(
         self,
         md: spec.ModelDeployment,
-        status: dict[str, Any],
+        status: Status,
         events: list[rollout.Event],
         now: dt.datetime,
     ) -> None:
@@ -145,7 +146,7 @@ class Gates:
 def _body(
     md: spec.ModelDeployment,
     hook: hookspec.Webhook,
-    status: dict[str, Any],
+    status: Status,
     now: dt.datetime,
     event: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:

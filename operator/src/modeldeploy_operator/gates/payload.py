@@ -12,14 +12,15 @@ import datetime as dt
 from typing import Any
 
 from modeldeploy_operator.gates.hookspec import EVENT, Webhook
+from modeldeploy_operator.status import Analysis, Ref, Status
 
 # Last measurements carried in a payload: the newest analysis run, not the history.
 MAX_PAYLOAD_MEASUREMENTS = 10
 
 
-def _ref(ref: dict[str, Any] | None) -> dict[str, str]:
-    ref = ref or {}
-    return {"version": str(ref.get("version", "")), "revision": str(ref.get("revision", ""))}
+def _ref(ref: Ref | None) -> dict[str, str]:
+    ref = ref or Ref()
+    return {"version": ref.version, "revision": ref.revision}
 
 
 def hook_payload(
@@ -28,13 +29,13 @@ def hook_payload(
     name: str,
     namespace: str,
     model: str,
-    status: dict[str, Any],
+    status: Status,
     event: tuple[str, str, str] | None = None,
     now: dt.datetime,
 ) -> dict[str, Any]:
     """The body POSTed to `hook`; `event` is (type, reason, message) for event hooks."""
-    candidate = _ref(status.get("candidate"))
-    analysis = status.get("analysis") or {}
+    candidate = _ref(status.candidate)
+    analysis = status.analysis or Analysis()
     metadata = dict(hook.metadata)
     if hook.type == EVENT and event is not None:
         type_, reason, message = event
@@ -47,27 +48,27 @@ def hook_payload(
     return {
         "name": name,
         "namespace": namespace,
-        "phase": str(status.get("phase", "")),
+        "phase": status.phase or "",
         "checksum": candidate["revision"],
         "type": hook.type,
         "hook": hook.name,
         "model": model,
         "revision": candidate["revision"],
-        "stable": _ref(status.get("stable")),
+        "stable": _ref(status.stable),
         "candidate": candidate,
-        "canaryWeight": int(status.get("canaryWeight", 0) or 0),
-        "step": int(status.get("currentStep", 0) or 0),
+        "canaryWeight": status.canary_weight or 0,
+        "step": status.current_step,
         "analysis": {
-            "failures": int(analysis.get("failures", 0) or 0),
-            "inconclusive": int(analysis.get("inconclusive", 0) or 0),
-            "measurements": list(analysis.get("measurements") or [])[-MAX_PAYLOAD_MEASUREMENTS:],
+            "failures": analysis.failures,
+            "inconclusive": analysis.inconclusive,
+            "measurements": [dict(m) for m in analysis.measurements[-MAX_PAYLOAD_MEASUREMENTS:]],
         },
         "metadata": metadata,
     }
 
 
 def notification_payload(
-    *, name: str, namespace: str, status: dict[str, Any], event: tuple[str, str, str], now: str
+    *, name: str, namespace: str, status: Status, event: tuple[str, str, str], now: str
 ) -> dict[str, Any]:
     """Generic webhook notification: one transition."""
     type_, reason, message = event
@@ -77,10 +78,10 @@ def notification_payload(
         "reason": reason,
         "type": type_,
         "message": message,
-        "phase": str(status.get("phase", "")),
-        "stable": _ref(status.get("stable")),
-        "candidate": _ref(status.get("candidate")),
-        "canaryWeight": int(status.get("canaryWeight", 0) or 0),
+        "phase": status.phase or "",
+        "stable": _ref(status.stable),
+        "candidate": _ref(status.candidate),
+        "canaryWeight": status.canary_weight or 0,
         "time": now,
     }
 

@@ -21,6 +21,7 @@ import httpx
 from modeldeploy_operator import manifests, rollout, spec
 from modeldeploy_operator.analysis import validation as judge
 from modeldeploy_operator.kube import Kube
+from modeldeploy_operator.status import Status
 
 
 class ValidationError(Exception):
@@ -33,7 +34,7 @@ class CouldNotRun(ValidationError):
 
 
 async def validate(
-    md: spec.ModelDeployment, status: dict[str, Any], kube: Kube
+    md: spec.ModelDeployment, status: Status, kube: Kube
 ) -> rollout.ValidationOutcome:
     cfg = md.strategy.validation
     assert cfg is not None
@@ -49,10 +50,11 @@ async def validate(
 
 
 async def _validate(
-    md: spec.ModelDeployment, status: dict[str, Any], kube: Kube, cfg: spec.Validation
+    md: spec.ModelDeployment, status: Status, kube: Kube, cfg: spec.Validation
 ) -> rollout.ValidationOutcome:
-    cand_url = await _pod_url(kube, md.namespace, status["candidate"]["revision"], "candidate")
-    stable_url = await _pod_url(kube, md.namespace, status["stable"]["revision"], "stable")
+    assert status.candidate and status.stable, "validated only while a candidate starts"
+    cand_url = await _pod_url(kube, md.namespace, status.candidate.revision, "candidate")
+    stable_url = await _pod_url(kube, md.namespace, status.stable.revision, "stable")
     async with httpx.AsyncClient(timeout=30) as http:
         doc = await _validation_set(http, cand_url, md.model.name)
         rows = [dict(zip(doc["features"], row, strict=True)) for row in doc["rows"]]
