@@ -33,7 +33,12 @@ BUILTIN_METRICS = (
     "feature-drift",
     "prediction-drift",
     "shadow-agreement",
+    "accuracy",
+    "mean-absolute-error",
 )
+# Judged on ground-truth outcomes (POST .../feedback), gated on their own count.
+FEEDBACK_METRICS = ("accuracy", "mean-absolute-error")
+DEFAULT_MIN_SAMPLES = 20
 
 
 class Phase(enum.StrEnum):
@@ -124,6 +129,8 @@ class MetricSpec:
     query: str | None = None
     # Measured and shown, never counted toward failureLimit / inconclusiveLimit.
     dry_run: bool = False
+    # Feedback metrics: labelled outcomes per interval below which the value is inconclusive.
+    min_samples: int = DEFAULT_MIN_SAMPLES
 
     @property
     def threshold_text(self) -> str:
@@ -350,6 +357,7 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
                     max=x.get("max"),
                     query=x.get("query"),
                     dry_run=bool(x.get("dryRun", False)),
+                    min_samples=int(x.get("minSamples", DEFAULT_MIN_SAMPLES)),
                 )
                 for x in metrics
             ),

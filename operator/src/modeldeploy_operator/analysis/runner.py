@@ -61,9 +61,14 @@ async def _measure(
             value = await _prediction_drift(t, provider)
         else:
             value = await _scalar(provider, query_for(metric, t))
+        measurement = verdicts.judge(metric, value)
+        if metric.name in spec.FEEDBACK_METRICS and metric.query is None:
+            samples = await _scalar(provider, queries.labelled_outcomes(t))
+            count = None if samples is None else int(samples)
+            measurement = verdicts.gate_on_samples(measurement, count, metric.min_samples)
     except ProviderError as exc:
         return verdicts.judge(metric, None, error=f"{metric.name}: {exc}")
-    return verdicts.judge(metric, value)
+    return measurement
 
 
 def query_for(metric: spec.MetricSpec, t: queries.Target) -> str:
@@ -74,6 +79,8 @@ def query_for(metric: spec.MetricSpec, t: queries.Target) -> str:
         "latency-p99": queries.latency_quantile,
         "feature-drift": queries.feature_drift,
         "shadow-agreement": queries.shadow_agreement,
+        "accuracy": queries.accuracy,
+        "mean-absolute-error": queries.mean_absolute_error,
     }
     return builders[metric.name](t)
 
