@@ -66,7 +66,7 @@ VALIDATIONS = Counter(
 LOADGEN_REQUESTS = Counter(
     "modeldeploy_operator_loadgen_requests_total",
     "Requests the built-in load generator sent to candidates, by result (ok, error)",
-    ["namespace", "name", "result"],
+    ["result"],
 )
 RECONCILE_SECONDS = Histogram(
     "modeldeploy_operator_reconcile_duration_seconds",

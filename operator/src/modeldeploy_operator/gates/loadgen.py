@@ -114,7 +114,7 @@ class LoadGenerator:
                 refreshed = time.monotonic()
             if len(in_flight) < MAX_IN_FLIGHT:
                 task = asyncio.create_task(
-                    self._send(http, urls[i % len(urls)], requests[i % len(requests)], job)
+                    self._send(http, urls[i % len(urls)], requests[i % len(requests)])
                 )
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
@@ -125,12 +125,10 @@ class LoadGenerator:
         if in_flight:
             await asyncio.wait(in_flight, timeout=self.timeout)
 
-    async def _send(
-        self, http: httpx.AsyncClient, url: str, rows: list[dict], job: loadspec.LoadJob
-    ) -> None:
+    async def _send(self, http: httpx.AsyncClient, url: str, rows: list[dict]) -> None:
         try:
             r = await http.post(f"{url}/predict", json=rows)
             result = "ok" if r.status_code == 200 else "error"
         except httpx.HTTPError:
             result = "error"
-        opmetrics.LOADGEN_REQUESTS.labels(job.namespace, job.name, result).inc()
+        opmetrics.LOADGEN_REQUESTS.labels(result).inc()
