@@ -1,9 +1,15 @@
-"""The built-in load generator's request parsing and pod choice (pure)."""
+"""The built-in load generator: request parsing and pod choice (pure), and
+its endpoint refusing bad requests on a real loopback server."""
 
 from __future__ import annotations
 
+import socket
+
+import httpx
 import pytest
+from modeldeploy_operator import health
 from modeldeploy_operator.gates import loadspec
+from modeldeploy_operator.gates.loadgen import LoadGenerator
 
 BODY = {
     "name": "fraud",
@@ -57,3 +63,22 @@ def test_only_ready_running_pods_get_load():
 
 def test_batches_cover_every_row():
     assert loadspec.batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+
+
+async def test_endpoint_refuses_a_bad_request_with_the_field_named():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loadgen = LoadGenerator(kube=None)  # type: ignore[arg-type] - a refused call lists no pods
+    runner = await health.start("127.0.0.1", port, loadgen)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            r = await http.post("/loadtest", json={**BODY, "metadata": {"rate": "0"}})
+            assert r.status_code == 400
+            assert "metadata.rate: expected 0.1 to 1000" in r.json()["error"]
+            r = await http.post("/loadtest", content=b"{not json")
+            assert r.status_code == 400 and "error" in r.json()
+            assert (await http.get("/healthz")).status_code == 200
+        assert loadgen.loads == {}
+    finally:
+        await runner.cleanup()
