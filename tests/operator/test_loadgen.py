@@ -65,11 +65,16 @@ def test_batches_cover_every_row():
     assert loadspec.batches([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
 
 
-async def test_endpoint_refuses_a_bad_request_with_the_field_named():
+async def test_endpoint_refuses_bad_requests_and_loads_that_cannot_run():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    loadgen = LoadGenerator(kube=None)  # type: ignore[arg-type] - a refused call lists no pods
+
+    class NoPods:  # the revision has no pod yet (a unit test of the refusal, no cluster)
+        async def list_pods(self, namespace: str, revision: str) -> list:
+            return []
+
+    loadgen = LoadGenerator(kube=NoPods())  # type: ignore[arg-type]
     runner = await health.start("127.0.0.1", port, loadgen)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
@@ -78,6 +83,9 @@ async def test_endpoint_refuses_a_bad_request_with_the_field_named():
             assert "metadata.rate: expected 0.1 to 1000" in r.json()["error"]
             r = await http.post("/loadtest", content=b"{not json")
             assert r.status_code == 400 and "error" in r.json()
+            r = await http.post("/loadtest", json=BODY)
+            assert r.status_code == 503
+            assert r.json() == {"error": "no Ready pod of fraud-aaaa to send load to"}
             assert (await http.get("/healthz")).status_code == 200
         assert loadgen.loads == {}
     finally:

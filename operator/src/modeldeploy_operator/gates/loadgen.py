@@ -6,7 +6,9 @@ starts (or extends) a load on the candidate revision that replays the
 candidate bundle's validation set (the rows `bundle --validation` packed) at
 the asked rate, straight to the candidate's Ready pods, round robin, like the
 pre-traffic validation does. The call answers at once (the load runs in the
-background until its duration passes), so the webhook never times out on it.
+background until its duration passes), so the webhook never times out on it;
+a load that cannot start (no Ready pod: 503, no validation set: 422) fails
+the call, and so the hook.
 The request format is in loadspec.py.
 """
 
@@ -46,22 +48,31 @@ class LoadGenerator:
         self.kube = kube
         self.timeout = timeout
         self.loads: dict[tuple[str, str], _Load] = {}
+        self._starting = asyncio.Lock()
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
             job = loadspec.parse_request(await request.json())
         except ValueError as exc:  # bad JSON or a refused field
             return web.json_response({"error": str(exc)}, status=400)
-        deadline = time.monotonic() + job.duration
-        load = self.loads.get(job.key)
-        if load is not None and load.task is not None and not load.task.done():
-            load.deadline = max(load.deadline, deadline)
-            load.job = job  # the newest rate and batch apply
-            state = "extended"
-        else:
-            load = self.loads[job.key] = _Load(job, deadline)
-            load.task = asyncio.get_running_loop().create_task(self._run(load))
-            state = "started"
+        async with self._starting:  # one load per revision, even for calls at once
+            deadline = time.monotonic() + job.duration
+            load = self.loads.get(job.key)
+            if load is not None and load.task is not None and not load.task.done():
+                load.deadline = max(load.deadline, deadline)
+                load.job = job  # the newest rate and batch apply
+                state = "extended"
+            else:
+                # Checked before answering, so a load that cannot run fails its hook.
+                try:
+                    urls, rows = await self._prepare(job)
+                except pods.CouldNotRun as exc:
+                    return web.json_response({"error": str(exc)}, status=503)
+                except pods.ValidationError as exc:
+                    return web.json_response({"error": str(exc)}, status=422)
+                load = self.loads[job.key] = _Load(job, deadline)
+                load.task = asyncio.get_running_loop().create_task(self._run(load, urls, rows))
+                state = "started"
         log.info("load %s on %s/%s: %g req/s for %gs", state, job.namespace, job.revision,
                  job.rate, job.duration)  # fmt: skip
         return web.json_response(
@@ -81,28 +92,37 @@ class LoadGenerator:
             await self.kube.list_pods(job.namespace, job.revision), manifests.PORT
         )
 
-    async def _run(self, load: _Load) -> None:
+    async def _prepare(self, job: loadspec.LoadJob) -> tuple[list[str], list[dict[str, Any]]]:
+        """The candidate's Ready pods and its validation rows (as /predict records)."""
+        try:
+            urls = await self._urls(job)
+        except Exception as exc:  # the API server is unreachable or refuses
+            raise pods.CouldNotRun(f"cannot list the pods of {job.revision}: {exc}") from None
+        if not urls:
+            raise pods.CouldNotRun(f"no Ready pod of {job.revision} to send load to")
+        async with httpx.AsyncClient(timeout=self.timeout) as http:
+            doc = await pods._validation_set(http, urls[0], job.model)
+        rows = [dict(zip(doc["features"], row, strict=True)) for row in doc.get("rows") or ()]
+        if not rows:
+            raise pods.ValidationError(f"the validation set of {job.revision} has no rows")
+        return urls, rows
+
+    async def _run(self, load: _Load, urls: list[str], rows: list[dict[str, Any]]) -> None:
         job = load.job
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as http:
-                urls = await self._urls(job)
-                if not urls:
-                    log.warning("load on %s/%s: no Ready pod", job.namespace, job.revision)
-                    return
-                doc = await pods._validation_set(http, urls[0], job.model)
-                await self._replay(load, http, urls, doc)
+                await self._replay(load, http, urls, rows)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a load that cannot run must not take the operator down
+        except Exception as exc:  # a load that cannot go on must not take the operator down
             log.warning("load on %s/%s stopped: %s", job.namespace, job.revision, exc)
         finally:
             if self.loads.get(job.key) is load:
                 del self.loads[job.key]
 
     async def _replay(
-        self, load: _Load, http: httpx.AsyncClient, urls: list[str], doc: dict[str, Any]
+        self, load: _Load, http: httpx.AsyncClient, urls: list[str], rows: list[dict[str, Any]]
     ) -> None:
-        rows = [dict(zip(doc["features"], row, strict=True)) for row in doc["rows"]]
         in_flight: set[asyncio.Task] = set()
         next_at = refreshed = time.monotonic()
         i = 0
