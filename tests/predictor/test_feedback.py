@@ -72,14 +72,20 @@ def test_invalid_outcome_keeps_the_prediction():
 
 def test_memory_is_bounded_by_count_age_and_rows():
     clock, evicted = Clock(), []
-    mem = PredictionMemory(2, 10.0, 3, on_evict=lambda r, n: evicted.append((r, n)), clock=clock)
-    assert not mem.remember("big", np.zeros(4))
+    mem = PredictionMemory(2, 10.0, 3, 4, on_evict=lambda r, n: evicted.append((r, n)), clock=clock)
+    assert mem.remember("big", np.zeros(4)) == "too_many_rows"
+    assert mem.remember("x" * 257, np.zeros(1)) == "id_too_long"
     for rid in "abc":
-        mem.remember(rid, np.zeros(1))
-    assert len(mem) == 2 and evicted == [("full", 1)]
+        assert mem.remember(rid, np.zeros(1)) is None
+    assert len(mem) == 2 and evicted == [("full", 1)] and mem.rows == 2
     assert mem.take("a") is None
+    mem.remember("d", np.zeros(3))  # 5 rows kept > 4: the oldest goes
+    assert list(mem._items) == ["c", "d"] and mem.rows == 4 and evicted[-1] == ("full", 1)
+    mem.remember("e", np.zeros(1))
     clock.now = 10.0
-    assert mem.take("c") is None and evicted[-1] == ("expired", 2) and len(mem) == 0
+    assert mem.take("e") is None and evicted[-1] == ("expired", 2)
+    assert len(mem) == 0 and mem.rows == 0
+    assert PredictionMemory(0, 10.0, 3).remember("a", np.zeros(1)) == "off"
 
 
 def test_server_judges_outcomes_of_its_own_predictions(serve, classifier_bundle, cancer, helpers):

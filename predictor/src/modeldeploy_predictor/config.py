@@ -35,6 +35,7 @@ class Settings:
     feedback_ids: int = 100000  # request ids kept for ground-truth feedback (0: off)
     feedback_ttl: float = 900.0
     feedback_max_rows: int = 1024
+    feedback_total_rows: int = 1_000_000
     drift_window: int = 5000
     drift_interval: float = 10.0
     graceful_timeout: float = 30.0
@@ -63,6 +64,7 @@ HELP = {
     "feedback_ids": "predictions kept for ground-truth feedback, by request id (0 turns it off)",
     "feedback_ttl": "seconds a prediction waits for its outcome before it is forgotten",
     "feedback_max_rows": "predictions with more rows are not kept for feedback",
+    "feedback_total_rows": "predicted rows kept for feedback, all request ids together",
     "drift_window": "rows in the sliding drift window",
     "drift_interval": "seconds between drift recomputations (also done on every scrape)",
     "graceful_timeout": "seconds to let in-flight requests finish on SIGTERM",

@@ -76,6 +76,7 @@ class DataPlane:
             settings.feedback_ids,
             settings.feedback_ttl,
             settings.feedback_max_rows,
+            settings.feedback_total_rows,
             on_evict=self.metrics.forgotten,
         )
         self.batcher: AdaptiveBatcher | None = None
@@ -183,8 +184,9 @@ class DataPlane:
 
     def remember(self, request_id: str, pred: np.ndarray) -> None:
         """Keep the prediction for a later outcome (feedback.py)."""
-        if not self.feedback.remember(request_id, pred) and self.settings.feedback_ids > 0:
-            self.metrics.forgotten("too_many_rows", 1)
+        reason = self.feedback.remember(request_id, pred)
+        if reason is not None and reason != "off":
+            self.metrics.forgotten(reason, 1)
 
     def judge_outcomes(self, outcomes: list[feedback.Outcome]) -> list[feedback.Judged]:
         judged = [self.feedback.judge(o, self.model.is_classifier) for o in outcomes]

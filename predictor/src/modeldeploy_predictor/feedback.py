@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 MAX_OUTCOMES = 1000  # per feedback request
+MAX_ID_LENGTH = 256  # longer request ids are not kept (memory is bounded by id count)
 
 RECORDED = "recorded"
 UNKNOWN = "unknown"
@@ -86,10 +87,10 @@ def parse_outcomes(doc: Any, header_id: str | None = None) -> list[Outcome]:
 
 
 class PredictionMemory:
-    """Request id -> predicted rows, oldest first; bounded by count and age.
+    """Request id -> predicted rows, oldest first; bounded by ids, rows and age.
 
     An id is forgotten once judged, so a repeated outcome is not counted twice.
-    `on_evict(reason)` counts what was dropped unjudged ("expired", "full").
+    `on_evict(reason, n)` counts what was dropped unjudged ("expired", "full").
     """
 
     def __init__(
@@ -97,41 +98,55 @@ class PredictionMemory:
         max_ids: int,
         ttl: float,
         max_rows: int,
+        max_total_rows: int = 1_000_000,
         on_evict: Callable[[str, int], None] = lambda reason, n: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_ids = max_ids
         self.ttl = ttl
         self.max_rows = max_rows
+        self.max_total_rows = max_total_rows
         self._on_evict = on_evict
         self._clock = clock
         self._items: OrderedDict[str, tuple[float, np.ndarray]] = OrderedDict()
+        self.rows = 0  # predicted rows kept, all ids together
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def remember(self, request_id: str, pred: np.ndarray) -> bool:
-        """Keep one prediction; False (not kept) when it has too many rows."""
-        if self.max_ids <= 0 or len(pred) > self.max_rows:
-            return False
+    def remember(self, request_id: str, pred: np.ndarray) -> str | None:
+        """Keep one prediction; else the reason it is not kept."""
+        if self.max_ids <= 0:
+            return "off"
+        if len(pred) > self.max_rows:
+            return "too_many_rows"
+        if len(request_id) > MAX_ID_LENGTH:
+            return "id_too_long"
         now = self._clock()
         self._expire(now)
         items = self._items
-        items.pop(request_id, None)  # a reused id: the latest prediction counts
+        old = items.pop(request_id, None)  # a reused id: the latest prediction counts
+        if old is not None:
+            self.rows -= len(old[1])
         items[request_id] = (now + self.ttl, pred)
-        if len(items) > self.max_ids:
-            items.popitem(last=False)
-            self._on_evict("full", 1)
-        return True
+        self.rows += len(pred)
+        full = 0
+        while len(items) > self.max_ids or self.rows > self.max_total_rows:
+            self.rows -= len(items.popitem(last=False)[1][1])
+            full += 1
+        if full:
+            self._on_evict("full", full)
+        return None
 
     def _expire(self, now: float) -> None:
         items = self._items
         expired = 0
         while items:
-            deadline = next(iter(items.values()))[0]
+            deadline, pred = next(iter(items.values()))
             if deadline > now:
                 break
             items.popitem(last=False)
+            self.rows -= len(pred)
             expired += 1
         if expired:
             self._on_evict("expired", expired)
@@ -139,7 +154,10 @@ class PredictionMemory:
     def take(self, request_id: str) -> np.ndarray | None:
         self._expire(self._clock())
         item = self._items.pop(request_id, None)
-        return None if item is None else item[1]
+        if item is None:
+            return None
+        self.rows -= len(item[1])
+        return item[1]
 
     def judge(self, outcome: Outcome, classifier: bool) -> Judged:
         """Compare an outcome with the remembered prediction (then forget it).
@@ -152,6 +170,7 @@ class PredictionMemory:
         judged = judge(outcome, pred.tolist(), classifier)
         if judged.result == INVALID:
             self._items[outcome.request_id] = (self._clock() + self.ttl, pred)
+            self.rows += len(pred)
         return judged
 
 
