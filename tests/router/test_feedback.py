@@ -1,6 +1,7 @@
 """Ground-truth feedback through the router: the merge rules, then real
-predictor processes (stable, two canary pods) behind two router replicas, with
-predictions sent through one replica and their outcomes through the other."""
+predictor processes (stable, two canary pods, a shadow) behind two router
+replicas, with predictions sent through one replica and their outcomes
+through the other."""
 
 from __future__ import annotations
 
@@ -85,12 +86,16 @@ def _predictor(procs, bundle: Path, track: str, revision: str) -> str:
     return url
 
 
-def test_outcomes_reach_the_pod_that_predicted_through_another_router(procs, metric, iris_bundles):
+def test_outcomes_reach_the_pod_that_predicted_through_another_router(
+    procs, metric, wait, iris_bundles
+):
     x, y, bundle = iris_bundles
     stable = _predictor(procs, bundle, "stable", "rev-s")
     canaries = [_predictor(procs, bundle, "canary", "rev-c") for _ in range(2)]
-    backends = [f"--backend=stable={stable}", *(f"--backend=canary={u}" for u in canaries)]
-    router_a = procs.router(*backends, "--weight=50")
+    shadow = _predictor(procs, bundle, "shadow", "rev-h")
+    backends = [f"--backend=stable={stable}", *(f"--backend=canary={u}" for u in canaries),
+                f"--shadow={shadow}"]  # fmt: skip
+    router_a = procs.router(*backends, "--weight=50", "--mirror-percent=100")
     router_b = procs.router(*backends, "--weight=50")
     infer = "/v2/models/iris/infer"
     outcomes, tracks, correct = [], [], 0
@@ -113,12 +118,18 @@ def test_outcomes_reach_the_pod_that_predicted_through_another_router(procs, met
         correct += sum(p == t for p, t in zip(r.json()["outputs"][0]["data"], labels, strict=True))
         outcomes.append({"request_id": r.headers["x-request-id"], "label": labels})
     assert set(tracks) == {"stable", "canary"}
+    # mirrored copies carry the request id: the shadow remembers its own predictions
+    wait(
+        lambda: metric(shadow, "modeldeploy_requests_total", endpoint="v2_infer") == 20,
+        message="the shadow answered every copy",
+    )
     outcomes.append({"request_id": "never-predicted", "label": 0})
     r = httpx.post(router_b + "/v2/models/iris/feedback", json={"outcomes": outcomes})
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["recorded"] == 20 and "errors" not in doc
-    assert [o["tracks"] for o in doc["outcomes"][:-1]] == [[t] for t in tracks]
+    assert [o["tracks"] for o in doc["outcomes"][:-1]] == [[t, "shadow"] for t in tracks]
+    assert metric(shadow, "modeldeploy_feedback_outcomes_total") == 40
     assert doc["outcomes"][-1] == {"request_id": "never-predicted", "result": "unknown"}
     # each pod counted only its own predictions: 2 rows per request
     per_pod = {u: metric(u, "modeldeploy_feedback_outcomes_total") for u in [stable, *canaries]}
