@@ -78,6 +78,26 @@ BAD = {
         with_change("spec.strategy.analysis.metrics", [{"name": "my-metric", "max": 1}]),
         ["a custom analysis metric needs a query"],
     ),
+    "accuracy-without-min": (
+        with_change("spec.strategy.analysis.metrics", [{"name": "accuracy", "max": 1}]),
+        ["analysis metric accuracy needs min"],
+    ),
+    "mean-absolute-error-without-max": (
+        with_change("spec.strategy.analysis.metrics", [{"name": "mean-absolute-error", "min": 0}]),
+        ["analysis metric mean-absolute-error needs max"],
+    ),
+    "min-samples-on-error-rate": (
+        with_change(
+            "spec.strategy.analysis.metrics", [{"name": "error-rate", "max": 1, "minSamples": 5}]
+        ),
+        ["minSamples applies only to the builtin accuracy and mean-absolute-error"],
+    ),
+    "min-samples-zero": (
+        with_change(
+            "spec.strategy.analysis.metrics", [{"name": "accuracy", "min": 0.9, "minSamples": 0}]
+        ),
+        ["minSamples", "greater than or equal to 1"],
+    ),
     "bad-duration": (
         with_change("spec.strategy.analysis.interval", "30 seconds"),
         ["spec.strategy.analysis.interval", "should match"],

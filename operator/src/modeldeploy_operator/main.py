@@ -20,6 +20,7 @@ from modeldeploy_operator import health, kube, reconcile, spec, transient
 from modeldeploy_operator import metrics as opmetrics
 from modeldeploy_operator.analysis.prometheus import Prometheus
 from modeldeploy_operator.config import Config
+from modeldeploy_operator.gates.loadgen import LoadGenerator
 from modeldeploy_operator.traffic.gatewayapi import RouteError
 
 RESOURCE = (spec.GROUP, spec.VERSION, spec.PLURAL)
@@ -76,14 +77,18 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         api_client = kube.new_api_client(config.kubeconfig, pool_size=config.api_workers)
         provider = Prometheus(config.prometheus_url, timeout=config.prometheus_timeout)
         memo["provider"] = provider
+        client = kube.Kube(api_client)
+        memo["loadgen"] = LoadGenerator(client)
         memo["reconciler"] = reconcile.Reconciler(
-            kube=kube.Kube(api_client),
+            kube=client,
             provider=provider,
             router_image=config.router_image,
         )
         opmetrics.export_info()
         if config.metrics_port:
-            memo["health"] = await health.start(config.metrics_host, config.metrics_port)
+            memo["health"] = await health.start(
+                config.metrics_host, config.metrics_port, memo["loadgen"]
+            )
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -101,6 +106,8 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
             await memo["reconciler"].gates.aclose()
         if "health" in memo:
             await memo["health"].cleanup()
+        if "loadgen" in memo:
+            await memo["loadgen"].aclose()
 
     @kopf.on.resume(*RESOURCE, registry=registry)
     @kopf.on.create(*RESOURCE, registry=registry)

@@ -66,6 +66,11 @@ VALIDATIONS = Counter(
     "Pre-traffic validations of candidates by result (passed, failed)",
     ["result"],
 )
+LOADGEN_REQUESTS = Counter(
+    "modeldeploy_operator_loadgen_requests_total",
+    "Requests the built-in load generator sent to candidates, by result (ok, error)",
+    ["result"],
+)
 RECONCILE_SECONDS = Histogram(
     "modeldeploy_operator_reconcile_duration_seconds",
     "Time of one reconcile (observations, analysis, status write, children)",

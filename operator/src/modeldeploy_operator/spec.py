@@ -27,6 +27,9 @@ VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
 KIND = "ModelDeployment"
 
+# Outcomes a feedback metric (accuracy, ...) needs before it judges anything.
+DEFAULT_MIN_SAMPLES = 20
+
 
 class Phase(enum.StrEnum):
     """What `kubectl get md` shows in the Phase column."""
@@ -116,6 +119,8 @@ class MetricSpec:
     query: str | None = None
     # Measured and shown, never counted toward failureLimit / inconclusiveLimit.
     dry_run: bool = False
+    # Feedback metrics: labelled outcomes per interval below which the value is inconclusive.
+    min_samples: int = DEFAULT_MIN_SAMPLES
 
     @property
     def threshold_text(self) -> str:
@@ -371,6 +376,7 @@ def _parse_strategy(s: dict[str, Any]) -> Strategy:
                     max=x.get("max"),
                     query=x.get("query"),
                     dry_run=bool(x.get("dryRun", False)),
+                    min_samples=int(x.get("minSamples", DEFAULT_MIN_SAMPLES)),
                 )
                 for x in metrics
             ),

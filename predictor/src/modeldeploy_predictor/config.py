@@ -34,6 +34,10 @@ class Settings:
     max_body_bytes: int = limits.MAX_BODY_BYTES
     prediction_log: str | None = None  # "-" for stdout, else a file path
     prediction_log_buffer: int = 10000
+    feedback_ids: int = 100000  # request ids kept for ground-truth feedback (0: off)
+    feedback_ttl: float = 900.0
+    feedback_max_rows: int = 1024
+    feedback_total_rows: int = 1_000_000
     drift_window: int = 5000
     drift_interval: float = 10.0
     graceful_timeout: float = 30.0
@@ -59,6 +63,10 @@ HELP = {
     "max_body_bytes": "largest accepted request body; larger gets 413",
     "prediction_log": "write a JSON line per request to this file ('-' = stdout)",
     "prediction_log_buffer": "records buffered for the prediction log before dropping",
+    "feedback_ids": "predictions kept for ground-truth feedback, by request id (0 turns it off)",
+    "feedback_ttl": "seconds a prediction waits for its outcome before it is forgotten",
+    "feedback_max_rows": "predictions with more rows are not kept for feedback",
+    "feedback_total_rows": "predicted rows kept for feedback, all request ids together",
     "drift_window": "rows in the sliding drift window",
     "drift_interval": "seconds between drift recomputations (also done on every scrape)",
     "graceful_timeout": "seconds to let in-flight requests finish on SIGTERM",

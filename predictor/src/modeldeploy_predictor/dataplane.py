@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import sklearn
 
-from . import columns, drift, parsing
+from . import columns, drift, feedback, parsing
 from .batching import AdaptiveBatcher, BatcherStopped
 from .config import Settings
 from .metrics import Metrics
@@ -71,6 +71,13 @@ class DataPlane:
             model.bundle.digest,
             model.bundle.meta.versions.get("sklearn", ""),
             model.load_seconds,
+        )
+        self.feedback = feedback.PredictionMemory(
+            settings.feedback_ids,
+            settings.feedback_ttl,
+            settings.feedback_max_rows,
+            settings.feedback_total_rows,
+            on_evict=self.metrics.forgotten,
         )
         self.batcher: AdaptiveBatcher | None = None
         if settings.batching and settings.max_batch_size > 1:
@@ -174,6 +181,20 @@ class DataPlane:
                 )
         self.metrics.model_error(type(exc).__name__)
         return ModelError(exc)
+
+    def remember(self, request_id: str, pred: np.ndarray) -> None:
+        """Keep the prediction for a later outcome (feedback.py)."""
+        reason = self.feedback.remember(request_id, pred)
+        if reason is not None and reason != "off":
+            self.metrics.forgotten(reason, 1)
+
+    def judge_outcomes(self, outcomes: list[feedback.Outcome]) -> list[feedback.Judged]:
+        judged = [self.feedback.judge(o, self.model.is_classifier) for o in outcomes]
+        for j in judged:
+            if j.result == feedback.RECORDED:
+                self.metrics.outcome(j.rows, j.correct, j.abs_error)
+        self.metrics.feedback_memory.set(len(self.feedback))
+        return judged
 
     def log_prediction(
         self, request_id: str, endpoint: str, x: Any, pred: Any, started: float

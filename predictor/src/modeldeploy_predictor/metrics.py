@@ -98,6 +98,23 @@ class Metrics:
         self._info = m(Gauge, "model_info", "Served model (1)", "digest", "sklearn_version")
         self._load = m(Gauge, "model_load_seconds", "Time to fetch and load the bundle")
         self.log_dropped = m(Counter, "prediction_log_dropped", "Prediction log records dropped")
+        # Ground-truth feedback (feedback.py): present at 0 from the start, so increase() works.
+        self._outcomes = m(
+            Counter, "feedback_outcomes", "Labelled rows judged against a prediction"
+        )
+        self._correct = m(
+            Counter, "feedback_correct", "Labelled rows predicted right (classifiers)"
+        )
+        self._abs_error = m(
+            Counter, "feedback_absolute_error", "Sum of |prediction - true value| (regressors)"
+        )
+        self._forgotten = m(
+            Counter,
+            "feedback_forgotten",
+            "Predictions dropped from the feedback memory unjudged, by reason",
+            "reason",
+        )
+        self.feedback_memory = m(Gauge, "feedback_memory_ids", "Request ids kept for feedback")
         self._children: dict[tuple, Any] = {}
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
@@ -131,6 +148,14 @@ class Metrics:
 
     def model_error(self, error: str) -> None:
         self._model_errors.labels(**self.base, error=error).inc()
+
+    def outcome(self, rows: int, correct: int, abs_error: float) -> None:
+        self._outcomes.inc(rows)
+        self._correct.inc(correct)
+        self._abs_error.inc(abs_error)
+
+    def forgotten(self, reason: str, count: int) -> None:
+        self._forgotten.labels(**self.base, reason=reason).inc(count)
 
     def batch(self, requests: int, rows: int) -> None:
         self._batch.observe(rows)

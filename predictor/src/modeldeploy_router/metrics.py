@@ -59,6 +59,14 @@ SPECS: tuple[tuple[str, type, str, str, tuple[str, ...], tuple | None], ...] = (
     ("fallback", Counter, "modeldeploy_router_fallback_total",
      "Requests sent to track `to` because `track` had no ready endpoint or refused "
      "the connection", ("model", "track", "to"), None),
+    ("feedback", Counter, "modeldeploy_router_feedback_outcomes_total",
+     "Ground-truth outcomes by result (recorded, unknown: no pod knew the request id, "
+     "invalid)", ("model", "result"), None),
+    ("feedback_errors", Counter, "modeldeploy_router_feedback_errors_total",
+     "Feedback requests a pod failed to answer (its outcomes may show as unknown)",
+     ("model", "track"), None),
+    ("feedback_requests", Counter, "modeldeploy_router_feedback_requests_total",
+     "Feedback requests by status code", ("model", "code"), None),
 )  # fmt: skip
 
 
@@ -92,6 +100,9 @@ class RouterMetrics:
     shadow_duration: Histogram
     fallback: Counter
     endpoints: Gauge
+    feedback: Counter
+    feedback_errors: Counter
+    feedback_requests: Counter
 
     def __init__(self, part: str = ALL) -> None:
         self.registry = CollectorRegistry()
@@ -131,6 +142,13 @@ class RouterMetrics:
 
     def fell_back(self, model: str, track: str, to: str) -> None:
         self._child(self.fallback, model, track, to).inc()
+
+    def feedback_answered(self, model: str, code: int, outcomes: Any, errors: Any) -> None:
+        self._child(self.feedback_requests, model, str(code)).inc()
+        for outcome in outcomes:
+            self._child(self.feedback, model, str(outcome.get("result"))).inc()
+        for error in errors:
+            self._child(self.feedback_errors, model, str(error.get("track", ""))).inc()
 
     def shadow_child(self, metric, model: str, primary: str, shadow: routing.Track):
         return self._child(metric, model, primary, shadow.version, shadow.revision)

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
+from modeldeploy_router import feedback, routing, shadow, shadow_process
 from modeldeploy_router import metrics as metrics_mod
-from modeldeploy_router import routing, shadow, shadow_process
 from modeldeploy_router.settings import Settings
 from modeldeploy_router.upstream import (
     Answer,
@@ -222,6 +222,9 @@ class Router:
         if path in LOCAL_PATHS:
             await self._local(path, send)
             return
+        if feedback.is_feedback(scope["method"], path):
+            await self._feedback(scope, receive, send)
+            return
         request_id = sticky_key = override = None
         length: int | None = None
         for name, value in scope["headers"]:
@@ -246,6 +249,29 @@ class Router:
             if exchange.head_sent:
                 raise Aborted from None
             await self._reply(send, 500, {"error": "internal router error"}, [rid])
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Outcomes go to every pod; the one that made the prediction judges it
+        (feedback.py). The x-request-id header here names the prediction."""
+        table, model = self.table, self.table.model
+        try:
+            body = await feedback.read_body(receive, self.settings.max_body_bytes)
+        except feedback.TooLarge:
+            limit = self.settings.max_body_bytes
+            await self._reply(send, 413, {"error": f"request body exceeds {limit} bytes"}, [])
+            return
+        if body is None:
+            return
+        query = scope["query_string"]
+        target = scope["raw_path"] + (b"?" + query if query else b"")
+        replies = await feedback.fan_out(
+            self.upstream, table, target, forwardable(scope["headers"]), body, self.settings.timeout
+        )
+        status, doc = feedback.combine(replies)
+        self.metrics.feedback_answered(
+            model, status, doc.get("outcomes") or (), doc.get("errors") or ()
+        )
+        await self._reply(send, status, doc, [])
 
     def note_fallback(self, model: str, wanted: str, used: str | None, why: str) -> None:
         if used is not None:

@@ -104,3 +104,22 @@ def custom(template: str, t: Target) -> str:
     }.items():
         out = out.replace("{" + key + "}", value)
     return out
+
+
+def _feedback(t: Target, counter: str) -> str:
+    return f"sum(increase(modeldeploy_feedback_{counter}_total{_sel(t)}[{t.interval}]))"
+
+
+def labelled_outcomes(t: Target) -> str:
+    """Rows of the candidate whose true label or value arrived in the interval."""
+    return _feedback(t, "outcomes")
+
+
+def accuracy(t: Target) -> str:
+    """Share of labelled rows the candidate predicted right (classifiers)."""
+    return f"({_feedback(t, 'correct')} or vector(0)) / {labelled_outcomes(t)}"
+
+
+def mean_absolute_error(t: Target) -> str:
+    """Mean |prediction - true value| over labelled rows (regressors)."""
+    return f"({_feedback(t, 'absolute_error')} or vector(0)) / {labelled_outcomes(t)}"

@@ -24,6 +24,8 @@ class BuiltinMetric:
     # One PromQL number; None when the runner computes it from several queries.
     query: Callable[[queries.Target], str] | None
     shadow_only: bool = False  # only measured while the candidate is a shadow
+    # Judged on ground-truth outcomes (POST .../feedback), gated on their own count.
+    feedback: bool = False
 
 
 _ALL = (
@@ -58,6 +60,22 @@ _ALL = (
         0.95,
         queries.shadow_agreement,
         shadow_only=True,
+    ),
+    BuiltinMetric(
+        "accuracy",
+        "share of labelled outcomes the candidate predicted right",
+        "min",
+        0.9,
+        queries.accuracy,
+        feedback=True,
+    ),
+    BuiltinMetric(
+        "mean-absolute-error",
+        "mean |prediction - outcome| over the candidate's labelled outcomes",
+        "max",
+        1.0,
+        queries.mean_absolute_error,
+        feedback=True,
     ),
 )
 BUILTIN: dict[str, BuiltinMetric] = {m.name: m for m in _ALL}

@@ -61,9 +61,14 @@ async def _measure(
             value = await _prediction_drift(t, provider)
         else:
             value = await _scalar(provider, query_for(metric, t))
+        measurement = verdicts.judge(metric, value)
+        if metric.query is None and registry.BUILTIN[metric.name].feedback:
+            samples = await _scalar(provider, queries.labelled_outcomes(t))
+            count = None if samples is None else int(samples)
+            measurement = verdicts.gate_on_samples(measurement, count, metric.min_samples)
     except ProviderError as exc:
         return verdicts.judge(metric, None, error=f"{metric.name}: {exc}")
-    return verdicts.judge(metric, value)
+    return measurement
 
 
 def query_for(metric: spec.MetricSpec, t: queries.Target) -> str:

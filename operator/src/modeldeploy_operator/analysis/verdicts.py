@@ -122,6 +122,23 @@ def _judge(metric: spec.MetricSpec, value: float | None, error: str | None) -> M
     )
 
 
+def gate_on_samples(measurement: Measurement, samples: int | None, min_samples: int) -> Measurement:
+    """A feedback metric over fewer labelled outcomes than asked is inconclusive,
+    whatever its value: a handful of labels is never a pass (nor a failure)."""
+    if measurement.verdict is Verdict.INCONCLUSIVE and measurement.value is None:
+        return measurement  # keep the first reason (no data, Prometheus down)
+    if samples is not None and samples >= min_samples:
+        return measurement
+    why = (
+        "labelled outcome count unavailable"
+        if samples is None
+        else f"too few labelled outcomes ({samples} < {min_samples})"
+    )
+    return replace(
+        measurement, verdict=Verdict.INCONCLUSIVE, message=f"{why} for {measurement.metric}"
+    )
+
+
 def gate_on_requests(
     result_measurements: Sequence[Measurement], requests: int | None, min_requests: int
 ) -> AnalysisResult:

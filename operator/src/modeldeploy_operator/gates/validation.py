@@ -20,6 +20,7 @@ import httpx
 
 from modeldeploy_operator import manifests, rollout, spec
 from modeldeploy_operator.analysis import validation as judge
+from modeldeploy_operator.gates import loadspec
 from modeldeploy_operator.kube import Kube
 from modeldeploy_operator.status import Status
 
@@ -66,17 +67,10 @@ async def _validate(
 
 
 async def _pod_url(kube: Kube, namespace: str, revision: str, who: str) -> str:
-    for pod in await kube.list_pods(namespace, revision):
-        st = pod.get("status") or {}
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in st.get("conditions") or []
-        )
-        if ready and st.get("podIP") and not (pod.get("metadata") or {}).get("deletionTimestamp"):
-            host = st["podIP"]
-            host = f"[{host}]" if ":" in host else host
-            return f"http://{host}:{manifests.PORT}"
-    raise CouldNotRun(f"no Ready {who} pod of {revision} to validate with")
+    urls = loadspec.ready_urls(await kube.list_pods(namespace, revision), manifests.PORT)
+    if not urls:
+        raise CouldNotRun(f"no Ready {who} pod of {revision} to validate with")
+    return urls[0]
 
 
 async def _validation_set(http: httpx.AsyncClient, url: str, model: str) -> dict[str, Any]:

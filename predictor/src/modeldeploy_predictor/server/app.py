@@ -97,6 +97,13 @@ def create_app(dataplane: DataPlane) -> FastAPI:
         "v2",
         schemas.V2_REQUEST,
     )
+    post(
+        "/v2/models/{name}/feedback",
+        ep.v2_feedback,
+        "Ground-truth outcomes of earlier predictions (modeldeploy extension)",
+        "v2",
+        schemas.FEEDBACK_REQUEST,
+    )
     get("/v1/models/{name}", ep.model_ready, "Model status (KServe v1)", "v1")
     post(
         "/v1/models/{name}:predict",

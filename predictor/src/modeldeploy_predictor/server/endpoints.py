@@ -24,7 +24,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from .. import binary, mixed, parsing
+from .. import binary, feedback, mixed, parsing
 from ..dataplane import DataPlane, ModelError, NotReady
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class Endpoints:
                 else:
                     response = json_response(out, 200, headers)
                 dp.log_prediction(request_id, endpoint, x, pred, started)
+                dp.remember(request_id, pred)
             except parsing.InputError as exc:
                 dp.metrics.input_error(exc.reason)
                 response = json_response(exc.body(), exc.status, headers)
@@ -195,6 +196,34 @@ class Endpoints:
                 )
         dp.metrics.request(endpoint, response.status_code, time.perf_counter() - started)
         return response
+
+    # ----- ground-truth feedback ---------------------------------------------------
+
+    async def v2_feedback(self, name: str, request: Request) -> Response:
+        """Outcomes for earlier predictions, judged by the pod that made them.
+
+        Always 200 for a well-formed body: each outcome says recorded, unknown
+        (not predicted here, or forgotten) or invalid (the router asks every
+        pod and merges, docs/router.md)."""
+        error = self._check_model(name, None)
+        if error is not None:
+            return error
+        try:
+            body = await self._read_body(request)
+            outcomes = feedback.parse_outcomes(
+                parsing.loads(body), request.headers.get("x-request-id")
+            )
+        except parsing.InputError as exc:
+            return json_response(exc.body(), exc.status)
+        except feedback.FeedbackError as exc:
+            return json_response({"error": str(exc), "reason": "bad_feedback"}, 400)
+        judged = self.dp.judge_outcomes(outcomes)
+        return json_response(
+            {
+                "recorded": sum(j.result == feedback.RECORDED for j in judged),
+                "outcomes": [j.to_json() for j in judged],
+            }
+        )
 
     async def _read_body(self, request: Request, binary_data: bool = False) -> bytes:
         ctype = request.headers.get("content-type")

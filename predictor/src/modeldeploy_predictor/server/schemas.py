@@ -93,6 +93,28 @@ ERROR: dict[str, Any] = {
     },
 }
 
+_OUTCOME = {
+    "type": "object",
+    "required": ["label"],
+    "properties": {
+        "request_id": {
+            "type": "string",
+            "description": "x-request-id of the prediction (or send it as the header)",
+        },
+        "label": {"description": "the true label or value; a list for a batch prediction"},
+    },
+}
+FEEDBACK_REQUEST: dict[str, Any] = {
+    "oneOf": [
+        _OUTCOME,
+        {
+            "type": "object",
+            "required": ["outcomes"],
+            "properties": {"outcomes": {"type": "array", "items": _OUTCOME, "maxItems": 1000}},
+        },
+    ]
+}
+
 
 def error_responses() -> dict[int | str, dict[str, Any]]:
     doc = {"content": {"application/json": {"schema": ERROR}}}
