@@ -25,6 +25,18 @@ from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
 FIELD_MANAGER = "modeldeploy-operator"
 # Re-apply an unchanged manifest after this long anyway, to repair edits or deletions.
 _REAPPLY_SECONDS = 300.0
+# (connect, read) seconds for every API call. urllib3 waits for ever by default,
+# so a pooled connection that went silent (a partition, a flow lost by a NAT)
+# held the rollout's tick for good (tests/chaos/test_connections.py::test_b).
+REQUEST_TIMEOUT = (10.0, 30.0)
+
+
+class BoundedApiClient(client.ApiClient):
+    """An ApiClient whose requests time out unless the caller chose a timeout."""
+
+    def call_api(self, *args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
+        timeout = REQUEST_TIMEOUT if _request_timeout is None else _request_timeout
+        return super().call_api(*args, _request_timeout=timeout, **kw)
 
 
 def new_api_client(kubeconfig: str | None = None, pool_size: int | None = None) -> client.ApiClient:
@@ -38,7 +50,7 @@ def new_api_client(kubeconfig: str | None = None, pool_size: int | None = None) 
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     if pool_size:
         cfg.connection_pool_maxsize = pool_size
-    return client.ApiClient(cfg)
+    return BoundedApiClient(cfg)
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,12 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = config.watch_timeout
         settings.watching.client_timeout = config.watch_timeout + 30
         settings.watching.connect_timeout = 30
+        # A watch that went silent (a dead flow) is noticed and reopened after this.
+        settings.watching.inactivity_timeout = 70
+        # Kopf's own calls (progress annotations, Events, peering): bounded like
+        # ours (kube.REQUEST_TIMEOUT), not aiohttp's 5 minutes.
+        settings.networking.request_timeout = kube.REQUEST_TIMEOUT[1]
+        settings.networking.connect_timeout = kube.REQUEST_TIMEOUT[0]
         settings.peering.name = config.peering or "modeldeploy"
         settings.peering.priority = config.priority
         settings.peering.standalone = config.peering is None
