@@ -66,9 +66,8 @@ def next_change_seen(env: Env, version: str) -> float:
     generation = env.get()["metadata"]["generation"]
     started = time.monotonic()
     env.apply(manifest(version, STEPS))
-    env.wait_status(
-        lambda s: s.get("observedGeneration", 0) > generation, f"{version} seen after the fault", 120
-    )
+    seen = f"{version} seen after the fault"
+    env.wait_status(lambda s: s.get("observedGeneration", 0) > generation, seen, 120)
     return round(time.monotonic() - started, 1)
 
 
@@ -96,7 +95,8 @@ def test_a_watch_and_calls_cut_and_blackholed_mid_canary(proxied, figures):
     assert "RolledBack" not in env.events()
 
 
-@pytest.mark.chaos_long  # waits out the 30 s read timeout; tests/operator/test_kube_timeout.py is the fast check
+# Waits out the 30 s read timeout: long; tests/operator/test_kube_timeout.py is the fast check.
+@pytest.mark.chaos_long
 def test_b_silently_dead_connections_do_not_park_the_rollout(proxied, figures):
     """Connections that went silent for ever (a lost NAT/conntrack entry): only
     the operator's own timeouts can end them; the rollout must not wait on them."""

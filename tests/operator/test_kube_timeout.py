@@ -8,7 +8,6 @@ import threading
 import pytest
 import urllib3.exceptions
 from kubernetes import client
-
 from modeldeploy_operator import kube, transient
 
 
