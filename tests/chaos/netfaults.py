@@ -165,3 +165,76 @@ def proxied_kubeconfig(kubeconfig: Path, proxy: TcpProxy, out: Path) -> Path:
 def upstream_of(server_url: str) -> tuple[str, int]:
     parts = urlsplit(server_url)
     return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class SlowOrFailingPrometheus:
+    """An HTTP front for the real Prometheus (127.0.0.1, a free port), for the
+    operator's --prometheus-url. `mode` says what it breaks, and only for
+    `/api/v1/query` (readiness and everything else pass through):
+
+    - "pass": forwarded unchanged;
+    - "slow": forwarded after `delay` seconds (set it beyond the operator's
+      query timeout: a Prometheus overloaded by a heavy query);
+    - "errors": answered 503 with Prometheus's own error body, never forwarded
+      (a Prometheus refusing queries while it replays its WAL).
+    """
+
+    def __init__(self, upstream: str, delay: float = 10.0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.delay = delay
+        self.mode = "pass"
+        self.queries = {"pass": 0, "slow": 0, "errors": 0}
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner = None
+        self._session = None
+
+    def start(self) -> SlowOrFailingPrometheus:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(30)
+        return self
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        from aiohttp import ClientSession, web
+
+        self._session = ClientSession()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def _stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        mode = self.mode if request.path == "/api/v1/query" else "pass"
+        if request.path == "/api/v1/query":
+            self.queries[mode] += 1
+        if mode == "errors":
+            body = {"status": "error", "errorType": "unavailable", "error": "chaos: WAL replay"}
+            return web.json_response(body, status=503)
+        if mode == "slow":
+            await asyncio.sleep(self.delay)
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, data=await request.read()
+        ) as answer:
+            return web.Response(
+                body=await answer.read(), status=answer.status, content_type=answer.content_type
+            )
