@@ -129,7 +129,8 @@ def test_b_peering_leader_sigkilled_mid_canary(cluster, namespace, figures):
 
         st = env.wait_status(walked, "v2 promoted by the former standby", 120)
         figures.update(leader_killed_to_takeover_s=took_over_s, walk_after=seen)
-        finally:
+        assert standby.reconciles() >= 1
+    finally:
         for op in ops:
             op.close()
     steps = [s for p, s in seen if p == "Canary"]
