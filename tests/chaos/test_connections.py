@@ -71,13 +71,19 @@ def next_change_seen(env: Env, version: str) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def test_a_watch_and_calls_cut_and_blackholed_mid_canary(proxied, figures):
-    env, proxy = proxied
+def v2_at_step_1(env: Env) -> Walk:
+    """v1 rolled out, then v2 applied and at its first canary step."""
     env.apply(manifest("1.0.0", STEPS))
     env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 Succeeded")
     walk = Walk("2.0.0")
     env.apply(manifest("2.0.0", STEPS))
     env.wait_status(lambda s: (walk(s), s.get("phase") == "Canary")[1], "v2 at step 1")
+    return walk
+
+
+def test_a_watch_and_calls_cut_and_blackholed_mid_canary(proxied, figures):
+    env, proxy = proxied
+    walk = v2_at_step_1(env)
     cut = 0
     for _ in range(3):  # every connection dropped, three times over
         before = proxy.accepted
@@ -101,11 +107,7 @@ def test_b_silently_dead_connections_do_not_park_the_rollout(proxied, figures):
     """Connections that went silent for ever (a lost NAT/conntrack entry): only
     the operator's own timeouts can end them; the rollout must not wait on them."""
     env, proxy = proxied
-    env.apply(manifest("1.0.0", STEPS))
-    env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 Succeeded")
-    walk = Walk("2.0.0")
-    env.apply(manifest("2.0.0", STEPS))
-    env.wait_status(lambda s: (walk(s), s.get("phase") == "Canary")[1], "v2 at step 1")
+    walk = v2_at_step_1(env)
     proxy.blackhole()
     time.sleep(3)
     healed = time.monotonic()

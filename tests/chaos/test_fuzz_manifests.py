@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_helpers import GROUP, PLURAL, VERSION, Env, apply_crd, manifest, wait_for
+from cluster_helpers import GROUP, PLURAL, VERSION, Env, manifest, wait_for
+from dataplane import operator_env
 from kubernetes import client
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -91,11 +92,7 @@ def specs(draw) -> dict[str, Any]:
 
 @pytest.fixture
 def env(cluster, namespace) -> Iterator[Env]:
-    apply_crd(cluster.api_client())
-    e = Env(cluster, namespace, cluster.prometheus_url)
-    e.start_operator()
-    yield e
-    e.operator.close()
+    yield from operator_env(cluster, namespace)
 
 
 def readable(exc: client.ApiException) -> str:

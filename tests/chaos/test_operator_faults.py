@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 import pytest
-from cluster_helpers import Env, OperatorProcess, apply_crd, manifest, wait_for
-from test_peering_cluster import PEERING, apply_peering, paused, priority
+from cluster_helpers import Env, apply_crd, manifest, wait_for
+from test_peering_cluster import paused, priority, replicas  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 
@@ -93,46 +93,35 @@ def test_a_operator_started_while_five_rollouts_are_mid_way(cluster, namespace, 
 
 
 @pytest.mark.chaos_long  # Kopf waits for the dead leader's peering lease to lapse
-def test_b_peering_leader_sigkilled_mid_canary(cluster, namespace, figures):
-    api = cluster.api_client()
-    apply_crd(api)
-    apply_peering(api, namespace)
-    env = Env(cluster, namespace, cluster.prometheus_url)
-    ops = [
-        OperatorProcess(cluster.kubeconfig, env.prometheus_url, namespace, "--peering", PEERING)
-        for _ in range(2)
-    ]
-    try:
-        for op in ops:
-            op.start()
-        wait_for(lambda: all(priority(op) for op in ops), 30, message="both priorities logged")
-        leader, standby = sorted(ops, key=priority, reverse=True)
-        wait_for(lambda: paused(standby), 30, message="standby paused")
-        env.operator = leader
-        slow = [{"weight": 20, "pause": "10s"}, {"weight": 60, "pause": "5s"}]
-        env.apply(manifest("1.0.0", slow))
-        env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 Succeeded")
-        env.apply(manifest("2.0.0", slow))
-        env.wait_status(lambda s: s.get("phase") == "Canary", "v2 in canary")
-        leader.stop(signal.SIGKILL)  # no goodbye: its peering entry stays until it lapses
-        killed = time.monotonic()
-        env.operator = standby
-        wait_for(lambda: not paused(standby), 180, message="standby took over")
-        took_over_s = round(time.monotonic() - killed, 1)
-        seen: list[tuple[str, int]] = []
+def test_b_peering_leader_sigkilled_mid_canary(replicas, figures):  # noqa: F811 - the fixture
+    env, ops = replicas  # two replicas, not started, closed by the fixture
+    for op in ops:
+        op.start()
+    wait_for(lambda: all(priority(op) for op in ops), 30, message="both priorities logged")
+    leader, standby = sorted(ops, key=priority, reverse=True)
+    wait_for(lambda: paused(standby), 30, message="standby paused")
+    env.operator = leader
+    slow = [{"weight": 20, "pause": "10s"}, {"weight": 60, "pause": "5s"}]
+    env.apply(manifest("1.0.0", slow))
+    env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 Succeeded")
+    env.apply(manifest("2.0.0", slow))
+    env.wait_status(lambda s: s.get("phase") == "Canary", "v2 in canary")
+    leader.stop(signal.SIGKILL)  # no goodbye: its peering entry stays until it lapses
+    killed = time.monotonic()
+    env.operator = standby
+    wait_for(lambda: not paused(standby), 180, message="standby took over")
+    took_over_s = round(time.monotonic() - killed, 1)
+    seen: list[tuple[str, int]] = []
 
-        def walked(st: dict[str, Any]) -> bool:
-            here = (st.get("phase", ""), int(st.get("currentStep") or 0))
-            if not seen or seen[-1] != here:
-                seen.append(here)
-            return st.get("phase") == "Succeeded" and st["stable"]["version"] == "2.0.0"
+    def walked(st: dict[str, Any]) -> bool:
+        here = (st.get("phase", ""), int(st.get("currentStep") or 0))
+        if not seen or seen[-1] != here:
+            seen.append(here)
+        return st.get("phase") == "Succeeded" and st["stable"]["version"] == "2.0.0"
 
-        st = env.wait_status(walked, "v2 promoted by the former standby", 120)
-        figures.update(leader_killed_to_takeover_s=took_over_s, walk_after=seen)
-        assert standby.reconciles() >= 1
-    finally:
-        for op in ops:
-            op.close()
+    st = env.wait_status(walked, "v2 promoted by the former standby", 120)
+    figures.update(leader_killed_to_takeover_s=took_over_s, walk_after=seen)
+    assert standby.reconciles() >= 1
     steps = [s for p, s in seen if p == "Canary"]
     assert steps in ([0, 1], [1]), seen  # from where it was; no step repeated or skipped
     assert [h["result"] for h in st["history"]] == ["Promoted", "Promoted"]
