@@ -35,3 +35,8 @@ def last_answer_of(answers: Sequence[Answer], version: str) -> float | None:
 
 def served(answers: Sequence[Answer], version: str, after: float = 0.0) -> int:
     return sum(1 for t, code, v in answers if code == 200 and v == version and t >= after)
+
+
+def last_failure(answers: Sequence[Answer]) -> float:
+    """When a request last failed (0 when none did)."""
+    return max((t for t, code, _ in answers if code != 200), default=0.0)

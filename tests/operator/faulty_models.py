@@ -6,6 +6,7 @@ ModelDeployment), because joblib stores the class by its module name.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -70,3 +71,23 @@ class SlowAfterGrace(_Misbehaving):
 
     def _misbehave(self, rows: np.ndarray) -> None:
         time.sleep(self.delay)
+
+
+class TurnsBadOnSwitch(_Misbehaving):
+    """Right answers until the file `switch` exists, then every call raises (or,
+    with `delay`, is that many seconds late): a candidate that goes bad after it
+    passed its first steps. The test creates the file; the pods are processes of
+    the local node, on the test's filesystem."""
+
+    def __init__(self, base=None, switch: str = "", delay: float = 0.0) -> None:
+        self.base = base
+        self.switch = switch
+        self.delay = delay
+
+    def _misbehave(self, rows: np.ndarray) -> None:
+        if not os.path.exists(self.switch):
+            return
+        if self.delay:
+            time.sleep(self.delay)
+        else:
+            raise RuntimeError("injected failure (switch file present)")

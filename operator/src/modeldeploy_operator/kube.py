@@ -25,6 +25,18 @@ from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
 FIELD_MANAGER = "modeldeploy-operator"
 # Re-apply an unchanged manifest after this long anyway, to repair edits or deletions.
 _REAPPLY_SECONDS = 300.0
+# (connect, read) seconds for every API call. urllib3 waits for ever by default,
+# so a pooled connection that went silent (a partition, a flow lost by a NAT)
+# held the rollout's tick for good (tests/chaos/test_connections.py::test_b).
+REQUEST_TIMEOUT = (10.0, 30.0)
+
+
+class BoundedApiClient(client.ApiClient):
+    """An ApiClient whose requests time out unless the caller chose a timeout."""
+
+    def call_api(self, *args: Any, _request_timeout: Any = None, **kw: Any) -> Any:
+        timeout = REQUEST_TIMEOUT if _request_timeout is None else _request_timeout
+        return super().call_api(*args, _request_timeout=timeout, **kw)
 
 
 def new_api_client(kubeconfig: str | None = None, pool_size: int | None = None) -> client.ApiClient:
@@ -38,7 +50,12 @@ def new_api_client(kubeconfig: str | None = None, pool_size: int | None = None) 
         config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     if pool_size:
         cfg.connection_pool_maxsize = pool_size
-    return client.ApiClient(cfg)
+    return BoundedApiClient(cfg)
+
+
+def apply_body(obj: dict[str, Any]) -> bytes:
+    """An apply patch as JSON (which is YAML) with characters left unescaped."""
+    return json.dumps(obj, ensure_ascii=False).encode()
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +99,11 @@ class Kube:
     def _apply(self, obj: dict[str, Any]) -> None:
         resource = self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         resource.server_side_apply(
-            body=obj,
+            # Serialized here: the client's json.dumps escapes characters beyond
+            # the BMP as surrogate pairs, which the API server's YAML decoder of
+            # apply patches refuses (400) - a spec with such a character was
+            # accepted, then never applied (tests/chaos/test_fuzz_manifests.py).
+            body=apply_body(obj),
             name=obj["metadata"]["name"],
             namespace=obj["metadata"]["namespace"],
             field_manager=FIELD_MANAGER,

@@ -65,6 +65,12 @@ def build_registry(config: Config) -> kopf.OperatorRegistry:
         # Kopf re-checks a timer still mid-run only every 60 s by default,
         # which users would see as `kubectl delete md` hanging for a minute.
         settings.background.cancellation_polling = 1.0
+        # A watch that went silent (a dead flow) is noticed and reopened after this.
+        settings.watching.inactivity_timeout = 70
+        # Kopf's own calls (progress annotations, Events, peering): bounded like
+        # ours (kube.REQUEST_TIMEOUT), not aiohttp's 5 minutes.
+        settings.networking.request_timeout = kube.REQUEST_TIMEOUT[1]
+        settings.networking.connect_timeout = kube.REQUEST_TIMEOUT[0]
         settings.peering.name = config.peering or "modeldeploy"
         settings.peering.priority = config.priority
         settings.peering.standalone = config.peering is None

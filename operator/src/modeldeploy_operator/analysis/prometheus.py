@@ -32,6 +32,7 @@ class Prometheus:
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout)
 
     async def aclose(self) -> None:
@@ -41,9 +42,17 @@ class Prometheus:
         started = time.perf_counter()
         try:
             response = await self._client.get("/api/v1/query", params={"query": query})
+        except httpx.TimeoutException as exc:
+            # Its str() is often empty: say what happened, so the status explains
+            # why the run was inconclusive (tests/chaos/test_prometheus_faults.py).
+            opmetrics.PROMETHEUS_QUERIES.labels(result="unreachable").inc()
+            raise ProviderError(
+                f"Prometheus at {self.url} timed out ({type(exc).__name__} after {self.timeout:g}s)"
+            ) from exc
         except httpx.HTTPError as exc:
             opmetrics.PROMETHEUS_QUERIES.labels(result="unreachable").inc()
-            raise ProviderError(f"Prometheus unreachable at {self.url}: {exc}") from exc
+            why = str(exc) or type(exc).__name__
+            raise ProviderError(f"Prometheus unreachable at {self.url}: {why}") from exc
         finally:
             opmetrics.PROMETHEUS_QUERY_SECONDS.observe(time.perf_counter() - started)
         try:
