@@ -127,6 +127,7 @@ sed "s|METRICS_SERVER_IMAGE|$metrics_server_image|" hack/kind/metrics-server.yam
 kc -n monitoring rollout status deployment/prometheus --timeout=3m
 kc -n modelstore rollout status deployment/s3 --timeout=3m
 kc -n kube-system rollout status deployment/metrics-server --timeout=3m
+kc apply -f hack/kind/metrics-server-apiservice.yaml >/dev/null
 
 # forward NAMESPACE SERVICE PORT: a kubectl port-forward in the background; prints its local URL.
 forward() {
