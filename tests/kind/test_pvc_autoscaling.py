@@ -36,7 +36,10 @@ CLAIM = "bundles"
 VERSIONS = ("1.0.0", "2.0.0")
 # CPU request of a predictor: small, so that the test's load is well above the
 # target and a near-idle pod well below it (the HPA tolerates 10 % either way).
-CPU_REQUEST = "50m"
+CPU_REQUEST = "25m"
+# Requests per second during the canary: at 50 % weight each revision's pod
+# runs well above the target; a 2/s trickle leaves them far below it.
+RATE = 25.0
 AUTOSCALING = {
     "minReplicas": 1,
     "maxReplicas": 3,
@@ -56,6 +59,11 @@ def _status(kube: scenario.Kube, ns: str) -> dict[str, Any]:
 
 def _hpas(kube: scenario.Kube, ns: str) -> list[dict[str, Any]]:
     return _json(kube, "get", "hpa", "-n", ns)["items"]
+
+
+def _events(kube: scenario.Kube, ns: str) -> list[str]:
+    items = _json(kube, "get", "events", "-n", ns, "--sort-by=.lastTimestamp")["items"]
+    return [f"{e['involvedObject']['name']} {e['reason']}: {e['message']}" for e in items[-15:]]
 
 
 def _hostpath_volume(ns: str) -> dict[str, Any]:
@@ -175,7 +183,7 @@ def test_pvc_bundles_and_cpu_autoscaling_through_a_canary(
     api = kubernetes.config.new_client_from_config(config_file=kind_kubeconfig)
     with api, forward.node_port(api, models.NAME, ns, 8080) as url:
         rows = models.traffic_rows()
-        with Load(url, rows, rate=demo_scenario.LOAD_RATE) as heavy:
+        with Load(url, rows, rate=RATE) as heavy:
             kube.apply([_manifest(ns, second)])
             scenario.wait_for(lambda: _status(kube, ns).get("stage") == "Canary", 240,
                               f"the canary of {second}")  # fmt: skip
@@ -201,7 +209,13 @@ def test_pvc_bundles_and_cpu_autoscaling_through_a_canary(
             scenario.wait_for(back_to_minimum, 300, f"{new_stable} back to minReplicas")
     answers = heavy.snapshot() + trickle.snapshot()
     failed = [a for a in answers if a[1] != 200]
-    assert not failed, f"{len(failed)} of {len(answers)} requests failed: {failed[:5]}"
+    if failed:
+        routers = kube.run("-n", ns, "logs", "-l", "app.kubernetes.io/component=router",
+                           "--tail=40", "--prefix", check=False).stdout  # fmt: skip
+        raise AssertionError(
+            f"{len(failed)} of {len(answers)} requests failed (t, status): "
+            f"{[a[:2] for a in failed[:10]]}; events: {_events(kube, ns)}\nrouters:\n{routers}"
+        )
     versions = {v for _, _, v in trickle.snapshot()}
     assert versions == {second}, versions
     print(f"scaled up: HPA {scaled}; {len(answers)} requests, none failed")
