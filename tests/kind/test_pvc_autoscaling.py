@@ -36,10 +36,7 @@ CLAIM = "bundles"
 VERSIONS = ("1.0.0", "2.0.0")
 # CPU request of a predictor: small, so that the test's load is well above the
 # target and a near-idle pod well below it (the HPA tolerates 10 % either way).
-CPU_REQUEST = "25m"
-# Requests per second during the canary: at 50 % weight each revision's pod
-# runs well above the target; a 2/s trickle leaves them far below it.
-RATE = 25.0
+CPU_REQUEST = "50m"
 AUTOSCALING = {
     "minReplicas": 1,
     "maxReplicas": 3,
@@ -183,7 +180,7 @@ def test_pvc_bundles_and_cpu_autoscaling_through_a_canary(
     api = kubernetes.config.new_client_from_config(config_file=kind_kubeconfig)
     with api, forward.node_port(api, models.NAME, ns, 8080) as url:
         rows = models.traffic_rows()
-        with Load(url, rows, rate=RATE) as heavy:
+        with Load(url, rows, rate=demo_scenario.LOAD_RATE) as heavy:
             kube.apply([_manifest(ns, second)])
             scenario.wait_for(lambda: _status(kube, ns).get("stage") == "Canary", 240,
                               f"the canary of {second}")  # fmt: skip
