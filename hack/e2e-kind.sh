@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The kind e2e: our images under a real kubelet. Builds (cached) kind, a kind
 # node image and every image the story needs, creates a throwaway cluster,
-# loads the images, runs Prometheus and an S3 model store in it, installs the
-# chart, then the demo's rollout story (first revision, canary promoted,
-# drifted canary rolled back, disagreeing shadow rejected) under load through
-# the router, and the packaging tests that take any cluster.
+# loads the images, runs Prometheus, metrics-server and an S3 model store in
+# it, installs the chart, then the demo's rollout story (first revision, canary
+# promoted, drifted canary rolled back, disagreeing shadow rejected) under load
+# through the router, the kind tests (tests/kind: restricted pods, bundles from
+# a PVC, CPU autoscaling through a canary) and the chart's RBAC checked by the
+# API server of kind.
 #   hack/e2e-kind.sh          the e2e (make e2e-kind)
 #   hack/e2e-kind.sh demo     the demo only, for a person to watch (DEMO_CLUSTER=kind make demo);
 #                             DEMO_KEEP=1 leaves the cluster up and prints how to reach it
@@ -82,6 +84,8 @@ if [[ $engine == podman ]]; then
   node_image=$(bash hack/kind-node-image.sh | tail -1)
   bash hack/images.sh all
   bash hack/kind/images.sh "$bin_dir/prometheus"
+  metrics_server_image=$(bash hack/kind/metrics-server.sh)
+  images+=("$metrics_server_image")
   podman save --multi-image-archive --format docker-archive -o "$work/images.tar" "${images[@]}"
 else
   node_image=""  # kind's default, pulled
@@ -89,6 +93,8 @@ else
     docker build -f "Dockerfile.$component" -t "ghcr.io/modeldeploy/$component:$tag" .
   done
   CONTAINER_ENGINE=docker bash hack/kind/images.sh "$bin_dir/prometheus"
+  metrics_server_image=$(CONTAINER_ENGINE=docker bash hack/kind/metrics-server.sh)
+  images+=("$metrics_server_image")
   docker save -o "$work/images.tar" "${images[@]}"
 fi
 log "images ready ($((SECONDS - start))s since start)"
@@ -108,7 +114,7 @@ log "kind create cluster $name (${node_image:-the default node image of kind})"
 "$kind" load image-archive --name "$name" "$work/images.tar"
 kc() { "$kubectl_bin" --kubeconfig "$kubeconfig" "$@"; }
 
-log "Prometheus and the S3 model store"
+log "Prometheus, metrics-server and the S3 model store"
 kc create namespace monitoring >/dev/null
 "$python" -c 'import sys, yaml
 from modeldeploy_devcluster import prometheus_config
@@ -117,8 +123,11 @@ kc -n monitoring create configmap prometheus-config --from-file=prometheus.yml="
 kc apply -f hack/kind/prometheus.yaml >/dev/null
 kc create namespace modelstore >/dev/null
 kc apply -f hack/kind/modelstore.yaml >/dev/null
+sed "s|METRICS_SERVER_IMAGE|$metrics_server_image|" hack/kind/metrics-server.yaml | kc apply -f - >/dev/null
 kc -n monitoring rollout status deployment/prometheus --timeout=3m
 kc -n modelstore rollout status deployment/s3 --timeout=3m
+kc -n kube-system rollout status deployment/metrics-server --timeout=3m
+kc apply -f hack/kind/metrics-server-apiservice.yaml >/dev/null
 
 # forward NAMESPACE SERVICE PORT: a kubectl port-forward in the background; prints its local URL.
 forward() {
@@ -160,4 +169,7 @@ fi
 
 log "kind-ready tests (pytest -m kind)"
 MODELDEPLOY_E2E_KUBECONFIG=$kubeconfig "$python" -m pytest -m kind tests -p no:cacheprovider -q
+log "the chart's RBAC on the API server of kind (kubectl auth can-i)"
+MODELDEPLOY_E2E_KUBECONFIG=$kubeconfig "$python" -m pytest -p no:cacheprovider -q \
+  tests/shipping/test_chart_cluster.py -k "rbac_namespaced"
 log "e2e-kind OK in $((SECONDS - start))s"

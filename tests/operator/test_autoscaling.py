@@ -49,6 +49,21 @@ def test_hpa_manifest_targets_the_revision():
     assert rps["pods"]["target"] == {"type": "AverageValue", "averageValue": "500m"}
 
 
+def test_hpa_behavior_is_passed_through_and_absent_by_default():
+    assert "behavior" not in autoscaling.hpa(scaled(), "r", 2)["spec"]
+    behavior = {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 30,
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 15}],
+        },
+        "scaleUp": {"selectPolicy": "Max"},
+    }
+    m = scaled(behavior=behavior)
+    assert autoscaling.hpa(m, m.revision, 2)["spec"]["behavior"] == behavior
+    # Tuning the HPA is no model change: no new revision.
+    assert m.revision == scaled().revision
+
+
 def test_autoscaled_deployment_leaves_replicas_to_the_hpa():
     m = scaled()
     assert "replicas" not in manifests.revision_deployment(m, None, "stable")["spec"]

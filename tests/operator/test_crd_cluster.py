@@ -54,6 +54,13 @@ def with_change(path: str, value: Any, name: str = "fraud") -> dict[str, Any]:
 
 
 BAD = {
+    "hpa-behavior-unknown-policy": (
+        with_change(
+            "spec.predictor.autoscaling",
+            {"maxReplicas": 3, "behavior": {"scaleDown": {"selectPolicy": "Sometimes"}}},
+        ),
+        ["spec.predictor.autoscaling.behavior.scaleDown.selectPolicy", "Unsupported value"],
+    ),
     "decreasing-weights": (
         with_change("spec.strategy.canary.steps", [{"weight": 50}, {"weight": 10}]),
         ["weights must be strictly increasing"],

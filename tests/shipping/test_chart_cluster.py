@@ -106,6 +106,8 @@ NAMESPACED_CHECKS = [
     ("list", "pods", True),
     ("create", "horizontalpodautoscalers.autoscaling", True),
     ("delete", "horizontalpodautoscalers.autoscaling", True),
+    ("patch", "horizontalpodautoscalers.autoscaling", True),
+    ("watch", "horizontalpodautoscalers.autoscaling", True),
     # Denied: what the operator never does.
     ("delete", "modeldeployments.modeldeploy.io", False),
     ("update", "modeldeployments.modeldeploy.io", False),
@@ -119,6 +121,8 @@ NAMESPACED_CHECKS = [
     ("bind", "roles.rbac.authorization.k8s.io", False),
     ("delete", "events", False),
     ("patch", "httproutes.gateway.networking.k8s.io", False),
+    # HPAs own the replicas: the operator writes the HPA's spec, never its status.
+    ("patch", "horizontalpodautoscalers.autoscaling/status", False),
 ]
 
 
@@ -137,11 +141,15 @@ def test_service_account_rbac_namespaced(
         ]
         assert not wrong, "\n".join(wrong)
         # kubectl's own `auth can-i --as` agrees (for types it can discover).
-        for verb, resource in [("create", "deployments.apps"), ("get", "secrets")]:
+        agree = [("create", "deployments.apps"), ("get", "secrets"),
+                 ("patch", "horizontalpodautoscalers.autoscaling")]  # fmt: skip
+        for verb, resource in agree:
             expected = kube.can_i(sa, verb, resource, team)
             assert kube.can_i_kubectl(sa, verb, resource, team) == expected, (verb, resource)
         # Nothing at all outside the watched namespaces, nothing cluster-wide.
-        for verb, resource in [("list", "deployments.apps"), ("create", "services")]:
+        outside = [("list", "deployments.apps"), ("create", "services"),
+                   ("create", "horizontalpodautoscalers.autoscaling")]  # fmt: skip
+        for verb, resource in outside:
             assert not kube.can_i(sa, verb, resource, other), (verb, resource, other)
             assert not kube.can_i(sa, verb, resource), (verb, resource)
         assert not kube.can_i(sa, "list", "modeldeployments.modeldeploy.io", system)

@@ -16,6 +16,7 @@ SCRIPTS = [
     "e2e-kind.sh",
     "kind-node-image.sh",
     "kind/images.sh",
+    "kind/metrics-server.sh",
     "sync-crd.sh",
 ]
 

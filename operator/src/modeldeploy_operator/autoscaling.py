@@ -101,6 +101,14 @@ def hpa(md: ModelDeployment, revision: str, minimum: int) -> dict[str, Any]:
     lbls = manifests.labels(
         md, **{manifests.REVISION_LABEL: revision, manifests.COMPONENT_LABEL: "predictor"}
     )
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": revision},
+        "minReplicas": minimum,
+        "maxReplicas": a.max_replicas,
+        "metrics": metrics,
+    }
+    if a.behavior:
+        spec["behavior"] = a.behavior
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -110,12 +118,7 @@ def hpa(md: ModelDeployment, revision: str, minimum: int) -> dict[str, Any]:
             "labels": lbls,
             "ownerReferences": [manifests.owner_reference(md)],
         },
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": revision},
-            "minReplicas": minimum,
-            "maxReplicas": a.max_replicas,
-            "metrics": metrics,
-        },
+        "spec": spec,
     }
 
 

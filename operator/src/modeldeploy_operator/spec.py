@@ -95,6 +95,9 @@ class Autoscaling:
     max_replicas: int = 10
     target_cpu: int | None = 80  # percent of the CPU request
     target_rps: float | None = None  # per pod, needs a custom-metrics adapter
+    # The HPA's own `behavior` (scaleUp / scaleDown rules), passed through as
+    # written: the CRD schema holds it to the HPA's shape. Empty: HPA defaults.
+    behavior: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -341,6 +344,7 @@ def _parse_autoscaling(a: dict[str, Any] | None) -> Autoscaling | None:
             int(cpu) if cpu is not None else (None if rps is not None else Autoscaling.target_cpu)
         ),
         target_rps=float(rps) if rps is not None else None,
+        behavior=dict(a.get("behavior") or {}),
     )
 
 

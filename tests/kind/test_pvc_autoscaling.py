@@ -1,0 +1,218 @@
+"""Bundles from a PVC and CPU autoscaling with metrics-server, under a real kubelet.
+
+One scenario proves both (one operator install, one rollout): iris 1.0.0 and
+2.0.0 sit on a PersistentVolumeClaim (`pvc://bundles/iris/VERSION`), the
+predictor autoscales on CPU (metrics-server, deployed by hack/e2e-kind.sh),
+and a canary to 2.0.0 under load through the router Service makes an HPA add
+pods beyond its floor; after promotion, with the load down to a trickle, the
+new stable's HPA scales back to minReplicas. No request fails throughout.
+
+kind here has no dynamic provisioner (the locally built node image carries
+no local-path provisioner), so the test binds its claim to a hostPath PV of
+its own, and a root loader pod copies the bundles in with `kubectl cp`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from modeldeploy_devcluster import forward
+
+from demo import models
+from demo import scenario as demo_scenario
+from demo.load import Load
+from tests.shipping import chart, scenario
+
+pytestmark = pytest.mark.kind
+PROMETHEUS = "http://prometheus.monitoring.svc:9090"
+CLAIM = "bundles"
+VERSIONS = ("1.0.0", "2.0.0")
+# CPU request of a predictor: small, so that the test's load is well above the
+# target and a near-idle pod well below it (the HPA tolerates 10 % either way).
+CPU_REQUEST = "50m"
+AUTOSCALING = {
+    "minReplicas": 1,
+    "maxReplicas": 3,
+    "targetCPUUtilizationPercentage": 50,
+    # Kubernetes waits 5 min before removing pods; users tune it, so does the test.
+    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 20}},
+}
+
+
+def _json(kube: scenario.Kube, *args: str) -> Any:
+    return json.loads(kube.run(*args, "-o", "json").stdout)
+
+
+def _status(kube: scenario.Kube, ns: str) -> dict[str, Any]:
+    return _json(kube, "get", "md", models.NAME, "-n", ns).get("status") or {}
+
+
+def _hpas(kube: scenario.Kube, ns: str) -> list[dict[str, Any]]:
+    return _json(kube, "get", "hpa", "-n", ns)["items"]
+
+
+def _events(kube: scenario.Kube, ns: str) -> list[str]:
+    items = _json(kube, "get", "events", "-n", ns, "--sort-by=.lastTimestamp")["items"]
+    return [f"{e['involvedObject']['name']} {e['reason']}: {e['message']}" for e in items[-15:]]
+
+
+def _hostpath_volume(ns: str) -> dict[str, Any]:
+    """A PV on the node's disk, reserved for the namespace's claim."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{ns}-{CLAIM}"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": ns, "name": CLAIM},
+            "hostPath": {"path": f"/var/local/modeldeploy-e2e/{ns}", "type": "DirectoryOrCreate"},
+        },
+    }
+
+
+def _claim(ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM, "namespace": ns},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "volumeName": f"{ns}-{CLAIM}",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
+def _loader(ns: str, image: str) -> dict[str, Any]:
+    """A root pod with the claim mounted: it only waits while bundles are copied in."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "loader", "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsUser": 0},
+            "containers": [{
+                "name": "loader", "image": image, "imagePullPolicy": "Never",
+                "command": ["python3", "-c", "import time; time.sleep(600)"],
+                "volumeMounts": [{"name": "bundles", "mountPath": "/bundles"}],
+            }],
+            "volumes": [{"name": "bundles", "persistentVolumeClaim": {"claimName": CLAIM}}],
+        },
+    }  # fmt: skip
+
+
+def _manifest(ns: str, version: str) -> dict[str, Any]:
+    strategy = {
+        "type": "Canary",
+        # The test promotes once the HPA has scaled up: the pause only has to outlast that.
+        "canary": {"steps": [{"weight": 50, "pause": "10m"}]},
+        "analysis": demo_scenario.analysis({"name": "error-rate", "max": 0.05}),
+    }
+    body = demo_scenario.manifest(version, f"pvc://{CLAIM}/iris/{version}", strategy)
+    body["metadata"]["namespace"] = ns
+    predictor = body["spec"]["predictor"]
+    del predictor["replicas"]
+    predictor["resources"] = {"requests": {"cpu": CPU_REQUEST, "memory": "128Mi"}}
+    predictor["autoscaling"] = AUTOSCALING
+    return body
+
+
+@pytest.fixture
+def pvc_namespace(kube: scenario.Kube, kind_helm: chart.Helm) -> Iterator[str]:
+    """A namespace watched by the chart's operator, with both bundles on its claim."""
+    ns = kube.create_namespace("kind-pvc")
+    volume = _hostpath_volume(ns)
+    try:
+        release = scenario.release_name()
+        values = scenario.namespaced_values([ns], prometheus={"url": PROMETHEUS}, tick=1)
+        scenario.install(kind_helm, release, ns, values)
+        kube.apply([volume, _claim(ns), _loader(ns, demo_scenario.IMAGE)])
+        kube.run("-n", ns, "wait", "--for=condition=Ready", "pod/loader", "--timeout=120s")
+        kube.run("-n", ns, "exec", "loader", "--", "mkdir", "-p", "/bundles/iris")
+        trained = [v for v in models.train() if v.version in VERSIONS]
+        with tempfile.TemporaryDirectory() as out:
+            for version, path in models.bundle_all(trained, Path(out)).items():
+                kube.run("cp", str(path), f"{ns}/loader:/bundles/iris/{version}", timeout=120)
+        kube.run("-n", ns, "delete", "pod", "loader", "--grace-period=0", "--wait=false")
+        yield ns
+    finally:
+        kube.delete_namespace(ns)
+        kube.run("delete", "pv", volume["metadata"]["name"], "--wait=false", check=False)
+
+
+def _scaled_beyond_floor(kube: scenario.Kube, ns: str) -> str | None:
+    """Name of an HPA that runs more pods than its floor: its metrics asked for them."""
+    for h in _hpas(kube, ns):
+        desired = (h.get("status") or {}).get("desiredReplicas", 0)
+        if desired > h["spec"]["minReplicas"] and desired >= 2:
+            return h["metadata"]["name"]
+    return None
+
+
+def test_pvc_bundles_and_cpu_autoscaling_through_a_canary(
+    kube: scenario.Kube, pvc_namespace: str, kind_kubeconfig: str
+) -> None:
+    ns = pvc_namespace
+    first, second = VERSIONS
+    kube.apply([_manifest(ns, first)])
+    scenario.wait_for(lambda: _status(kube, ns).get("phase") == "Succeeded", 240,
+                      f"iris {first} from the PVC Succeeded")  # fmt: skip
+    kube.run("-n", ns, "rollout", "status", f"deployment/{models.NAME}-router", "--timeout=120s")
+    stable = _status(kube, ns)["stable"]["revision"]
+    volumes = _json(kube, "get", "deployment", stable, "-n", ns)["spec"]["template"]["spec"]
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in volumes["volumes"]
+              if "persistentVolumeClaim" in v]  # fmt: skip
+    assert claims == [CLAIM], volumes["volumes"]
+
+    api = kubernetes.config.new_client_from_config(config_file=kind_kubeconfig)
+    with api, forward.node_port(api, models.NAME, ns, 8080) as url:
+        rows = models.traffic_rows()
+        with Load(url, rows, rate=demo_scenario.LOAD_RATE) as heavy:
+            kube.apply([_manifest(ns, second)])
+            scenario.wait_for(lambda: _status(kube, ns).get("stage") == "Canary", 240,
+                              f"the canary of {second}")  # fmt: skip
+            scaled = scenario.wait_for(lambda: _scaled_beyond_floor(kube, ns), 300,
+                                       "an HPA adding pods for the load")  # fmt: skip
+            assert _status(kube, ns).get("stage") == "Canary", "scaled up during the canary"
+            nonce = uuid.uuid4().hex[:8]
+            kube.run("-n", ns, "annotate", "md", models.NAME, "--overwrite",
+                     f"modeldeploy.io/command=promote:{nonce}")  # fmt: skip
+            scenario.wait_for(lambda: _status(kube, ns).get("phase") == "Succeeded", 240,
+                              f"{second} promoted")  # fmt: skip
+        new_stable = _status(kube, ns)["stable"]["revision"]
+        assert new_stable != stable
+        # A trickle of requests while the HPA scales down: pods leave without failures.
+        with Load(url, rows, rate=2) as trickle:
+
+            def back_to_minimum() -> bool:
+                # Only the new stable's HPA is left (the old revision's went with it).
+                current = {h["metadata"]["name"]: (h.get("status") or {}).get(
+                    "currentReplicas") for h in _hpas(kube, ns)}  # fmt: skip
+                return current == {new_stable: AUTOSCALING["minReplicas"]}
+
+            scenario.wait_for(back_to_minimum, 300, f"{new_stable} back to minReplicas")
+    answers = heavy.snapshot() + trickle.snapshot()
+    failed = [a for a in answers if a[1] != 200]
+    if failed:
+        routers = kube.run("-n", ns, "logs", "-l", "app.kubernetes.io/component=router",
+                           "--tail=40", "--prefix", check=False).stdout  # fmt: skip
+        raise AssertionError(
+            f"{len(failed)} of {len(answers)} requests failed (t, status): "
+            f"{[a[:2] for a in failed[:10]]}; events: {_events(kube, ns)}\nrouters:\n{routers}"
+        )
+    versions = {v for _, _, v in trickle.snapshot()}
+    assert versions == {second}, versions
+    print(f"scaled up: HPA {scaled}; {len(answers)} requests, none failed")
