@@ -41,6 +41,11 @@ def test_revision_deployment_contract():
     startup = c["startupProbe"]  # a bundle download of minutes must not trip liveness
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # a leaving pod serves on until its endpoint is gone, then stops gracefully
+    drain = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert drain >= 2
+    pod = d["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > drain + 30  # + predictor --graceful-timeout
     assert d["spec"]["replicas"] == 2
 
 

@@ -31,6 +31,13 @@ LISTEN_ALL = "0.0.0.0"
 # How long a predictor may take to fetch and load its bundle before the
 # kubelet restarts it (the server listens only once the model is loaded).
 BUNDLE_LOAD_SECONDS = 300
+# A deleted predictor pod (scale-down, superseded revision) keeps serving this
+# long before the server gets SIGTERM: the pod's endpoint must first leave the
+# routers' tables and every node's Service rules, or requests sent in that gap
+# are refused or cut. The kubelet's own `sleep` action: no shell in the image.
+PREDICTOR_DRAIN_SECONDS = 5
+# Then the server's own graceful stop (predictor --graceful-timeout, 30 s).
+PREDICTOR_GRACEFUL_SECONDS = 30
 # Where a predictor keeps downloaded bundles (an emptyDir: the root
 # filesystem is read-only).
 BUNDLE_CACHE = "/var/cache/modeldeploy"
@@ -141,6 +148,7 @@ def revision_deployment(md: ModelDeployment, replicas: int | None, track: str) -
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
+        "lifecycle": {"preStop": {"sleep": {"seconds": PREDICTOR_DRAIN_SECONDS}}},
         "securityContext": dict(CONTAINER_SECURITY),
         "volumeMounts": [
             {"name": BUNDLE_CACHE_VOLUME, "mountPath": BUNDLE_CACHE},
@@ -163,6 +171,9 @@ def revision_deployment(md: ModelDeployment, replicas: int | None, track: str) -
                     "metadata": {"labels": pod_labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
                     "spec": {
                         "securityContext": dict(POD_SECURITY),
+                        "terminationGracePeriodSeconds": PREDICTOR_DRAIN_SECONDS
+                        + PREDICTOR_GRACEFUL_SECONDS
+                        + 5,
                         "containers": [container],
                         "volumes": [
                             scratch_volume(BUNDLE_CACHE_VOLUME, "2Gi"),
