@@ -100,7 +100,9 @@ def test_a_canary_wrong_on_true_labels_is_rolled_back_on_accuracy(env, tmp_path)
         **CANARY,
         "analysis": analysis(
             {"name": "error-rate", "max": 0.05},
-            {"name": "prediction-drift", "max": 0.2},
+            # Same class balance, so no real drift; but over one interval's few
+            # dozen rows the PSI's noise reaches 0.27 on a loaded machine.
+            {"name": "prediction-drift", "max": 0.5},
             {"name": "accuracy", "min": 0.85, "minSamples": 10},
         ),
     }

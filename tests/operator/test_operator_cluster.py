@@ -78,8 +78,9 @@ def test_canary_walks_every_step_and_is_ready(env):
     assert {"fraud", "fraud-stable", "fraud-canary", "fraud-shadow"} <= svcs
     owner = deps["fraud-router"].metadata.owner_references[0]
     assert owner.kind == "ModelDeployment" and owner.name == "fraud"
-    reasons = env.events()
-    assert {"RolloutStarted", "CanaryStep", "Promoted"} <= set(reasons)
+    # A transition's Event is posted right after the status write that records it.
+    wanted = {"RolloutStarted", "CanaryStep", "Promoted"}
+    wait_for(lambda: wanted <= set(env.events()), 30, message=f"Events {wanted}")
 
 
 def test_operator_killed_mid_canary_resumes_at_the_same_step(env):
