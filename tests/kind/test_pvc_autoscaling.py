@@ -30,7 +30,9 @@ from demo import scenario as demo_scenario
 from demo.load import Load
 from tests.shipping import chart, scenario
 
-pytestmark = pytest.mark.kind
+# Out of CI: whether the HPA sees CPU beyond its target within the test's
+# bounds depends on spare cores this 2-core machine lacks under CI load.
+pytestmark = [pytest.mark.kind, pytest.mark.kind_autoscaling]
 PROMETHEUS = "http://prometheus.monitoring.svc:9090"
 CLAIM = "bundles"
 VERSIONS = ("1.0.0", "2.0.0")
