@@ -94,3 +94,9 @@ def test_batching_and_body_defaults_are_one_across_operator_predictor_and_router
     assert spec.Predictor.max_wait_ms == predictor.max_wait_ms
     assert _crd_default("predictor.batching.maxBatchSize") == predictor.max_batch_size
     assert ROUTER_DEFAULTS.max_body_bytes == predictor.max_body_bytes
+
+
+def test_the_pods_grace_period_covers_the_predictors_own_graceful_stop() -> None:
+    # The operator cannot import the predictor; this holds its copy to the source.
+    graceful = predictor_config.Settings().graceful_timeout
+    assert graceful == manifests.PREDICTOR_GRACEFUL_SECONDS

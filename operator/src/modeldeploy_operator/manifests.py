@@ -36,7 +36,8 @@ BUNDLE_LOAD_SECONDS = 300
 # routers' tables and every node's Service rules, or requests sent in that gap
 # are refused or cut. The kubelet's own `sleep` action: no shell in the image.
 PREDICTOR_DRAIN_SECONDS = 5
-# Then the server's own graceful stop (predictor --graceful-timeout, 30 s).
+# Then the server's own graceful stop: predictor --graceful-timeout's default
+# (tests/operator/test_spec_defaults.py holds the two equal).
 PREDICTOR_GRACEFUL_SECONDS = 30
 # Where a predictor keeps downloaded bundles (an emptyDir: the root
 # filesystem is read-only).
