@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 ROUTERS = "app.kubernetes.io/component=router,modeldeploy.io/name=fraud"
 # Step 1's pause runs out while the routers are blind; step 2 waits for `promote`.
 STEPS = [{"weight": 25, "pause": "15s"}, {"weight": 50, "pause": "10m"}]
-# The router's own bound for a silent API flow (modeldeploy_router.kube.LIST_TIMEOUT
+# The router's own bound for a silent API flow (modeldeploy_router.kube.LIST_TIMEOUT, 10 s)
 # and the back-off), plus the weight's way to its gauge.
 APPLIED_WITHIN_S = 25
 
