@@ -39,8 +39,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 ROUTERS = "app.kubernetes.io/component=router,modeldeploy.io/name=fraud"
 # Step 1's pause runs out while the routers are blind; step 2 waits for `promote`.
 STEPS = [{"weight": 25, "pause": "15s"}, {"weight": 50, "pause": "10m"}]
-# The router's own bound for a silent API flow (modeldeploy_router.kube.LIST_TIMEOUT, 10 s)
-# and the back-off), plus the weight's way to its gauge.
+# The router's own bound for a silent API flow (modeldeploy_router.kube.LIST_TIMEOUT,
+# 10 s, and its back-off), plus the weight's way to its gauge. Before that bound
+# the weight came 46 s after the heal (asyncio's 60 s TLS handshake timeout).
 APPLIED_WITHIN_S = 25
 
 
