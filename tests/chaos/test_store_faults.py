@@ -119,10 +119,10 @@ def plan(**extra: Any) -> dict[str, Any]:
     }
 
 
-def manifest(version: str, uri: str, cache: Path, strategy: dict[str, Any]) -> dict[str, Any]:
+def manifest(version: str, uri: str, strategy: dict[str, Any]) -> dict[str, Any]:
+    # Each bundle's model.json is new (its creation time), so the predictors'
+    # download cache (MODELDEPLOY_CACHE_DIR, the operator's) never holds it yet.
     body = dataplane_manifest(version, uri, strategy)
-    # Downloads into the test's own directory, not the node's shared cache.
-    body["spec"]["predictor"]["env"].append({"name": "MODELDEPLOY_CACHE_DIR", "value": str(cache)})
     body["spec"]["strategy"]["progressDeadline"] = strategy.get("progressDeadline", "2m")
     return body
 
@@ -145,7 +145,7 @@ class Phases:
 
 def serve_v1(env: Env, store: BundleStore, tmp_path: Path) -> None:
     uri = store.add("1.0.0", make_bundle(tmp_path, "1.0.0", fitted(X, Y), X))
-    env.apply(manifest("1.0.0", uri, tmp_path / "cache", plan()))
+    env.apply(manifest("1.0.0", uri, plan()))
     env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 from the store", 150)
 
 
@@ -156,7 +156,6 @@ def degraded(st: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("fault", ["down", "corrupt"])
 def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figures):
     serve_v1(env, store, tmp_path)
-    cache = tmp_path / "cache"
     uri = store.add("2.0.0", make_bundle(tmp_path, "2.0.0", fitted(X, Y, C=0.5), X))
     if fault == "down":
         # Crash loops do not end it first: the deadline reports what the pods said.
@@ -170,7 +169,7 @@ def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figu
     phases = Phases()
     with router(env) as url, Load(url, load_rows(), rate=RATE) as load:
         started = time.monotonic()
-        env.apply(manifest("2.0.0", uri, cache, strategy))
+        env.apply(manifest("2.0.0", uri, strategy))
         st = env.wait_status(phases.until("RolledBack"), "v2 rolled back", DEADLINE_S + 120)
         reported_s = round(time.monotonic() - started, 1)
         before_fix = load.snapshot()
@@ -185,7 +184,7 @@ def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figu
         else:
             version = "2.0.1"
             good = store.add(version, make_bundle(tmp_path, version, fitted(X, Y, C=0.5), X))
-            env.apply(manifest(version, good, cache, plan()))
+            env.apply(manifest(version, good, plan()))
         done = env.wait_status(
             lambda s: s.get("phase") == "Succeeded" and s["stable"]["version"] == version,
             f"{version} promoted after the fix",
