@@ -173,7 +173,8 @@ def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figu
         st = env.wait_status(phases.until("RolledBack"), "v2 rolled back", DEADLINE_S + 120)
         reported_s = round(time.monotonic() - started, 1)
         before_fix = load.snapshot()
-        events = env.events()
+        # Posted right after the status write (the outbox in status.pendingEvents).
+        wait_for(lambda: "RolledBack" in env.events(), 30, message="the RolledBack Event")
         # The fault is healed: the store is back (and `retry`), or a fixed bundle applied.
         fixed = time.monotonic()
         if fault == "down":
@@ -207,7 +208,6 @@ def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figu
     reason, text = expected
     assert degraded(st)["reason"] == reason, st
     assert text in message, message
-    assert "RolledBack" in events
     assert "Canary" not in phases.seen, phases.seen  # never Ready, never any traffic
     assert served(before_fix, "2.0.0") == 0 and served(before_fix, "1.0.0") > 0
     assert failed(answers) == 0, figures
