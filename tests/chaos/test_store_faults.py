@@ -6,6 +6,9 @@ same address). Two faults:
 
 - the store is down (its server stopped: every connection the proxy accepts
   is reset at once), so the candidate's predictor cannot fetch `model.json`;
+- the store is blackholed (connections accepted, no byte ever answered); the
+  predictor's `MODELDEPLOY_FETCH_TIMEOUT` (3 s here, 30 s by default) bounds
+  each attempt;
 - the store serves a corrupted bundle (the estimator file's sha256 differs
   from the one `model.json` records).
 
@@ -119,10 +122,13 @@ def plan(**extra: Any) -> dict[str, Any]:
     }
 
 
-def manifest(version: str, uri: str, strategy: dict[str, Any]) -> dict[str, Any]:
+def manifest(
+    version: str, uri: str, strategy: dict[str, Any], *env: dict[str, str]
+) -> dict[str, Any]:
     # Each bundle's model.json is new (its creation time), so the predictors'
     # download cache (MODELDEPLOY_CACHE_DIR, the operator's) never holds it yet.
     body = dataplane_manifest(version, uri, strategy)
+    body["spec"]["predictor"]["env"].extend(env)
     body["spec"]["strategy"]["progressDeadline"] = strategy.get("progressDeadline", "2m")
     return body
 
@@ -153,15 +159,22 @@ def degraded(st: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in st.get("conditions") or [] if c["type"] == "Degraded")
 
 
-@pytest.mark.parametrize("fault", ["down", "corrupt"])
+@pytest.mark.parametrize("fault", ["down", "blackholed", "corrupt"])
 def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figures):
     serve_v1(env, store, tmp_path)
     uri = store.add("2.0.0", make_bundle(tmp_path, "2.0.0", fitted(X, Y, C=0.5), X))
-    if fault == "down":
+    extra_env: list[dict[str, str]] = []
+    if fault in ("down", "blackholed"):
         # Crash loops do not end it first: the deadline reports what the pods said.
         strategy = plan(progressDeadline=f"{DEADLINE_S}s", crashLoopRestarts=20)
-        store.down()
         expected = ("ProgressDeadlineExceeded", "fetching model.json failed after 4 attempts")
+        if fault == "down":
+            store.down()
+        else:
+            # Connections accepted, nothing answered; each attempt waits 3 s, not 30 s.
+            store.proxy.blackhole()
+            extra_env.append({"name": "MODELDEPLOY_FETCH_TIMEOUT", "value": "3"})
+            expected = (expected[0], f"{expected[1]}: ReadTimeout")
     else:
         strategy = plan()
         corrupted = store.corrupt("2.0.0")
@@ -169,7 +182,7 @@ def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figu
     phases = Phases()
     with router(env) as url, Load(url, load_rows(), rate=RATE) as load:
         started = time.monotonic()
-        env.apply(manifest("2.0.0", uri, strategy))
+        env.apply(manifest("2.0.0", uri, strategy, *extra_env))
         st = env.wait_status(phases.until("RolledBack"), "v2 rolled back", DEADLINE_S + 120)
         reported_s = round(time.monotonic() - started, 1)
         before_fix = load.snapshot()
@@ -177,8 +190,11 @@ def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figu
         wait_for(lambda: "RolledBack" in env.events(), 30, message="the RolledBack Event")
         # The fault is healed: the store is back (and `retry`), or a fixed bundle applied.
         fixed = time.monotonic()
-        if fault == "down":
-            store.up()
+        if fault in ("down", "blackholed"):
+            if fault == "down":
+                store.up()
+            else:
+                store.proxy.heal()
             result = env.plugin("retry", "fraud")
             assert result.returncode == 0, result.stderr
             version = "2.0.0"
