@@ -183,6 +183,10 @@ def test_c_410_gone_on_the_resumed_watch(proxied_debug, cluster, figures):
         GROUP, VERSION, env.namespace, PLURAL
     )["metadata"]["resourceVersion"]
     assert watch_answer(env, stale) == 200  # still served before the fault
+    # One write after it, so that the restarted API server's first list is newer.
+    client.CoreV1Api(env.api).create_namespaced_config_map(
+        env.namespace, {"metadata": {"name": "chaos-after-stale"}}
+    )
     relists_before = env.operator.output().count(RELIST)
     started = time.monotonic()
     cluster.stop_component("kube-apiserver")
