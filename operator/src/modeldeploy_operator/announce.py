@@ -26,7 +26,6 @@ from modeldeploy_operator.spec import GROUP, KIND, VERSION, ModelDeployment
 from modeldeploy_operator.status import Analysis, Status
 
 PENDING = "pendingEvents"
-SEQ = "eventSeq"
 COMPONENT = "modeldeploy-operator"
 AGGREGATED = frozenset({"AnalysisInconclusive"})
 # The API server keeps Event messages short; kubectl shows one line anyway.

@@ -242,9 +242,6 @@ class Status:
     event_seq: int | None = None  # the last sequence number in an Event's name
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys other modules own
 
-    def condition(self, type_: str) -> Condition | None:
-        return next((c for c in self.conditions if c.type == type_), None)
-
     @classmethod
     def from_api(cls, doc: Mapping[str, Any] | None) -> Status:
         doc = {k: v for k, v in (doc or {}).items() if k != "kopf"}
