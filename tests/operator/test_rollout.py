@@ -6,8 +6,8 @@ import copy
 
 import pytest
 from md_factories import Driver
-from modeldeploy_operator import rollout
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.rollout import commands, pauses, schedule
 from modeldeploy_operator.status import Status
 
 PASS, FAIL, UNSURE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
@@ -79,7 +79,7 @@ class TestCanary:
         assert d.phase == "Canary" and d.status["canaryWeight"] == 10
         assert d.status["traffic"]["tracks"]["canary"]["version"] == "2.0.0"
         assert d.status["traffic"]["tracks"]["stable"]["version"] == "1.0.0"
-        assert not rollout.analysis_due(d.md, d.state, d.now)
+        assert not schedule.analysis_due(d.md, d.state, d.now)
         d.analyse(PASS)
         assert d.status["canaryWeight"] == 10  # pause of 1m not over yet
         d.analyse(PASS)
@@ -135,11 +135,11 @@ class TestCanary:
             d.analyse(UNSURE)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "InconclusiveAnalysis"
-        assert rollout.pause_reason(d.state) == "InconclusiveAnalysis"
+        assert pauses.pause_reason(d.state) == "InconclusiveAnalysis"
         assert d.condition("Degraded")["status"] == "True"
         for _ in range(10):  # time passes, nothing moves while paused
             d.tick(60, candidate_ready=True, stable_ready=True)
-            assert not rollout.analysis_due(d.md, d.state, d.now)
+            assert not schedule.analysis_due(d.md, d.state, d.now)
         assert d.phase == "Paused" and d.status["canaryWeight"] == 10
 
     def test_pass_resets_the_inconclusive_count(self):
@@ -159,9 +159,9 @@ class TestCanary:
         }
         d = started(strategy)
         d.tick(60)
-        assert not rollout.analysis_due(d.md, d.state, d.now)
+        assert not schedule.analysis_due(d.md, d.state, d.now)
         d.tick(30)
-        assert rollout.analysis_due(d.md, d.state, d.now)
+        assert schedule.analysis_due(d.md, d.state, d.now)
 
     def test_no_auto_promote_waits_for_promote_command(self):
         strategy = {
@@ -174,10 +174,10 @@ class TestCanary:
         d.analyse(PASS)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "AwaitingPromotion"
-        assert rollout.pause_reason(d.state) == "AwaitingPromotion"
-        d.tick(1, candidate_ready=True, command=rollout.Command("promote", "n1"))
+        assert pauses.pause_reason(d.state) == "AwaitingPromotion"
+        d.tick(1, candidate_ready=True, command=commands.Command("promote", "n1"))
         assert d.phase == "Succeeded" and d.status["stable"]["version"] == "2.0.0"
-        assert rollout.pause_reason(d.state) is None
+        assert pauses.pause_reason(d.state) is None
 
     def test_candidate_never_ready_is_rolled_back_at_deadline(self):
         d = Driver()
@@ -300,7 +300,7 @@ class TestSuperseding:
 
 class TestCommands:
     def cmd(self, d: Driver, action: str, nonce: str = "n1"):
-        return d.tick(1, candidate_ready=True, command=rollout.Command(action, nonce))
+        return d.tick(1, candidate_ready=True, command=commands.Command(action, nonce))
 
     def test_abort(self):
         d = started()
@@ -312,13 +312,13 @@ class TestCommands:
         d = started()
         self.cmd(d, "pause", "a")
         assert d.phase == "Paused" and d.condition("Progressing")["reason"] == "ManualPause"
-        assert rollout.pause_reason(d.state) == "ManualPause"
+        assert pauses.pause_reason(d.state) == "ManualPause"
         assert d.condition("Degraded")["status"] == "False"
         d.tick(300, candidate_ready=True)
         assert d.phase == "Paused"
         self.cmd(d, "resume", "b")
         assert d.phase == "Canary"
-        assert rollout.pause_reason(d.state) is None
+        assert pauses.pause_reason(d.state) is None
 
     def test_promote_skips_remaining_steps(self):
         d = started()
@@ -328,7 +328,7 @@ class TestCommands:
     def test_retry_after_rollback(self):
         d = started()
         d.analyse(FAIL)
-        d.tick(1, command=rollout.Command("retry", "r1"))  # candidate at 0 replicas
+        d.tick(1, command=commands.Command("retry", "r1"))  # candidate at 0 replicas
         assert d.phase == "Progressing" and d.status["candidate"]["version"] == "2.0.0"
         assert d.status["analysis"]["failures"] == 0
 
@@ -353,9 +353,9 @@ class TestCommands:
         assert d.status["stable"] == before["stable"]
 
     def test_parse_command(self):
-        assert rollout.parse_command("Promote:abc") == rollout.Command("promote", "abc")
-        assert rollout.parse_command("pause") == rollout.Command("pause", "pause")
-        assert rollout.parse_command("") is None
+        assert commands.parse_command("Promote:abc") == commands.Command("promote", "abc")
+        assert commands.parse_command("pause") == commands.Command("pause", "pause")
+        assert commands.parse_command("") is None
 
 
 class TestRestart:

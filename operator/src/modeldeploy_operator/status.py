@@ -2,7 +2,7 @@
 
 Converted at the API boundary only: :meth:`Status.from_api` where the object
 comes in (reconcile.py, plugin.py) and :meth:`Status.to_api` where the status
-patch is computed. The state machine (rollout.py) takes and returns
+patch is computed. The state machine (rollout/) takes and returns
 :class:`Status` and changes it with :func:`dataclasses.replace`.
 
 Conventions of the conversion, chosen so a status written by an earlier
