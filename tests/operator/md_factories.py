@@ -105,3 +105,14 @@ class Driver:
         """A new spec (new generation), keeping the strategy unless given."""
         self.strategy = strategy or self.strategy
         self.md = md(version, generation=self.md.generation + 1, strategy=self.strategy)
+
+
+def started(strategy: dict[str, Any] | None = None) -> Driver:
+    """Stable 1.0.0 serving, 2.0.0 applied and Ready: first stage entered."""
+    d = Driver(strategy)
+    d.deploy_stable()
+    d.change("2.0.0")
+    d.tick(1, stable_ready=True, candidate_ready=False)
+    assert d.phase == "Progressing" and d.status["candidate"]["version"] == "2.0.0"
+    d.tick(1, stable_ready=True, candidate_ready=True)
+    return d
