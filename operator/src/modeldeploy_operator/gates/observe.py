@@ -1,10 +1,11 @@
 """The webhooks' side of a reconcile: call the gating ones, queue the others.
 
 `Gates.observe` calls the pre-rollout, confirm-promotion and rollback webhooks
-when the status says they are due and returns what they answered, for
-`rollout.observations.Observations`; `rollout_measurements` turns rollout webhooks into
-analysis measurements; `announce` queues event and post-rollout webhooks and
-notifications for the transitions of a decision, without waiting for them.
+when the status says they are due (`rollout.schedule`) and returns what they
+answered, for `rollout.observations.Observations`; `rollout_measurements`
+turns rollout webhooks into analysis measurements; `announce` queues event
+and post-rollout webhooks and notifications for the transitions of a
+decision, without waiting for them.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ def step(
     t.set(observed_generation=md.generation)
     if t.stage is None:
         t.start_initial()
+    # The command first: a `pause` or `abort` stops this very tick's advance.
     commands.consume(t, obs.command)
     _follow_spec(t)
     _advance(t, obs)

@@ -28,6 +28,8 @@ MAX_HISTORY = 20
 
 
 class Tick:
+    """The status being built by one `step`, with the Events it emits."""
+
     def __init__(self, md: ModelDeployment, s: Status, now: dt.datetime) -> None:
         self.md = md
         self.s = s
