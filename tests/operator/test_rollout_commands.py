@@ -47,6 +47,19 @@ class TestCommands:
         assert d.phase == "Progressing" and d.status["candidate"]["version"] == "2.0.0"
         assert d.status["analysis"]["failures"] == 0
 
+    def test_retry_after_the_first_revision_failed_starts_it_again(self):
+        d = Driver()
+        d.tick(stable_ready=False)
+        d.tick(601, stable_ready=False)
+        assert d.phase == "Failed"
+        self.cmd(d, "retry")
+        assert d.phase == "Pending" and d.condition("Degraded")["status"] == "False"
+        assert d.reasons()[-2:] == ["Retry", "Deploying"]
+        d.tick(300, stable_ready=False)  # the deadline counts from the retry
+        assert d.phase == "Pending"
+        d.tick(301, stable_ready=False)
+        assert d.phase == "Failed"
+
     def test_a_command_is_consumed_once(self):
         d = started()
         self.cmd(d, "pause", "p")
