@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from modeldeploy_operator import rollout, spec
+from modeldeploy_operator import spec
 from modeldeploy_operator.analysis.verdicts import AnalysisResult, Measurement, Verdict
+from modeldeploy_operator.rollout import machine, observations, schedule
+from modeldeploy_operator.rollout.decision import Decision, Event
 from modeldeploy_operator.status import Status
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -51,7 +53,7 @@ def result(verdict: Verdict, requests: int = 100, metric: str = "error-rate") ->
 
 
 class Driver:
-    """Feeds `rollout.step` like the operator does, with a fake clock."""
+    """Feeds `machine.step` like the operator does, with a fake clock."""
 
     def __init__(self, strategy: dict[str, Any] | None = None, version: str = "1.0.0") -> None:
         self.strategy = strategy
@@ -59,19 +61,19 @@ class Driver:
         now = T0
         self.now = now
         self.state = Status()  # what the machine returned last, as the operator keeps it
-        self.events: list[rollout.Event] = []
+        self.events: list[Event] = []
 
-    def tick(self, seconds: float = 0.0, **obs: Any) -> rollout.Decision:
+    def tick(self, seconds: float = 0.0, **obs: Any) -> Decision:
         self.now += dt.timedelta(seconds=seconds)
-        decision = rollout.step(self.md, self.state, rollout.Observations(**obs), self.now)
+        decision = machine.step(self.md, self.state, observations.Observations(**obs), self.now)
         self.state = decision.status
         self.events.extend(decision.events)
         return decision
 
-    def analyse(self, verdict: Verdict, seconds: float = 30.0, **obs: Any) -> rollout.Decision:
+    def analyse(self, verdict: Verdict, seconds: float = 30.0, **obs: Any) -> Decision:
         """Wait `seconds`, assert analysis is due, run one with the given verdict."""
         self.now += dt.timedelta(seconds=seconds)
-        assert rollout.analysis_due(self.md, self.state, self.now), self.status
+        assert schedule.analysis_due(self.md, self.state, self.now), self.status
         return self.tick(candidate_ready=True, stable_ready=True, analysis=result(verdict), **obs)
 
     @property
@@ -103,3 +105,14 @@ class Driver:
         """A new spec (new generation), keeping the strategy unless given."""
         self.strategy = strategy or self.strategy
         self.md = md(version, generation=self.md.generation + 1, strategy=self.strategy)
+
+
+def started(strategy: dict[str, Any] | None = None) -> Driver:
+    """Stable 1.0.0 serving, 2.0.0 applied and Ready: first stage entered."""
+    d = Driver(strategy)
+    d.deploy_stable()
+    d.change("2.0.0")
+    d.tick(1, stable_ready=True, candidate_ready=False)
+    assert d.phase == "Progressing" and d.status["candidate"]["version"] == "2.0.0"
+    d.tick(1, stable_ready=True, candidate_ready=True)
+    return d

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 from md_factories import T0, Driver, body, md
-from modeldeploy_operator import announce, reconcile, rollout, spec
+from modeldeploy_operator import announce, reconcile, spec
 from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.rollout.decision import Event
 from modeldeploy_operator.status import Status
 
 STRATEGY = {
@@ -24,13 +25,13 @@ STRATEGY = {
 
 def test_events_get_sequential_deterministic_names() -> None:
     m = md()
-    events = [rollout.Event("Normal", "CanaryStep", "step 1"), rollout.Event("Normal", "X", "y")]
+    events = [Event("Normal", "CanaryStep", "step 1"), Event("Normal", "X", "y")]
     status = announce.queue(m, Status(event_seq=4), events, T0)
     pending = status.pending_events
     assert [p["name"] for p in pending] == ["fraud.u-1.5", "fraud.u-1.6"]
     assert status.to_api()["eventSeq"] == 6 and status.to_api()["pendingEvents"] == list(pending)
     # A later transition before the outbox was flushed appends; nothing is renamed.
-    more = announce.queue(m, status, [rollout.Event("Warning", "RolledBack", "z")], T0)
+    more = announce.queue(m, status, [Event("Warning", "RolledBack", "z")], T0)
     assert [p["name"] for p in more.pending_events] == ["fraud.u-1.5", "fraud.u-1.6", "fraud.u-1.7"]
 
 

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import yaml
-from modeldeploy_operator import metrics, rollout, spec
+from modeldeploy_operator import metrics, spec
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.rollout import pauses
 from modeldeploy_operator.status import Status
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
@@ -21,7 +22,7 @@ LABEL = re.compile(r'(\w+)="([^"]*)"')
 def test_tally_counts_values_and_keeps_known_labels_at_zero():
     counts = metrics.tally(["Canary", "Paused", "Canary", "Odd"], ["Canary", "Paused", "Failed"])
     assert counts == {"Canary": 2, "Paused": 1, "Failed": 0, "Odd": 1}
-    assert metrics.tally([], rollout.PAUSE_REASONS) == dict.fromkeys(rollout.PAUSE_REASONS, 0)
+    assert metrics.tally([], pauses.PAUSE_REASONS) == dict.fromkeys(pauses.PAUSE_REASONS, 0)
 
 
 def test_set_counts_drops_labels_that_are_gone():
@@ -37,13 +38,13 @@ def test_set_counts_drops_labels_that_are_gone():
 def test_pause_reason_only_while_phase_is_paused():
     paused = {"reason": "InconclusiveAnalysis", "message": "3 inconclusive runs"}
     assert (
-        rollout.pause_reason(Status.from_api({"phase": "Paused", "paused": paused}))
+        pauses.pause_reason(Status.from_api({"phase": "Paused", "paused": paused}))
         == "InconclusiveAnalysis"
     )
     # A pause left over in a finished rollout is not waiting for anyone.
-    assert rollout.pause_reason(Status.from_api({"phase": "RolledBack", "paused": paused})) is None
-    assert rollout.pause_reason(Status.from_api({"phase": "Canary", "paused": None})) is None
-    assert rollout.pause_reason(Status.from_api({"phase": "Paused"})) == "Unknown"
+    assert pauses.pause_reason(Status.from_api({"phase": "RolledBack", "paused": paused})) is None
+    assert pauses.pause_reason(Status.from_api({"phase": "Canary", "paused": None})) is None
+    assert pauses.pause_reason(Status.from_api({"phase": "Paused"})) == "Unknown"
 
 
 def _operator_series_in_alerts() -> list[tuple[str, dict[str, str]]]:
@@ -63,7 +64,7 @@ def test_alert_rules_select_series_the_operator_exports():
     }
     known_values = {
         "phase": {str(p) for p in spec.Phase},
-        "reason": set(rollout.PAUSE_REASONS),
+        "reason": set(pauses.PAUSE_REASONS),
         "verdict": {str(v) for v in Verdict},
         "result": {"ok", "error", "unreachable"},
     }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from md_factories import Driver, body
-from modeldeploy_operator import plugin, rollout
+from modeldeploy_operator import plugin
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.rollout import commands
 
 
 def canary_object():
@@ -38,14 +39,14 @@ def test_history_table():
 
 def test_command_value_round_trips_through_the_operator_parser():
     value = plugin.command_value("pause", "abc")
-    assert rollout.parse_command(value) == rollout.Command("pause", "abc")
+    assert commands.parse_command(value) == commands.Command("pause", "abc")
     a, b = plugin.command_value("resume"), plugin.command_value("resume")
     assert a != b  # every invocation is a new command
 
 
 def test_every_action_has_a_subcommand():
     p = plugin.parser()
-    for action in rollout.COMMANDS:
+    for action in commands.COMMANDS:
         assert p.parse_args([action, "x"]).action == action
     assert p.parse_args(["status", "x", "--watch"]).watch
 

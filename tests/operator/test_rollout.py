@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-from md_factories import Driver
-from modeldeploy_operator import rollout
+from md_factories import Driver, started
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.rollout import commands, pauses, schedule
 from modeldeploy_operator.status import Status
 
 PASS, FAIL, UNSURE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
@@ -18,17 +17,6 @@ SHADOW = {
 }
 SHADOW_THEN_CANARY = {**SHADOW, "canary": {"steps": [{"weight": 20, "pause": "30s"}]}}
 FULL = {"type": "Full", "bakeDuration": "1m", "analysis": {"interval": "30s"}}
-
-
-def started(strategy=None) -> Driver:
-    """Stable 1.0.0 serving, 2.0.0 applied and Ready: first stage entered."""
-    d = Driver(strategy)
-    d.deploy_stable()
-    d.change("2.0.0")
-    d.tick(1, stable_ready=True, candidate_ready=False)
-    assert d.phase == "Progressing" and d.status["candidate"]["version"] == "2.0.0"
-    d.tick(1, stable_ready=True, candidate_ready=True)
-    return d
 
 
 class TestFirstRevision:
@@ -79,7 +67,7 @@ class TestCanary:
         assert d.phase == "Canary" and d.status["canaryWeight"] == 10
         assert d.status["traffic"]["tracks"]["canary"]["version"] == "2.0.0"
         assert d.status["traffic"]["tracks"]["stable"]["version"] == "1.0.0"
-        assert not rollout.analysis_due(d.md, d.state, d.now)
+        assert not schedule.analysis_due(d.md, d.state, d.now)
         d.analyse(PASS)
         assert d.status["canaryWeight"] == 10  # pause of 1m not over yet
         d.analyse(PASS)
@@ -135,11 +123,11 @@ class TestCanary:
             d.analyse(UNSURE)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "InconclusiveAnalysis"
-        assert rollout.pause_reason(d.state) == "InconclusiveAnalysis"
+        assert pauses.pause_reason(d.state) == "InconclusiveAnalysis"
         assert d.condition("Degraded")["status"] == "True"
         for _ in range(10):  # time passes, nothing moves while paused
             d.tick(60, candidate_ready=True, stable_ready=True)
-            assert not rollout.analysis_due(d.md, d.state, d.now)
+            assert not schedule.analysis_due(d.md, d.state, d.now)
         assert d.phase == "Paused" and d.status["canaryWeight"] == 10
 
     def test_pass_resets_the_inconclusive_count(self):
@@ -159,9 +147,9 @@ class TestCanary:
         }
         d = started(strategy)
         d.tick(60)
-        assert not rollout.analysis_due(d.md, d.state, d.now)
+        assert not schedule.analysis_due(d.md, d.state, d.now)
         d.tick(30)
-        assert rollout.analysis_due(d.md, d.state, d.now)
+        assert schedule.analysis_due(d.md, d.state, d.now)
 
     def test_no_auto_promote_waits_for_promote_command(self):
         strategy = {
@@ -174,10 +162,10 @@ class TestCanary:
         d.analyse(PASS)
         assert d.phase == "Paused"
         assert d.condition("Progressing")["reason"] == "AwaitingPromotion"
-        assert rollout.pause_reason(d.state) == "AwaitingPromotion"
-        d.tick(1, candidate_ready=True, command=rollout.Command("promote", "n1"))
+        assert pauses.pause_reason(d.state) == "AwaitingPromotion"
+        d.tick(1, candidate_ready=True, command=commands.Command("promote", "n1"))
         assert d.phase == "Succeeded" and d.status["stable"]["version"] == "2.0.0"
-        assert rollout.pause_reason(d.state) is None
+        assert pauses.pause_reason(d.state) is None
 
     def test_candidate_never_ready_is_rolled_back_at_deadline(self):
         d = Driver()
@@ -296,66 +284,6 @@ class TestSuperseding:
         assert d.phase == "Progressing" and d.status["candidate"]["version"] == "2.0.1"
         assert d.condition("Degraded")["status"] == "False"
         assert "blockedRevision" not in d.status
-
-
-class TestCommands:
-    def cmd(self, d: Driver, action: str, nonce: str = "n1"):
-        return d.tick(1, candidate_ready=True, command=rollout.Command(action, nonce))
-
-    def test_abort(self):
-        d = started()
-        self.cmd(d, "abort")
-        assert d.phase == "RolledBack"
-        assert d.condition("Degraded")["reason"] == "Aborted"
-
-    def test_pause_and_resume(self):
-        d = started()
-        self.cmd(d, "pause", "a")
-        assert d.phase == "Paused" and d.condition("Progressing")["reason"] == "ManualPause"
-        assert rollout.pause_reason(d.state) == "ManualPause"
-        assert d.condition("Degraded")["status"] == "False"
-        d.tick(300, candidate_ready=True)
-        assert d.phase == "Paused"
-        self.cmd(d, "resume", "b")
-        assert d.phase == "Canary"
-        assert rollout.pause_reason(d.state) is None
-
-    def test_promote_skips_remaining_steps(self):
-        d = started()
-        self.cmd(d, "promote")
-        assert d.phase == "Succeeded" and d.status["stable"]["version"] == "2.0.0"
-
-    def test_retry_after_rollback(self):
-        d = started()
-        d.analyse(FAIL)
-        d.tick(1, command=rollout.Command("retry", "r1"))  # candidate at 0 replicas
-        assert d.phase == "Progressing" and d.status["candidate"]["version"] == "2.0.0"
-        assert d.status["analysis"]["failures"] == 0
-
-    def test_a_command_is_consumed_once(self):
-        d = started()
-        self.cmd(d, "pause", "p")
-        self.cmd(d, "resume", "r")
-        seen = len(d.events)
-        for _ in range(3):  # the annotation stays; every tick reads it again
-            self.cmd(d, "resume", "r")
-        assert d.phase == "Canary" and len(d.events) == seen
-        assert d.status["lastCommandNonce"] == "r"
-
-    @pytest.mark.parametrize("action", ["promote", "abort", "pause", "resume", "retry", "jump"])
-    def test_inapplicable_commands_are_reported_and_change_nothing(self, action):
-        d = Driver()
-        d.deploy_stable()
-        before = copy.deepcopy(d.status)
-        self.cmd(d, action)
-        assert d.events[-1].reason == "CommandIgnored"
-        assert d.status["phase"] == before["phase"] == "Succeeded"
-        assert d.status["stable"] == before["stable"]
-
-    def test_parse_command(self):
-        assert rollout.parse_command("Promote:abc") == rollout.Command("promote", "abc")
-        assert rollout.parse_command("pause") == rollout.Command("pause", "pause")
-        assert rollout.parse_command("") is None
 
 
 class TestRestart:

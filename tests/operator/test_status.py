@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from md_factories import Driver
-from modeldeploy_operator import kube, rollout
+from modeldeploy_operator import kube
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.rollout import timing
 from modeldeploy_operator.status import Analysis, Status
 
 # Statuses the dict-based state machine (before the typed Status) wrote, with the
@@ -80,7 +81,7 @@ def test_a_rollout_continues_from_a_captured_status():
         and s["currentStep"] == 0
     )
     d.state = Status.from_api(stored)
-    d.now = rollout.parse_time(stored["stageStartedAt"])
+    d.now = timing.parse_time(stored["stageStartedAt"])
     d.tick(1, candidate_ready=True, stable_ready=True)
     assert d.stage == "Canary" and d.status["currentStep"] == 0
     assert not {e.reason for e in d.events} & {"RolloutStarted", "CanaryStep"}

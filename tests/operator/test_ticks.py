@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from modeldeploy_operator import reconcile, rollout
+from modeldeploy_operator import reconcile
+from modeldeploy_operator.rollout import commands
 
 
 def body(stage: str | None, *, generation: int = 3, observed: int = 3, **more: Any) -> dict:
@@ -33,7 +34,7 @@ def test_an_unseen_spec_ticks_even_when_settled() -> None:
 
 
 def test_a_new_command_ticks_and_a_consumed_one_does_not() -> None:
-    annotations = {rollout.COMMAND_ANNOTATION: "retry:n2"}
+    annotations = {commands.COMMAND_ANNOTATION: "retry:n2"}
     assert reconcile.needs_ticks(body("RolledBack", annotations=annotations))
     consumed = body("RolledBack", annotations=annotations, status={"lastCommandNonce": "n2"})
     assert not reconcile.needs_ticks(consumed)

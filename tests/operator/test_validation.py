@@ -7,8 +7,9 @@ import math
 
 import pytest
 from md_factories import Driver, md
-from modeldeploy_operator import plugin, rollout
+from modeldeploy_operator import plugin
 from modeldeploy_operator.analysis import validation as v
+from modeldeploy_operator.rollout import gating, schedule
 
 A = v.Answers
 
@@ -93,7 +94,7 @@ def ready_candidate() -> Driver:
     d.deploy_stable()
     d.change("2.0.0")
     d.tick(1, stable_ready=True, candidate_ready=False)
-    assert rollout.validation_due(d.md, d.state, d.now)
+    assert schedule.validation_due(d.md, d.state, d.now)
     return d
 
 
@@ -108,17 +109,17 @@ class TestStateMachine:
         d = ready_candidate()
         d.tick(1, stable_ready=True, candidate_ready=True)
         assert d.stage == "Starting" and d.status["traffic"]["tracks"].keys() == {"stable"}
-        ok = rollout.ValidationOutcome(True, "validation passed: agreement 1", {"agreement": 1.0})
+        ok = gating.ValidationOutcome(True, "validation passed: agreement 1", {"agreement": 1.0})
         d.tick(1, stable_ready=True, candidate_ready=True, validation=ok)
         assert d.stage == "Canary" and d.status["canaryWeight"] == 10
         assert d.status["validation"]["state"] == "Passed"
         assert d.status["validation"]["metrics"] == {"agreement": 1.0}
         assert "ValidationPassed" in d.reasons()
-        assert not rollout.validation_due(d.md, d.state, d.now)
+        assert not schedule.validation_due(d.md, d.state, d.now)
 
     def test_failure_rolls_back_before_any_traffic(self):
         d = ready_candidate()
-        bad = rollout.ValidationOutcome(
+        bad = gating.ValidationOutcome(
             False, "agreement 0.1 below the minimum 0.9", {"agreement": 0.1}
         )
         d.tick(1, stable_ready=True, candidate_ready=True, validation=bad)
@@ -132,21 +133,21 @@ class TestStateMachine:
 
     def test_an_attempt_that_could_not_run_is_retried_each_interval(self):
         d = ready_candidate()
-        down = rollout.ValidationOutcome(
+        down = gating.ValidationOutcome(
             False, "no Ready stable pod of fraud-x to validate with", conclusive=False
         )
         d.tick(1, stable_ready=True, candidate_ready=True, validation=down)
         assert d.stage == "Starting" and "ValidationInconclusive" in d.reasons()
-        assert not rollout.validation_due(d.md, d.state, d.now + dt.timedelta(seconds=10))
-        assert rollout.validation_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
-        ok = rollout.ValidationOutcome(True, "validation passed", {})
+        assert not schedule.validation_due(d.md, d.state, d.now + dt.timedelta(seconds=10))
+        assert schedule.validation_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
+        ok = gating.ValidationOutcome(True, "validation passed", {})
         d.tick(30, stable_ready=True, candidate_ready=True, validation=ok)
         assert d.stage == "Canary"
 
     def test_it_fails_after_three_attempts_that_could_not_run(self):
         d = ready_candidate()
-        down = rollout.ValidationOutcome(False, "candidate unreachable", conclusive=False)
-        for _ in range(rollout.VALIDATION_ATTEMPTS):
+        down = gating.ValidationOutcome(False, "candidate unreachable", conclusive=False)
+        for _ in range(gating.VALIDATION_ATTEMPTS):
             d.tick(30, stable_ready=True, candidate_ready=True, validation=down)
         assert d.phase == "RolledBack"
         degraded = d.condition("Degraded")
@@ -155,11 +156,11 @@ class TestStateMachine:
 
     def test_a_new_candidate_validates_again(self):
         d = ready_candidate()
-        ok = rollout.ValidationOutcome(True, "ok", {})
+        ok = gating.ValidationOutcome(True, "ok", {})
         d.tick(1, stable_ready=True, candidate_ready=True, validation=ok)
         d.change("3.0.0")
         d.tick(1, stable_ready=True, candidate_ready=False)
-        assert "validation" not in d.status and rollout.validation_due(d.md, d.state, d.now)
+        assert "validation" not in d.status and schedule.validation_due(d.md, d.state, d.now)
 
 
 def test_plugin_shows_validation():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 from md_factories import T0, Driver, md
-from modeldeploy_operator import rollout
 from modeldeploy_operator.analysis.verdicts import Verdict
 from modeldeploy_operator.gates import hookspec, payload
+from modeldeploy_operator.rollout import commands, gating, schedule
 from modeldeploy_operator.status import Status
 
-OK = rollout.HookResult(True, "pre-rollout webhooks answered 2xx: smoke")
-NO = rollout.HookResult(False, "pre-rollout webhook smoke answered 500: boom")
+OK = gating.HookResult(True, "pre-rollout webhooks answered 2xx: smoke")
+NO = gating.HookResult(False, "pre-rollout webhook smoke answered 500: boom")
 
 
 def strategy(*hooks: dict, **analysis: object) -> dict:
@@ -59,14 +59,14 @@ class TestSpec:
 class TestPreRollout:
     def test_waits_for_the_hooks_then_enters_the_first_step(self):
         d = candidate_ready(strategy(hook("pre-rollout")))
-        assert rollout.pre_rollout_due(d.md, d.state, d.now)
+        assert schedule.pre_rollout_due(d.md, d.state, d.now)
         d.tick(1, stable_ready=True, candidate_ready=True)  # not called yet: no traffic
         assert d.stage == "Starting" and d.status["canaryWeight"] == 0
         d.tick(1, stable_ready=True, candidate_ready=True, pre_rollout=OK)
         assert d.stage == "Canary" and d.status["canaryWeight"] == 10
         assert d.status["gates"]["preRollout"]["state"] == "Passed"
         assert "PreRolloutPassed" in d.reasons()
-        assert not rollout.pre_rollout_due(d.md, d.state, d.now)
+        assert not schedule.pre_rollout_due(d.md, d.state, d.now)
 
     def test_a_failure_rolls_back_before_any_traffic(self):
         d = candidate_ready(strategy(hook("pre-rollout")))
@@ -83,8 +83,8 @@ class TestPreRollout:
         d = candidate_ready(strategy(hook("pre-rollout"), failureLimit=2))
         d.tick(1, stable_ready=True, candidate_ready=True, pre_rollout=NO)
         assert d.stage == "Starting" and "PreRolloutFailed" in d.reasons()
-        assert not rollout.pre_rollout_due(d.md, d.state, d.now + dt.timedelta(seconds=10))
-        assert rollout.pre_rollout_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
+        assert not schedule.pre_rollout_due(d.md, d.state, d.now + dt.timedelta(seconds=10))
+        assert schedule.pre_rollout_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
         d.tick(30, stable_ready=True, candidate_ready=True, pre_rollout=OK)
         assert d.stage == "Canary"
 
@@ -96,7 +96,7 @@ class TestPreRollout:
 
     def test_not_due_without_pre_rollout_hooks(self):
         d = candidate_ready(strategy(hook("rollout")))
-        assert not rollout.pre_rollout_due(d.md, d.state, d.now)
+        assert not schedule.pre_rollout_due(d.md, d.state, d.now)
 
 
 def in_canary(s: dict) -> Driver:
@@ -111,9 +111,9 @@ class TestConfirmPromotion:
         d = in_canary(strategy(hook("confirm-promotion", "gate")))
         d.analyse(Verdict.PASS)
         assert d.phase == "Canary" and "AwaitingConfirmation" in d.reasons()
-        assert rollout.confirmation_due(d.state)
+        assert schedule.confirmation_due(d.state)
         assert d.condition("Progressing")["reason"] == "AwaitingConfirmation"
-        refused = rollout.HookResult(False, "confirm-promotion webhook gate answered 403")
+        refused = gating.HookResult(False, "confirm-promotion webhook gate answered 403")
         for _ in range(5):
             d.tick(2, stable_ready=True, candidate_ready=True, confirmation=refused)
         assert d.phase == "Canary" and d.status["canaryWeight"] == 10
@@ -121,10 +121,10 @@ class TestConfirmPromotion:
         d.analyse(Verdict.PASS)  # analysis keeps running while waiting
         assert d.phase == "Canary"
         d.tick(
-            2, stable_ready=True, candidate_ready=True, confirmation=rollout.HookResult(True, "ok")
+            2, stable_ready=True, candidate_ready=True, confirmation=gating.HookResult(True, "ok")
         )
         assert d.phase == "Succeeded" and d.status["stable"]["version"] == "2.0.0"
-        assert not rollout.confirmation_due(d.state)
+        assert not schedule.confirmation_due(d.state)
 
     def test_a_failure_while_waiting_rolls_back(self):
         d = in_canary(strategy(hook("confirm-promotion", "gate")))
@@ -134,14 +134,15 @@ class TestConfirmPromotion:
 
     def test_a_user_promote_does_not_wait(self):
         d = in_canary(strategy(hook("confirm-promotion", "gate")))
-        d.tick(1, stable_ready=True, candidate_ready=True, command=rollout.Command("promote", "n1"))
+        promote = commands.Command("promote", "n1")
+        d.tick(1, stable_ready=True, candidate_ready=True, command=promote)
         assert d.phase == "Succeeded"
 
 
 class TestRolloutAndRollbackHooks:
     def test_rollout_hooks_alone_make_analysis_due_and_gate_the_step(self):
         d = in_canary(strategy(hook("rollout", "load"), metrics=[]))
-        assert rollout.analysis_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
+        assert schedule.analysis_due(d.md, d.state, d.now + dt.timedelta(seconds=30))
         d.tick(60, stable_ready=True, candidate_ready=True)  # time alone: no pass yet
         assert d.phase == "Canary"
         d.analyse(Verdict.PASS)

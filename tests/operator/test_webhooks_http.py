@@ -9,11 +9,12 @@ import pytest
 from cluster_helpers import free_port
 from hook_receiver import Receiver
 from md_factories import T0, md
-from modeldeploy_operator import rollout
 from modeldeploy_operator.analysis.verdicts import Verdict
 from modeldeploy_operator.gates.client import HookClient
 from modeldeploy_operator.gates.dispatch import Delivery, Dispatcher
 from modeldeploy_operator.gates.observe import Gates
+from modeldeploy_operator.rollout import gating
+from modeldeploy_operator.rollout.decision import Event
 from modeldeploy_operator.status import Status
 from prometheus_client import REGISTRY
 
@@ -132,7 +133,7 @@ class TestGates:
             )
         finally:
             await gates.aclose()
-        assert seen.pre_rollout == rollout.HookResult(
+        assert seen.pre_rollout == gating.HookResult(
             False, 'pre-rollout webhook check answered 500: {"path": "check"}'
         )
         assert not_ready.pre_rollout is None  # never before the candidate is Ready
@@ -188,8 +189,8 @@ class TestGates:
             ],
         )
         events = [
-            rollout.Event("Normal", "AnalysisInconclusive", "too few requests"),
-            rollout.Event("Warning", "RolledBack", "rolled back: error-rate 0.2 above 0.01"),
+            Event("Normal", "AnalysisInconclusive", "too few requests"),
+            Event("Warning", "RolledBack", "rolled back: error-rate 0.2 above 0.01"),
         ]
         client = HookClient()
         gates = Gates(client, Dispatcher(client, backoff=0.01))
@@ -223,9 +224,7 @@ class TestGates:
         before = calls("notify-webhook", "failed")
         try:
             # announce is synchronous: it only queues, whatever the receiver does.
-            gates.announce(
-                m, Status.from_api(STARTING), [rollout.Event("Normal", "Promoted", "p")], T0
-            )
+            gates.announce(m, Status.from_api(STARTING), [Event("Normal", "Promoted", "p")], T0)
             await asyncio.wait_for(gates.dispatcher.drain(), 10)
         finally:
             await gates.aclose()

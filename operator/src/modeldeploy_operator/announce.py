@@ -21,12 +21,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from modeldeploy_operator import rollout
+from modeldeploy_operator.rollout import timing
+from modeldeploy_operator.rollout.decision import Event
 from modeldeploy_operator.spec import GROUP, KIND, VERSION, ModelDeployment
 from modeldeploy_operator.status import Analysis, Status
 
 PENDING = "pendingEvents"
-SEQ = "eventSeq"
 COMPONENT = "modeldeploy-operator"
 AGGREGATED = frozenset({"AnalysisInconclusive"})
 # The API server keeps Event messages short; kubectl shows one line anyway.
@@ -36,7 +36,7 @@ MAX_MESSAGE = 1024
 def queue(
     md: ModelDeployment,
     status: Status,
-    events: Iterable[rollout.Event],
+    events: Iterable[Event],
     now: dt.datetime,
 ) -> Status:
     """`status` with `events` added to its outbox."""
@@ -60,7 +60,7 @@ def queue(
                 "reason": event.reason,
                 "message": event.message[:MAX_MESSAGE],
                 "count": count,
-                "time": rollout.timestamp(now),
+                "time": timing.timestamp(now),
             }
         )
     return replace(status, event_seq=seq, pending_events=tuple(pending))

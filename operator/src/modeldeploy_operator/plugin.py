@@ -18,11 +18,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modeldeploy_operator import kube, rollout
+from modeldeploy_operator import kube
+from modeldeploy_operator.rollout import commands
 from modeldeploy_operator.spec import GROUP, PLURAL, VERSION
 from modeldeploy_operator.status import Gates, Ref, Status, Traffic
 
-ACTIONS = rollout.COMMANDS
+ACTIONS = commands.COMMANDS
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -181,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(render_history(get()))
             return 0
         value = command_value(args.action)
-        body = {"metadata": {"annotations": {rollout.COMMAND_ANNOTATION: value}}}
+        body = {"metadata": {"annotations": {commands.COMMAND_ANNOTATION: value}}}
         api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name, body)
         nonce = value.partition(":")[2]
         if args.no_wait:

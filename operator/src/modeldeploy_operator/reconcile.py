@@ -22,7 +22,6 @@ from modeldeploy_operator import (
     autoscaling,
     manifests,
     podhealth,
-    rollout,
     spec,
     traffic,
 )
@@ -33,19 +32,20 @@ from modeldeploy_operator.analysis.prometheus import MetricProvider
 from modeldeploy_operator.analysis.verdicts import AnalysisResult
 from modeldeploy_operator.gates import validation as validation_io
 from modeldeploy_operator.gates.observe import Gates
+from modeldeploy_operator.rollout import commands, machine, observations, pauses, schedule
+from modeldeploy_operator.rollout.decision import Decision
 from modeldeploy_operator.status import Status
 
 log = logging.getLogger(__name__)
 _STEADY = {spec.Stage.DONE, spec.Stage.ROLLED_BACK}
 
 
-def is_steady(status: Status, generation: int, command: rollout.Command | None) -> bool:
+def is_steady(status: Status, generation: int, command: commands.Command | None) -> bool:
     """Nothing to do until the object changes: rollout over, spec seen, no new command."""
-    new_command = command is not None and command.nonce != status.last_command_nonce
     return (
         status.stage in _STEADY
         and status.observed_generation == generation
-        and not new_command
+        and not commands.is_new(command, status)
         and not status.pending_events  # Events still to post
     )
 
@@ -57,7 +57,7 @@ def needs_ticks(body: dict[str, Any]) -> bool:
     it turns false, so a thousand settled objects cost no timer wake-ups.
     """
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    command = rollout.parse_command(annotations.get(rollout.COMMAND_ANNOTATION))
+    command = commands.from_annotations(annotations)
     generation = int((body.get("metadata") or {}).get("generation") or 0)
     return not is_steady(Status.from_api(body.get("status")), generation, command)
 
@@ -85,9 +85,7 @@ class Reconciler:
         self._warned.pop(uid, None)
         self._export_phases()
 
-    async def reconcile(
-        self, body: dict[str, Any], *, full: bool = True
-    ) -> rollout.Decision | None:
+    async def reconcile(self, body: dict[str, Any], *, full: bool = True) -> Decision | None:
         """Reconcile under the object's lock; `full=False` skips steady objects cheaply."""
         uid = body["metadata"]["uid"]
         lock = self._locks.setdefault(uid, asyncio.Lock())
@@ -107,21 +105,21 @@ class Reconciler:
             return written[1]
         return status
 
-    async def _reconcile(self, body: dict[str, Any], *, full: bool) -> rollout.Decision | None:
+    async def _reconcile(self, body: dict[str, Any], *, full: bool) -> Decision | None:
         md = spec.parse(body)
         if md.deprecations and self._warned.get(md.uid) != md.generation:
             self._warned[md.uid] = md.generation  # once per spec change, not per tick
             for note in md.deprecations:
                 log.warning("%s/%s: %s", md.namespace, md.name, note)
         status = self._current_status(body)
-        command = rollout.parse_command(md.annotations.get(rollout.COMMAND_ANNOTATION))
+        command = commands.from_annotations(md.annotations)
         # Typed for the state machine; the API form is kept for the merge patch.
         state = Status.from_api(status)
         if not full and is_steady(state, md.generation, command):
             return None
         now = self.clock()
         obs = await self._observe(md, state, command, now)
-        decision = rollout.step(md, state, obs, now)
+        decision = machine.step(md, state, obs, now)
         # The transition's Events go into the same status write (announce.py).
         outgoing = announce.queue(md, decision.status, decision.events, now)
         new = outgoing.to_api()
@@ -148,7 +146,7 @@ class Reconciler:
                 extra={"md_namespace": md.namespace, "md_name": md.name, "md_reason": event.reason},
             )
         self.gates.announce(md, outgoing, decision.events, now)
-        self._phases[md.uid] = (decision.phase, rollout.pause_reason(decision.status))
+        self._phases[md.uid] = (decision.phase, pauses.pause_reason(decision.status))
         self._export_phases()
         return decision
 
@@ -180,9 +178,9 @@ class Reconciler:
         self,
         md: spec.ModelDeployment,
         state: Status,
-        command: rollout.Command | None,
+        command: commands.Command | None,
         now: dt.datetime,
-    ) -> rollout.Observations:
+    ) -> observations.Observations:
         replicas = md.predictor.replicas
         stable = state.stable.revision if state.stable else None
         cand = state.candidate.revision if state.candidate else None
@@ -198,7 +196,7 @@ class Reconciler:
             failure = podhealth.crash_loop(pods, md.strategy.crash_loop_restarts)
             waiting = None if cand_ready else podhealth.waiting_reason(pods)
         analysis = None
-        due = rollout.analysis_due(md, state, now)
+        due = schedule.analysis_due(md, state, now)
         if due:
             analysis = await runner.run(md, state, self.provider)
             hooked = await self.gates.rollout_measurements(md, state)
@@ -207,13 +205,13 @@ class Reconciler:
             opmetrics.VERDICTS.labels(verdict=str(analysis.verdict)).inc()
             opmetrics.count_measurements(analysis.measurements)
         validated = None
-        if cand_ready and rollout.validation_due(md, state, now):
+        if cand_ready and schedule.validation_due(md, state, now):
             validated = await validation_io.validate(md, state, self.kube)
             opmetrics.count_validation(validated.passed)
         gates = await self.gates.observe(
             md, state, now, candidate_ready=cand_ready, analysis_due=due
         )
-        return rollout.Observations(
+        return observations.Observations(
             stable_ready=_ready(stable_dep, replicas, floors.get(stable or "")),
             candidate_ready=cand_ready,
             candidate_failure=failure,
@@ -311,7 +309,7 @@ class Reconciler:
         states = self._phases.values()
         phases = opmetrics.tally((p for p, _ in states), (str(p) for p in spec.Phase))
         opmetrics.set_counts(opmetrics.ROLLOUTS, "phase", phases)
-        paused = opmetrics.tally((r for _, r in states if r), rollout.PAUSE_REASONS)
+        paused = opmetrics.tally((r for _, r in states if r), pauses.PAUSE_REASONS)
         opmetrics.set_counts(opmetrics.PAUSED_ROLLOUTS, "reason", paused)
 
 

@@ -2,7 +2,7 @@
 
 Converted at the API boundary only: :meth:`Status.from_api` where the object
 comes in (reconcile.py, plugin.py) and :meth:`Status.to_api` where the status
-patch is computed. The state machine (rollout.py) takes and returns
+patch is computed. The state machine (rollout/) takes and returns
 :class:`Status` and changes it with :func:`dataclasses.replace`.
 
 Conventions of the conversion, chosen so a status written by an earlier
@@ -241,9 +241,6 @@ class Status:
     pending_events: tuple[Mapping[str, Any], ...] = ()
     event_seq: int | None = None  # the last sequence number in an Event's name
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys other modules own
-
-    def condition(self, type_: str) -> Condition | None:
-        return next((c for c in self.conditions if c.type == type_), None)
 
     @classmethod
     def from_api(cls, doc: Mapping[str, Any] | None) -> Status:

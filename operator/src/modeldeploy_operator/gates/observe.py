@@ -1,10 +1,11 @@
 """The webhooks' side of a reconcile: call the gating ones, queue the others.
 
 `Gates.observe` calls the pre-rollout, confirm-promotion and rollback webhooks
-when the status says they are due and returns what they answered, for
-`rollout.Observations`; `rollout_measurements` turns rollout webhooks into
-analysis measurements; `announce` queues event and post-rollout webhooks and
-notifications for the transitions of a decision, without waiting for them.
+when the status says they are due (`rollout.schedule`) and returns what they
+answered, for `rollout.observations.Observations`; `rollout_measurements`
+turns rollout webhooks into analysis measurements; `announce` queues event
+and post-rollout webhooks and notifications for the transitions of a
+decision, without waiting for them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy_operator import metrics as opmetrics
-from modeldeploy_operator import rollout, spec
+from modeldeploy_operator import spec
 from modeldeploy_operator.analysis.verdicts import Measurement, Verdict
 from modeldeploy_operator.gates import hookspec, payload
 from modeldeploy_operator.gates.client import HookClient, Outcome
 from modeldeploy_operator.gates.dispatch import Delivery, Dispatcher
+from modeldeploy_operator.rollout import gating, schedule, timing
+from modeldeploy_operator.rollout.decision import Event
 from modeldeploy_operator.status import Status
 
 # Per-analysis-run noise that would flood a chat channel; Events and event
@@ -30,8 +33,8 @@ POST_ROLLOUT_REASONS = frozenset({"Promoted", "RolledBack"})
 
 @dataclass(frozen=True)
 class GateObservations:
-    pre_rollout: rollout.HookResult | None = None
-    confirmation: rollout.HookResult | None = None
+    pre_rollout: gating.HookResult | None = None
+    confirmation: gating.HookResult | None = None
     rollback_request: str | None = None
 
 
@@ -56,15 +59,15 @@ class Gates:
 
     async def _all_ok(
         self, md: spec.ModelDeployment, status: Status, type_: str
-    ) -> rollout.HookResult:
+    ) -> gating.HookResult:
         hooks = hookspec.of_type(md.strategy.webhooks, type_)
         answers = await self._call(md, status, hooks)
         failed = [(h, o) for h, o in answers if not o.ok]
         if failed:
             hook, outcome = failed[0]
-            return rollout.HookResult(False, f"{type_} webhook {hook.name} {outcome.message}")
+            return gating.HookResult(False, f"{type_} webhook {hook.name} {outcome.message}")
         names = ", ".join(h.name for h in hooks)
-        return rollout.HookResult(True, f"{type_} webhooks answered 2xx: {names}")
+        return gating.HookResult(True, f"{type_} webhooks answered 2xx: {names}")
 
     async def observe(
         self,
@@ -76,9 +79,9 @@ class Gates:
         analysis_due: bool,
     ) -> GateObservations:
         pre = confirm = None
-        if candidate_ready and rollout.pre_rollout_due(md, status, now):
+        if candidate_ready and schedule.pre_rollout_due(md, status, now):
             pre = await self._all_ok(md, status, hookspec.PRE_ROLLOUT)
-        waiting = rollout.confirmation_due(status)
+        waiting = schedule.confirmation_due(status)
         if waiting:
             confirm = await self._all_ok(md, status, hookspec.CONFIRM_PROMOTION)
         request = None
@@ -111,7 +114,7 @@ class Gates:
         self,
         md: spec.ModelDeployment,
         status: Status,
-        events: list[rollout.Event],
+        events: list[Event],
         now: dt.datetime,
     ) -> None:
         """Queue event / post-rollout webhooks and notifications; never waits."""
@@ -134,7 +137,7 @@ class Gates:
                         namespace=md.namespace,
                         status=status,
                         event=triple,
-                        now=rollout.timestamp(now),
+                        now=timing.timestamp(now),
                     )
                 self.dispatcher.submit(Delivery(f"notify-{n.type}", n.name, n.url, body, n.timeout))
 

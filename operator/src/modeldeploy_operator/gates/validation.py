@@ -18,10 +18,11 @@ from typing import Any
 
 import httpx
 
-from modeldeploy_operator import manifests, rollout, spec
+from modeldeploy_operator import manifests, spec
 from modeldeploy_operator.analysis import validation as judge
 from modeldeploy_operator.gates import loadspec
 from modeldeploy_operator.kube import Kube
+from modeldeploy_operator.rollout import gating
 from modeldeploy_operator.status import Status
 
 
@@ -36,23 +37,23 @@ class CouldNotRun(ValidationError):
 
 async def validate(
     md: spec.ModelDeployment, status: Status, kube: Kube
-) -> rollout.ValidationOutcome:
+) -> gating.ValidationOutcome:
     cfg = md.strategy.validation
     assert cfg is not None
     try:
         return await asyncio.wait_for(_validate(md, status, kube, cfg), cfg.timeout)
     except TimeoutError:
         msg = f"validation did not finish in {cfg.timeout:g}s"
-        return rollout.ValidationOutcome(False, msg, conclusive=False)
+        return gating.ValidationOutcome(False, msg, conclusive=False)
     except CouldNotRun as exc:
-        return rollout.ValidationOutcome(False, str(exc), conclusive=False)
+        return gating.ValidationOutcome(False, str(exc), conclusive=False)
     except ValidationError as exc:
-        return rollout.ValidationOutcome(False, str(exc))
+        return gating.ValidationOutcome(False, str(exc))
 
 
 async def _validate(
     md: spec.ModelDeployment, status: Status, kube: Kube, cfg: spec.Validation
-) -> rollout.ValidationOutcome:
+) -> gating.ValidationOutcome:
     assert status.candidate and status.stable, "validated only while a candidate starts"
     cand_url = await _pod_url(kube, md.namespace, status.candidate.revision, "candidate")
     stable_url = await _pod_url(kube, md.namespace, status.stable.revision, "stable")
@@ -63,7 +64,7 @@ async def _validate(
         stable = await _answers(http, stable_url, rows, cfg, "stable")
     limits = judge.Thresholds(cfg.min_agreement, cfg.max_accuracy_drop, cfg.max_latency_ratio)
     report = judge.judge(candidate, stable, doc.get("labels"), limits)
-    return rollout.ValidationOutcome(report.passed, report.message, report.metrics)
+    return gating.ValidationOutcome(report.passed, report.message, report.metrics)
 
 
 async def _pod_url(kube: Kube, namespace: str, revision: str, who: str) -> str:
