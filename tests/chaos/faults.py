@@ -3,11 +3,13 @@
 Control-plane components (kube-apiserver, etcd, Prometheus, ...) are stopped
 and started by the local cluster's supervisor (`Cluster.stop_component`);
 pods are hit through the processes the devcluster node runs for them; the
-operator is the test's own subprocess (`OperatorProcess.stop(SIGKILL)`).
+operator is the test's own subprocess (`OperatorProcess.stop(SIGKILL)`);
+etcd's history is compacted through its own v3 JSON gateway (`compact_etcd`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -16,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cluster_helpers import wait_for
 from kubernetes import client
 from modeldeploy_devcluster.cluster import Cluster
+from modeldeploy_devcluster.state import State
 
 
 def kill_pod_processes(cluster: Cluster, namespace: str, pod: str) -> int:
@@ -150,3 +154,28 @@ def _event_accepted(api: client.ApiClient, namespace: str) -> bool:
         raise
     core.delete_namespaced_event(name, namespace)
     return True
+
+
+def etcd_client_url(cluster: Cluster) -> str:
+    """The client URL of the cluster's etcd (from its command line)."""
+    state = State.load(cluster.layout)
+    pid = state.components["etcd"] if state else 0
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    flag = "--listen-client-urls="
+    return next(a[len(flag) :] for a in args if a.startswith(flag)).split(",")[0]
+
+
+def compact_etcd(cluster: Cluster) -> int:
+    """Compact etcd's history up to its current revision, through etcd's own v3
+    JSON gateway (as `etcdctl compact --physical` would): every older
+    resourceVersion is gone from storage. Returns that revision."""
+    url = etcd_client_url(cluster)
+    key = base64.b64encode(b"/").decode()
+    head = httpx.post(f"{url}/v3/kv/range", json={"key": key}, timeout=10)
+    head.raise_for_status()
+    revision = int(head.json()["header"]["revision"])
+    answer = httpx.post(
+        f"{url}/v3/kv/compaction", json={"revision": str(revision), "physical": True}, timeout=30
+    )
+    answer.raise_for_status()
+    return revision

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from modeldeploy_devcluster.node import container, envexpand, images, ipalloc, podenv, probes
+from modeldeploy_devcluster.node import (
+    container,
+    credentials,
+    envexpand,
+    images,
+    ipalloc,
+    podenv,
+    probes,
+)
 from modeldeploy_devcluster.node.ipalloc import AddressesExhausted, IpAllocator, claim_block
 
 
@@ -251,3 +259,30 @@ def test_addresses_someone_listens_on_are_skipped() -> None:
     busy = ipalloc.parse_listeners(proc_net_tcp)
     assert busy == frozenset({"127.0.0.2"})
     assert IpAllocator().allocate("a", busy=busy) == "127.0.0.3"
+
+
+class TestCredentials:
+    def test_api_server_annotation_replaces_only_the_address(self, tmp_path) -> None:
+        """A pod annotated with another API server address (a test's proxy) gets a
+        kubeconfig naming it, with the same CA and token; others get the node's."""
+        import yaml
+
+        ca = tmp_path / "ca.crt"
+        ca.write_text("ca")
+        node_server = "https://127.0.0.1:6443"
+        pod = {
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+            "spec": {"serviceAccountName": "router"},
+        }
+        assert credentials.server_for(pod, node_server) == node_server
+        proxied = {**pod, "metadata": {**pod["metadata"], "annotations": {
+            credentials.API_SERVER_ANNOTATION: "https://127.0.0.1:7000"}}}  # fmt: skip
+        written = yaml.safe_load(
+            credentials.write(tmp_path / "p", proxied, "tok", node_server, ca).read_text()
+        )
+        assert written["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:7000"
+        assert written["users"][0]["user"]["token"] == "tok"
+        plain = yaml.safe_load(
+            credentials.write(tmp_path / "q", pod, "tok", node_server, ca).read_text()
+        )
+        assert plain["clusters"][0]["cluster"]["server"] == node_server

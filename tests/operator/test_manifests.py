@@ -129,3 +129,24 @@ def test_router_replicas_follow_the_spec():
     m = md(traffic={"provider": "builtin", "router": {"replicas": 3}})
     dep = builtin.objects(m, "img")[3]
     assert dep["spec"]["replicas"] == 3
+
+
+def test_predictor_env_never_repeats_a_name():
+    """predictor.env naming a variable the operator sets (or one name twice) once
+    gave the Deployment two entries of one name: server-side apply refused it
+    with a 500, retried for ever with no status (found by
+    tests/chaos/test_store_faults.py). Ours win, then the user's first entry."""
+    env = [
+        {"name": "MODELDEPLOY_CACHE_DIR", "value": "/elsewhere"},
+        {"name": "MODELDEPLOY_MODEL_VERSION", "value": "9.9.9"},
+        {"name": "EXTRA", "value": "1"},
+        {"name": "EXTRA", "value": "2"},
+    ]
+    m = md("2.0.0", predictor={"image": "ghcr.io/modeldeploy/predictor:0.1.0", "env": env})
+    (c,) = manifests.revision_deployment(m, 1, "canary")["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in c["env"]]
+    assert len(names) == len(set(names)), names
+    values = {e["name"]: e.get("value") for e in c["env"]}
+    assert values["MODELDEPLOY_CACHE_DIR"] == manifests.BUNDLE_CACHE
+    assert values["MODELDEPLOY_MODEL_VERSION"] == "2.0.0"
+    assert values["EXTRA"] == "1"

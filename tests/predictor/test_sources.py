@@ -204,3 +204,26 @@ def test_http_bundle_of_a_newer_format_is_refused_before_download(http_bundle, t
     with pytest.raises(sources.SourceError, match=r"bundle format 3 .* reads formats \[1, 2\]"):
         sources.fetch(url, tmp_path / "cache")
     assert handler.requests == ["model.json"] and _leftovers(tmp_path / "cache") == []
+
+
+def test_serve_gives_up_on_a_silent_store_within_its_fetch_timeout(tmp_path, capsys):
+    """A store that accepts connections and never answers (a blackhole): `serve`
+    exits with the store's error after its attempts at --fetch-timeout each,
+    so the pod's termination message (and the rollout's) can name it."""
+    import socket
+    import time
+
+    from modeldeploy_predictor import cli
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes connects; nothing ever reads or writes
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/fraud/1/"
+        started = time.monotonic()
+        code = cli.main(
+            ["serve", "--bundle", url, "--fetch-timeout", "0.3", "--cache-dir", str(tmp_path)]
+        )
+        took = time.monotonic() - started
+    assert code == 2
+    assert "fetching model.json failed after 4 attempts: ReadTimeout" in capsys.readouterr().err
+    assert took < 15  # 4 x 0.3 s + the 3.5 s back-off, not 4 x 30 s

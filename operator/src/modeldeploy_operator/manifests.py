@@ -102,7 +102,7 @@ def revision_deployment(md: ModelDeployment, replicas: int | None, track: str) -
     revision = md.revision
     pod_labels = labels(md, **{REVISION_LABEL: revision, COMPONENT_LABEL: "predictor"})
     p = md.predictor
-    env = [
+    ours = [
         {"name": "MODELDEPLOY_MODEL_NAME", "value": md.model.name},
         {"name": "MODELDEPLOY_MODEL_VERSION", "value": md.model.version},
         {"name": "MODELDEPLOY_TRACK", "value": track},
@@ -112,8 +112,10 @@ def revision_deployment(md: ModelDeployment, replicas: int | None, track: str) -
         # The predictor refuses a bundle whose model.json does not match.
         *([{"name": "MODELDEPLOY_DIGEST", "value": md.model.digest}] if md.model.digest else []),
         {"name": "MODELDEPLOY_CACHE_DIR", "value": BUNDLE_CACHE},
-        *({"name": k, "value": v} for k, v in p.env),
     ]
+    # The user's predictor.env, without the names we set (the model identity,
+    # batching and cache stay the operator's, as with predictor.template).
+    env = podtemplate.merge_env(ours, ({"name": k, "value": v} for k, v in p.env))
     container: dict[str, Any] = {
         "name": "predictor",
         "image": p.image,

@@ -98,7 +98,7 @@ def _find_container(spec: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _merge_container(ours: dict[str, Any], user: dict[str, Any]) -> None:
-    env = _union(ours.get("env") or [], user.get("env") or [], "name")
+    env = merge_env(ours.get("env") or [], user.get("env") or [])
     if env:
         ours["env"] = env
     if user.get("envFrom"):
@@ -121,6 +121,17 @@ def _overlay_resources(ours: dict[str, Any], user: dict[str, Any]) -> dict[str, 
         else:
             out[key] = value
     return out
+
+
+def merge_env(
+    ours: Iterable[dict[str, Any]], theirs: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A container's env: ours, then the user's names we do not set (first wins).
+
+    `predictor.env` goes through this too: an applied Deployment with two env
+    entries of one name is refused by server-side apply (a 500, retried for
+    ever with no status)."""
+    return _union(ours, theirs, "name")
 
 
 def _union(

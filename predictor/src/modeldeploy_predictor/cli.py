@@ -111,6 +111,7 @@ def serve(settings: config.Settings) -> int:
             cache_dir=Path(settings.cache_dir) if settings.cache_dir else None,
             digest=settings.digest,
             allow_version_mismatch=settings.allow_version_mismatch,
+            fetch_timeout=settings.fetch_timeout,
         )
     except BundleError as exc:
         print(f"modeldeploy-predictor serve: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ class Settings:
     bundle: str = ""
     digest: str | None = None
     cache_dir: str | None = None
+    fetch_timeout: float = 30.0
     allow_version_mismatch: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
@@ -49,6 +50,10 @@ HELP = {
     "bundle": "bundle URI: a directory path, file://, http(s):// or s3:// prefix",
     "digest": "expected bundle digest (sha256:<hex of model.json>); refuse on mismatch",
     "cache_dir": "where remote bundles are downloaded (default ~/.cache/modeldeploy/bundles)",
+    "fetch_timeout": (
+        "seconds a remote store may stay silent (connect, or between bytes) before an attempt "
+        "fails; 4 attempts, then the process exits naming the store's error"
+    ),
     "allow_version_mismatch": "warn instead of refusing when scikit-learn versions differ",
     "host": "address to listen on",
     "port": "port to listen on",

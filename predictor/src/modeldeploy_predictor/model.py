@@ -44,9 +44,10 @@ class SklearnModel:
         cache_dir: Path | None = None,
         digest: str | None = None,
         allow_version_mismatch: bool = False,
+        fetch_timeout: float = 30.0,
     ) -> SklearnModel:
         started = time.perf_counter()
-        local = sources.fetch(uri, cache_dir, digest=digest)
+        local = sources.fetch(uri, cache_dir, digest=digest, timeout=fetch_timeout)
         loaded = bundle_mod.load_bundle(local, allow_version_mismatch=allow_version_mismatch)
         return cls(loaded, time.perf_counter() - started)
 

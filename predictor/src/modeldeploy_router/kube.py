@@ -3,7 +3,10 @@
 The one module that talks to the API server. Two watches run side by side,
 each a list-then-watch loop that resumes from the last resourceVersion, ends
 and restarts every WATCH_SECONDS (so a silently dead connection is noticed),
-relists at once on 410 Gone and backs off on other errors. Every event
+relists at once on 410 Gone and backs off on other errors. Every request
+has a deadline (`LIST_TIMEOUT`, `WATCH_TIMEOUT`): a flow that a partition
+left open and silent (a lost NAT or conntrack entry) would otherwise hold the
+loop for ever, and the router would never see another weight. Every event
 rebuilds the routing table from the cached objects (`discovery.py`, pure) and
 swaps it into the proxy, which takes effect for the next request: in-flight
 requests finish on the endpoint they already have.
@@ -40,6 +43,10 @@ PLURAL = "modeldeployments"
 WATCH_SECONDS = 55
 FIRST_SYNC_SECONDS = 10.0
 MAX_BACKOFF = 5.0
+# kubernetes_asyncio passes no timeout to aiohttp unless asked: without these a
+# list or watch on a silently dead connection never returns.
+LIST_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
+WATCH_TIMEOUT = aiohttp.ClientTimeout(total=WATCH_SECONDS + 10, sock_connect=5)
 
 
 async def load_credentials() -> client.ApiClient:
@@ -153,7 +160,7 @@ class KubeSource(TableSource):
         backoff = 0.2
         while True:
             try:
-                listed = await list_fn()
+                listed = await list_fn(_request_timeout=LIST_TIMEOUT)
                 doc = self._api.sanitize_for_serialization(listed)  # type: ignore[union-attr]
                 rv = (doc.get("metadata") or {}).get("resourceVersion")
                 self._replace(what, doc.get("items") or [], update)
@@ -192,7 +199,7 @@ class KubeSource(TableSource):
                 resource_version=rv,
                 timeout_seconds=WATCH_SECONDS,
                 allow_watch_bookmarks=True,
-                _request_timeout=WATCH_SECONDS + 10,
+                _request_timeout=WATCH_TIMEOUT,
             )
             async for event in stream:
                 if event["type"] != "BOOKMARK":

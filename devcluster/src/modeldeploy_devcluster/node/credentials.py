@@ -5,6 +5,13 @@ with the pod) and writes a per-pod kubeconfig, handed to the processes via
 ``KUBECONFIG``; the in-cluster files (token, ca.crt, namespace) are written
 too, for tools that take a token file. RBAC then applies to the pod exactly as
 it would in a real cluster.
+
+A real pod reaches the API server through the `kubernetes` Service, a path
+the cluster's network controls. Here the kubeconfig names the address
+directly, so the pod annotation `API_SERVER_ANNOTATION` may name another one
+(an `https://127.0.0.1:PORT` that forwards to the API server, e.g. a test's
+TCP proxy that cuts or blackholes the pod's connections). Only the address
+changes: the CA, the token and RBAC stay the same.
 """
 
 from __future__ import annotations
@@ -16,10 +23,17 @@ from kubernetes import client
 from modeldeploy_devcluster import kubeconfig
 
 TOKEN_SECONDS = 24 * 3600
+API_SERVER_ANNOTATION = "devcluster.modeldeploy.io/api-server"
 
 
 def wants_token(pod: dict) -> bool:
     return pod.get("spec", {}).get("automountServiceAccountToken") is not False
+
+
+def server_for(pod: dict, default: str) -> str:
+    """The API server address this pod's kubeconfig names (the annotation, else `default`)."""
+    annotations = pod.get("metadata", {}).get("annotations") or {}
+    return annotations.get(API_SERVER_ANNOTATION) or default
 
 
 def request_token(core: client.CoreV1Api, pod: dict) -> str:
@@ -48,7 +62,7 @@ def write(pod_dir: Path, pod: dict, token: str, server: str, ca_cert: Path) -> P
     return kubeconfig.write(
         pod_dir / "kubeconfig",
         kubeconfig.build(
-            server,
+            server_for(pod, server),
             ca_cert,
             user=f"system:serviceaccount:{namespace}:{sa}",
             token=token,
