@@ -96,7 +96,7 @@ class ShadowProcess(asyncio.Protocol):
     async def stop(self) -> None:
         self._stopping = True
         if self._transport is not None:
-            self._flush()  # copies already accepted still go
+            self._flush()  # copies already accepted reach the child
             self._transport.close()  # EOF: the child drains nothing more and exits
         proc = self._proc
         if proc is not None:
