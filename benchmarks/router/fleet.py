@@ -217,12 +217,42 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, tuple[str, int]
             *extra,
         ]
         proc = fleet.start(name.replace(" ", "-"), cmd, f"{url}/healthz")
-        if fleet.placement.shadow is not None:
-            # The router's shadow process only serves the shadow: it goes with it.
-            for child in children(proc.pid):
-                os.sched_setaffinity(child, fleet.placement.shadow)
+        pin_shadow_children(fleet, proc.pid)
         bases[name] = (url, proc.pid)
     return bases
+
+
+def pin_shadow_children(fleet: Fleet, pid: int) -> int:
+    """Put every thread of a router's children (its shadow process, which only
+    serves the shadow) on the shadow's CPUs; returns how many threads were
+    elsewhere. Called again before each run: a shadow process restarted by
+    the router inherits the router's CPUs."""
+    cpus = fleet.placement.shadow
+    moved = 0
+    if cpus is None:
+        return moved
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{child}/task"):
+                with contextlib.suppress(OSError):
+                    if os.sched_getaffinity(int(tid)) != cpus:
+                        os.sched_setaffinity(int(tid), cpus)
+                        moved += 1
+    return moved
+
+
+def busy_seconds(cpus: frozenset[int] | None) -> float:
+    """CPU time spent by anything (not idle, not iowait) on `cpus`, from /proc/stat."""
+    if cpus is None:
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+            total += sum(values) - values[3] - values[4] - values[7]
+    return total / tick
 
 
 def start_nginx(fleet: Fleet, up: dict[str, str], workdir: Path) -> dict[str, tuple[str, int]]:

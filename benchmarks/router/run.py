@@ -40,8 +40,10 @@ from benchmarks.router.fleet import (
     PATH,
     Fleet,
     Placement,
+    busy_seconds,
     cpu_seconds,
     make_bundle,
+    pin_shadow_children,
     start_nginx,
     start_routers,
     start_upstreams,
@@ -64,6 +66,10 @@ class Result:
     p50_c1_ms: float = 0.0  # p50 with one connection: latency without queueing
     # Router mirror copies over both wrk runs of the target (from its /metrics).
     mirror: dict[str, float] = field(default_factory=dict)
+    # CPU time per request that anything else took on the primary path's CPUs
+    # (other jobs on a shared machine; NaN unpinned): when the shadow's CPU is
+    # full, that load moves here and p50 at c32 rises with it.
+    other_cpu_us: float = 0.0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -124,11 +130,15 @@ def wrk(
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
     cmd += ["--latency", "-s", str(HERE / "post.lua"), base + PATH]
     mirrored = name.startswith("router mirror")
+    if proxy_pid and name.startswith("router") and (moved := pin_shadow_children(fleet, proxy_pid)):
+        print(f"  ({name}: {moved} shadow-process threads were off the shadow CPU; moved back)")
+    counts_before = mirror_counts(base) if mirrored else {}
     before = cpu_seconds(proxy_pid) if proxy_pid else 0.0
     main_before = cpu_seconds(proxy_pid, with_children=False) if proxy_pid else 0.0
     primary_before = fleet.primary_cpu_seconds() + wrk_cpu_seconds()
-    counts_before = mirror_counts(base) if mirrored else {}
+    busy_before = busy_seconds(args.placement.primary)
     out = run_wrk(cmd, args.placement)
+    busy = busy_seconds(args.placement.primary) - busy_before
     cpu = cpu_seconds(proxy_pid) - before if proxy_pid else 0.0
     main_cpu = cpu_seconds(proxy_pid, with_children=False) - main_before if proxy_pid else 0.0
     primary_cpu = fleet.primary_cpu_seconds() + wrk_cpu_seconds() - primary_before
@@ -136,6 +146,7 @@ def wrk(
     result.proxy_cpu_us = cpu * 1e6 / max(result.requests, 1)
     result.main_cpu_us = main_cpu * 1e6 / max(result.requests, 1)
     result.primary_cpu_us = primary_cpu * 1e6 / max(result.requests, 1)
+    result.other_cpu_us = max(busy - primary_cpu, 0.0) * 1e6 / max(result.requests, 1)
     single = ["wrk", "-t1", "-c1", f"-d{args.duration}s", *cmd[4:]]
     c1 = parse_wrk(name, run_wrk(single, args.placement))
     result.p50_c1_ms = c1.p50_ms
@@ -143,7 +154,8 @@ def wrk(
         f"  {name:<20} {result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
         f"p99 {result.p99_ms:6.2f} ms  proxy CPU {result.proxy_cpu_us:5.0f} us/req  "
         f"p50 at c1 {result.p50_c1_ms:5.2f} ms  errors {result.errors}  "
-        f"primary path CPU {result.primary_cpu_us:4.0f} us/req"
+        f"primary path CPU {result.primary_cpu_us:4.0f} us/req  "
+        f"other load there {result.other_cpu_us:4.0f} us/req"
     )
     if name.startswith("router"):
         line += f"  (main process {result.main_cpu_us:.0f} us/req)"
@@ -186,6 +198,7 @@ def median_result(name: str, runs: list[Result]) -> Result:
         statistics.median(r.primary_cpu_us for r in runs),
         statistics.median(r.p50_c1_ms for r in runs),
         mirror,
+        other_cpu_us=statistics.median(r.other_cpu_us for r in runs),
     )
 
 
@@ -369,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {r.name:<20} {r.rps:9.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
             f"  proxy CPU {r.proxy_cpu_us:5.0f} us/req  p50 at c1 {r.p50_c1_ms:5.2f} ms"
             f"  primary path CPU {r.primary_cpu_us:4.0f} us/req"
+            f"  other load there {r.other_cpu_us:4.0f} us/req"
         )
         if r.mirror:
             print(" " * 23 + _mirror_line(r.mirror) + " (all rounds)")

@@ -136,6 +136,36 @@ async def test_shadow_endpoint_changes_reach_the_process(procs) -> None:
     assert channel._proc is not None and channel._proc.returncode == 0
 
 
+async def test_copies_waiting_for_a_write_keep_their_order_with_a_routing_change(procs) -> None:
+    """Copies gather before they are written (FLUSH_SECONDS); a routing change
+    written meanwhile must not overtake them: copies accepted before it go to
+    the old shadow, copies after it to the new one."""
+    first, second = procs.upstream("shadow-a"), procs.upstream("shadow-b")
+    channel = shadow_process.ShadowProcess(Settings(shadow_timeout=5.0, mirror_concurrency=4))
+
+    def table(url: str) -> routing.RoutingTable:
+        track = routing.Track(routing.SHADOW, "2.0.0", "r2", pool=routing.EndpointPool((url,)))
+        return routing.RoutingTable(model="iris", mirror_percent=100, tracks={"shadow": track})
+
+    reply = orjson.dumps({"outputs": [{"name": "label", "data": ["setosa"]}]})
+    await channel.start()
+    try:
+        for url in (first, second):
+            channel.set_table(table(url))  # no await in between: the copies still wait
+            for i in range(3):
+                track = table(url).tracks["shadow"]
+                assert channel.submit(
+                    shadow.Copy("iris", track, "1", "POST", OIP, [], body(i), 200, reply)
+                )
+        deadline = time.monotonic() + 10
+        while shadow_count(first) + shadow_count(second) < 6:
+            assert time.monotonic() < deadline, "copies did not arrive"
+            await asyncio.sleep(0.05)
+        assert shadow_count(first) == 3 and shadow_count(second) == 3
+    finally:
+        await channel.stop()
+
+
 def test_the_child_takes_the_routers_own_flag_names() -> None:
     """One name per setting: the shadow child's flags are the router's flags."""
     import argparse

@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 RESTART_SECONDS = 1.0
 SCRAPE_TIMEOUT = 5.0
+# Copies wait up to this long to share one write: a write that wakes the child
+# costs the router more CPU than pickling the copy (benchmarks/README.md,
+# Router). Control and scrape frames go at once.
+FLUSH_SECONDS = 0.005
+FLUSH_BYTES = 256 * 1024  # ... or until this much waits
 _LEN = 4
 
 
@@ -65,7 +70,7 @@ class ShadowProcess(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._flush_scheduled = False
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._scrapes: deque[asyncio.Future[bytes]] = deque()
         self._buffer = bytearray()
         self._shadow_frame: bytes | None = None  # replayed to a restarted child
@@ -91,6 +96,7 @@ class ShadowProcess(asyncio.Protocol):
     async def stop(self) -> None:
         self._stopping = True
         if self._transport is not None:
+            self._flush()  # copies already accepted reach the child
             self._transport.close()  # EOF: the child drains nothing more and exits
         proc = self._proc
         if proc is not None:
@@ -120,6 +126,9 @@ class ShadowProcess(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._pending, self._pending_bytes = [], 0
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self._buffer.clear()
         while self._scrapes:
             future = self._scrapes.popleft()
@@ -144,16 +153,20 @@ class ShadowProcess(asyncio.Protocol):
             asyncio.get_running_loop().call_later(RESTART_SECONDS, self._restart)
 
     # -- frames ------------------------------------------------------------------
-    def _write(self, frame: bytes) -> None:
-        """Queue a frame; one write per event-loop turn carries all of them."""
+    def _write(self, frame: bytes, at_once: bool = True) -> None:
+        """Queue a frame. A copy (`at_once` False) waits for the next flush,
+        at most FLUSH_SECONDS; any other frame flushes what waits, in order."""
         self._pending.append(frame)
         self._pending_bytes += len(frame)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if at_once or self._pending_bytes >= FLUSH_BYTES:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self._transport is not None and self._pending:
             self._transport.write(b"".join(self._pending))
         self._pending, self._pending_bytes = [], 0
@@ -183,7 +196,7 @@ class ShadowProcess(asyncio.Protocol):
             self.dropped += 1
             return False
         # model and shadow track: the child has them from the last "shadow" frame
-        self._write(_frame(("copy", *copy[2:])))
+        self._write(_frame(("copy", *copy[2:])), at_once=False)
         return True
 
     async def exposition(self) -> bytes:
