@@ -167,12 +167,8 @@ if [[ $mode == demo ]]; then
   exit 0
 fi
 
-# The PVC + HPA scenario only on request (E2E_KIND_AUTOSCALING=1): its HPA
-# scale-up needs spare CPU that a loaded 2-core machine does not have.
-kind_tests="kind and not kind_autoscaling"
-[[ -n ${E2E_KIND_AUTOSCALING:-} ]] && kind_tests="kind"
-log "kind-ready tests (pytest -m '$kind_tests')"
-MODELDEPLOY_E2E_KUBECONFIG=$kubeconfig "$python" -m pytest -m "$kind_tests" tests -p no:cacheprovider -q
+log "kind-ready tests (pytest -m kind)"
+MODELDEPLOY_E2E_KUBECONFIG=$kubeconfig "$python" -m pytest -m kind tests -p no:cacheprovider -q
 log "the chart's RBAC on the API server of kind (kubectl auth can-i)"
 MODELDEPLOY_E2E_KUBECONFIG=$kubeconfig "$python" -m pytest -p no:cacheprovider -q \
   tests/shipping/test_chart_cluster.py -k "rbac_namespaced"
