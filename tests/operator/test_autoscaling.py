@@ -10,6 +10,7 @@ from md_factories import Driver, md, result
 from modeldeploy_operator import autoscaling, manifests, spec
 from modeldeploy_operator import kube as kubemod
 from modeldeploy_operator.analysis.verdicts import Verdict
+from modeldeploy_operator.rollout import commands
 from modeldeploy_operator.status import Status
 
 IMAGE = "ghcr.io/modeldeploy/predictor:0.1.0"
@@ -159,3 +160,58 @@ def test_ready_at_least_the_floor():
     assert not kubemod.deployment_ready_at_least(dep(3, 3, generation=2), 3)
     assert not kubemod.deployment_ready_at_least(None, 1)
     assert kubemod.replicas_of(dep(0, 0)) == 5 and kubemod.replicas_of(None) == 0
+
+
+def test_a_users_promote_waits_for_the_candidates_pods_for_all_traffic():
+    d = Driver(strategy={"type": "Canary", "canary": {"steps": STEPS}})
+    d.md = dataclasses.replace(
+        d.md, predictor=dataclasses.replace(d.md.predictor, autoscaling=spec.Autoscaling(2, 12))
+    )
+    d.deploy_stable()
+    stable = d.status["stable"]["revision"]
+    d.md = dataclasses.replace(d.md, model=dataclasses.replace(d.md.model, version="2.0.0"))
+    d.tick(1, stable_ready=True, candidate_ready=False)
+    cand = d.status["candidate"]["revision"]
+    d.tick(1, stable_ready=True, candidate_ready=True)
+    assert d.status["canaryWeight"] == 10
+    # Ready for step 2's floor (4 of 8): not for all traffic, so the promote is held.
+    d.tick(1, stable_ready=True, candidate_ready=True, command=commands.Command("promote", "p"))
+    assert d.phase == "Canary" and d.status["canaryWeight"] == 10
+    assert "PromotionRequested" in d.reasons()
+    assert autoscaling.floors(d.md, d.state, 8) == {stable: 8, cand: 8}
+    d.tick(1, stable_ready=True, candidate_ready=False)
+    assert d.phase == "Canary"
+    # The analysis does not move the weight meanwhile: the user asked for promotion.
+    d.tick(60, stable_ready=True, candidate_ready=False, analysis=result(Verdict.PASS))
+    assert d.status["canaryWeight"] == 10
+    d.tick(1, stable_ready=True, candidate_ready=True)  # 8 ready against the raised floor
+    assert d.phase == "Succeeded" and d.status["stable"]["revision"] == cand
+    assert "promotionRequestedAt" not in d.status
+    assert autoscaling.floors(d.md, d.state, 8) == {cand: 2}
+
+
+def test_a_held_promote_ends_after_the_progress_deadline_or_with_an_abort():
+    def held() -> Driver:
+        d = Driver(strategy={"type": "Canary", "canary": {"steps": STEPS}})
+        d.md = dataclasses.replace(
+            d.md,
+            predictor=dataclasses.replace(d.md.predictor, autoscaling=spec.Autoscaling(2, 12)),
+        )
+        d.deploy_stable()
+        d.md = dataclasses.replace(d.md, model=dataclasses.replace(d.md.model, version="2.0.0"))
+        d.tick(1, stable_ready=True, candidate_ready=True)
+        d.tick(1, stable_ready=True, candidate_ready=True)
+        d.tick(1, stable_ready=True, candidate_ready=True, command=commands.Command("promote", "p"))
+        return d
+
+    d = held()
+    deadline = d.md.strategy.progress_deadline
+    d.tick(deadline, stable_ready=True, candidate_ready=False)
+    assert d.phase == "Canary"
+    d.tick(1, stable_ready=True, candidate_ready=False)
+    assert d.phase == "Succeeded" and "PromotedUnderCapacity" in d.reasons()
+
+    d = held()
+    d.tick(1, stable_ready=True, candidate_ready=False, command=commands.Command("abort", "a"))
+    assert d.phase == "RolledBack" and "promotionRequestedAt" not in d.status
+    assert "Promoted" not in d.reasons()

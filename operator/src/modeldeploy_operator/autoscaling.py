@@ -47,6 +47,8 @@ def heading_percent(md: ModelDeployment, status: Status) -> int:
     steps = [s.weight for s in strategy.steps]
     mirror = strategy.shadow.mirror_percent if strategy.shadow else 100
     stage = status.stage
+    if status.promotion_requested_at:
+        return 100  # a user's `promote`, held until these pods are ready
     if stage == Stage.STARTING:
         if strategy.type == "Shadow":
             return mirror

@@ -237,6 +237,8 @@ class Status:
     canary_weight: int | None = None
     conditions: tuple[Condition, ...] = ()
     last_command_nonce: str | None = None
+    # An autoscaled candidate's `promote`, held until its pods can take all traffic
+    promotion_requested_at: str | None = None
     # announce.py's outbox: Events written with the transition, posted, then cleared
     pending_events: tuple[Mapping[str, Any], ...] = ()
     event_seq: int | None = None  # the last sequence number in an Event's name
@@ -266,6 +268,7 @@ class Status:
             canary_weight=doc.get("canaryWeight"),
             conditions=_flat_list(Condition, doc.get("conditions")),
             last_command_nonce=doc.get("lastCommandNonce"),
+            promotion_requested_at=doc.get("promotionRequestedAt"),
             pending_events=tuple(doc.get("pendingEvents") or ()),
             event_seq=doc.get("eventSeq"),
             extra={k: v for k, v in doc.items() if k not in _KNOWN},

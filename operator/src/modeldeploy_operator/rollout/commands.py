@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from modeldeploy_operator.rollout import pauses
+from modeldeploy_operator.rollout import pauses, timing
 from modeldeploy_operator.rollout.tick import Tick
 from modeldeploy_operator.spec import ACTIVE_STAGES, ANALYSED_STAGES, Stage
 from modeldeploy_operator.status import Status
@@ -59,7 +59,18 @@ def _apply(t: Tick, cmd: Command) -> None:
     stage = t.stage
     active = stage in ACTIVE_STAGES
     if cmd.action == "promote" and stage in ANALYSED_STAGES:
-        t.promote("promoted by user")
+        if t.md.predictor.autoscaling is None:
+            t.promote("promoted by user")
+        else:
+            # All traffic moves at once: the candidate's floor rises to the stable's
+            # pods first (autoscaling.heading_percent) and the machine promotes once
+            # they are ready, so the handover has no dip in capacity.
+            t.set(promotion_requested_at=timing.timestamp(t.now))
+            t.emit(
+                "Normal",
+                "PromotionRequested",
+                f"promote asked: waiting for {t.candidate_text()} to scale to the stable's pods",
+            )
     elif cmd.action == "abort" and active:
         t.rollback("Aborted", "aborted by user")
     elif cmd.action == "pause" and active and not t.s.paused:

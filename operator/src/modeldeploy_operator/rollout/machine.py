@@ -29,10 +29,13 @@ def step(
     t.set(observed_generation=md.generation)
     if t.stage is None:
         t.start_initial()
+    # Readiness this tick was judged against the floors of the status it started
+    # from: only then do they include a held promotion's (see autoscaling.py).
+    promotion_held = t.s.promotion_requested_at is not None
     # The command first: a `pause` or `abort` stops this very tick's advance.
     commands.consume(t, obs.command)
     _follow_spec(t)
-    _advance(t, obs)
+    _advance(t, obs, promotion_held)
     t.s = derived.derive(md, t.s, now)
     return Decision(t.s, t.events)
 
@@ -78,7 +81,7 @@ def _start_candidate(t: Tick) -> None:
     )
 
 
-def _advance(t: Tick, obs: Observations) -> None:
+def _advance(t: Tick, obs: Observations, promotion_held: bool) -> None:
     stage = t.stage
     strategy = t.md.strategy
     if stage in (Stage.INITIAL, Stage.FAILED):
@@ -97,6 +100,10 @@ def _advance(t: Tick, obs: Observations) -> None:
         return
     if obs.rollback_request:
         t.rollback("RollbackWebhook", obs.rollback_request)
+        return
+    if t.s.promotion_requested_at:
+        if promotion_held:
+            _finish_requested_promotion(t, obs)
         return
     if t.s.paused:
         return
@@ -120,6 +127,21 @@ def _advance(t: Tick, obs: Observations) -> None:
     capacity = t.md.predictor.autoscaling is None or obs.candidate_ready
     if _stage_complete(t, stage) and capacity:
         _next_stage(t, stage, obs)
+
+
+def _finish_requested_promotion(t: Tick, obs: Observations) -> None:
+    """A user's `promote` of an autoscaled candidate: once its pods are ready, or
+    after `progressDeadline` anyway (the user asked; its HPA then catches up)."""
+    if obs.candidate_ready:
+        t.promote("promoted by user")
+    elif timing.seconds_since(t.s.promotion_requested_at, t.now) > t.md.strategy.progress_deadline:
+        t.emit(
+            "Warning",
+            "PromotedUnderCapacity",
+            f"{t.candidate_text()} had fewer ready pods than the stable's "
+            f"{t.md.strategy.progress_deadline:g}s after `promote`; promoted anyway",
+        )
+        t.promote("promoted by user before its pods were ready")
 
 
 def _enter_first_stage(t: Tick) -> None:

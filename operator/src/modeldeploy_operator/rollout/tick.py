@@ -68,6 +68,7 @@ class Tick:
 
     def enter(self, stage: Stage, reason: str, message: str, *, step: int = 0) -> None:
         self.set(current_step=step, stage=str(stage), stage_started_at=timing.timestamp(self.now))
+        self.set(promotion_requested_at=None)  # promoted, or a stage it no longer fits
         self.set_analysis(passes=0, requests=0)
         self.emit("Normal", reason, message)
 
@@ -105,6 +106,7 @@ class Tick:
         self.set(
             blocked_revision=cand.revision if cand else None,
             paused=None,
+            promotion_requested_at=None,
             degraded=Degraded(reason, text),
             stage=str(Stage.ROLLED_BACK),
             stage_started_at=timing.timestamp(self.now),
