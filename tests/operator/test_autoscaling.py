@@ -178,6 +178,7 @@ def test_a_users_promote_waits_for_the_candidates_pods_for_all_traffic():
     d.tick(1, stable_ready=True, candidate_ready=True, command=commands.Command("promote", "p"))
     assert d.phase == "Canary" and d.status["canaryWeight"] == 10
     assert "PromotionRequested" in d.reasons()
+    assert d.condition("Progressing")["reason"] == "PromotionRequested"
     assert autoscaling.floors(d.md, d.state, 8) == {stable: 8, cand: 8}
     d.tick(1, stable_ready=True, candidate_ready=False)
     assert d.phase == "Canary"

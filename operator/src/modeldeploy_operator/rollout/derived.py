@@ -53,6 +53,9 @@ def derive(md: ModelDeployment, s: Status, now: dt.datetime) -> Status:
     confirm = s.gates.confirm_promotion if s.gates else None
     if paused and stage in ACTIVE_STAGES:
         progressing = ("False", paused.reason, paused.message)
+    elif stage in ACTIVE_STAGES and s.promotion_requested_at:
+        msg = f"promote asked: waiting for {ref_text(s.candidate)} to scale to the stable's pods"
+        progressing = ("True", "PromotionRequested", msg)
     elif stage in ACTIVE_STAGES and confirm:
         progressing = ("True", "AwaitingConfirmation", confirm.message)
     elif stage in ACTIVE_STAGES or stage is Stage.INITIAL:
