@@ -77,6 +77,7 @@ def rollout_with_fault(
         started = time.monotonic() - load.t0
         figures.update(fault(env) or {})
         figures["fault_at_s"] = round(started, 1)
+        figures["fault_done_at_s"] = round(time.monotonic() - load.t0, 1)
         env.wait_status(walk, "v2 promoted after the fault", 240)
     answers = load.snapshot()
     figures.update(
@@ -84,6 +85,8 @@ def rollout_with_fault(
         requests=len(answers),
         failed=failed(answers),
         failure_window_s=failure_window(answers),
+        # (seconds since the load started, status or -1 for a connection error)
+        failures=[(round(t, 2), code) for t, code, _ in answers if code != 200][:20],
         walk=walk.seen,
     )
     st = env.status()
