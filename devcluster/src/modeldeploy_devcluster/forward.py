@@ -28,6 +28,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 from kubernetes import client
@@ -39,10 +40,13 @@ log = logging.getLogger("modeldeploy_devcluster.forward")
 
 # Seconds a new connection may wait for the API to read the endpoints once some
 # were read before (the first read waits up to FIRST_READ), and seconds the
-# last ones are used without asking after a read failed or timed out.
+# last ones are used without asking after a read failed or timed out. The read
+# runs in its own thread (one at a time): the client library retries a timed
+# out read, so a timeout on the call alone would not bound the wait.
 API_WAIT = 2.0
 API_PAUSE = 2.0
 FIRST_READ = 30.0
+READ_TIMEOUT = 10.0
 
 
 class NoEndpoints(RuntimeError):
@@ -85,6 +89,8 @@ class Forwarder:
         self.closed = threading.Event()
         self.last_targets: list[tuple[str, int]] = []
         self.api_away_until = 0.0  # monotonic; until then the last targets are used
+        self._reading: Future[list[tuple[str, int]]] | None = None
+        self._reading_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -111,9 +117,7 @@ class Forwarder:
             return self.last_targets
         wait = API_WAIT if self.last_targets else FIRST_READ
         try:
-            self.last_targets = ready_targets(
-                self.api, self.service, self.namespace, self.port, timeout=wait
-            )
+            self.last_targets = self._read().result(timeout=wait)
         except NoEndpoints:
             raise
         except Exception as exc:  # API server unreachable, restarting or storage away
@@ -123,6 +127,27 @@ class Forwarder:
             self.api_away_until = time.monotonic() + API_PAUSE
             log.info("forward: API unavailable (%r), using the last endpoints", exc)
         return self.last_targets
+
+    def _read(self) -> Future[list[tuple[str, int]]]:
+        """The endpoints read in flight, or a new read (a daemon thread)."""
+        with self._reading_lock:
+            if self._reading is not None and not self._reading.done():
+                return self._reading
+            future: Future[list[tuple[str, int]]] = Future()
+            self._reading = future
+
+        def read() -> None:
+            try:
+                future.set_result(
+                    ready_targets(
+                        self.api, self.service, self.namespace, self.port, timeout=READ_TIMEOUT
+                    )
+                )
+            except BaseException as exc:  # handed to the waiting connection
+                future.set_exception(exc)
+
+        threading.Thread(target=read, daemon=True, name="forward-read").start()
+        return future
 
     def _serve(self, conn: socket.socket) -> None:
         try:
