@@ -119,6 +119,13 @@ def test_soak_rollouts_every_few_minutes_under_load(env, tmp_path, figures):
                 bad_windows.append((applied, time.monotonic() - load.t0 + ROLLBACK_SETTLE_S))
             while time.monotonic() < min(next_at, deadline):
                 sample(env, usage)
+                # So far, kept even when a later rollout ends otherwise than asked.
+                figures.update(
+                    rollouts=n - 1,
+                    promoted=outcomes["Succeeded"],
+                    rolled_back=outcomes["RolledBack"],
+                    **{k: v.report() for k, v in usage.items()},
+                )
                 time.sleep(10)  # sampling period, not a wait for a condition
         sample(env, usage)
     answers = load.snapshot()
