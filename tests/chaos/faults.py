@@ -72,6 +72,17 @@ def open_fds(pids: list[int]) -> int:
     return total
 
 
+def threads(pids: list[int]) -> int:
+    """Tasks (threads) of these processes together (/proc/PID/status Threads)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("Threads:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def _all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 

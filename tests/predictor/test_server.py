@@ -379,6 +379,18 @@ def test_model_exception_is_500_with_class_and_server_survives(serve, tmp_path, 
         ] == [1]
 
 
+def test_error_series_exist_at_zero_before_any_request(serve, classifier_bundle):
+    """increase() sees a rise only between two samples of one series: a 5xx series
+    born with the first failures hid them from the error-rate analysis (the soak
+    promoted a candidate that failed a fifth of its requests, measured 0 errors).
+    The request series of the inference endpoints exist at 0 from the start."""
+    with serve(classifier_bundle) as server:
+        text = httpx.get(server.url + "/metrics").text
+        for endpoint in ("predict", "v1_predict", "v2_infer"):
+            for code in ("200", "500", "503"):
+                assert metric(text, "modeldeploy_requests_total", endpoint=endpoint, code=code) == 0
+
+
 def test_env_configuration_and_no_batching(serve, classifier_bundle, cancer):
     x, _, _ = cancer
     env = {

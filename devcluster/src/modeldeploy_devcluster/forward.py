@@ -6,8 +6,12 @@ is no kube-proxy on the local cluster, so Service IPs route nowhere.
 This listener on 127.0.0.1 resolves the Service port to its target port and
 sends each new connection to a ready endpoint from the Service's
 EndpointSlices (round robin), re-reading them per connection so that a
-rollout is followed. When the API server cannot be reached, the endpoints
-last read are used, as kube-proxy keeps its rules through an API outage.
+rollout is followed. When the API server cannot be reached, or does not
+answer within API_WAIT seconds (etcd away: the API server accepts the
+connection but holds the read until its storage is back), the endpoints last
+read are used, as kube-proxy keeps its rules through an API outage, and the
+API is not asked again for API_PAUSE seconds: a connection never waits for
+the control plane longer than that.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 from kubernetes import client
@@ -32,21 +38,34 @@ from modeldeploy_devcluster.waiting import wait_for
 log = logging.getLogger("modeldeploy_devcluster.forward")
 
 
+# Seconds a new connection may wait for the API to read the endpoints once some
+# were read before (the first read waits up to FIRST_READ), and seconds the
+# last ones are used without asking after a read failed or timed out. The read
+# runs in its own thread (one at a time): the client library retries a timed
+# out read, so a timeout on the call alone would not bound the wait.
+API_WAIT = 2.0
+API_PAUSE = 2.0
+FIRST_READ = 30.0
+READ_TIMEOUT = 10.0
+
+
 class NoEndpoints(RuntimeError):
     pass
 
 
 def ready_targets(
-    api: client.ApiClient, service: str, namespace: str, port: int
+    api: client.ApiClient, service: str, namespace: str, port: int, timeout: float | None = None
 ) -> list[tuple[str, int]]:
-    """(ip, port) of every ready endpoint behind ``service:port``."""
-    svc = client.CoreV1Api(api).read_namespaced_service(service, namespace)
+    """(ip, port) of every ready endpoint behind ``service:port``; each API call
+    gives up after `timeout` seconds (None: no limit)."""
+    kw = {} if timeout is None else {"_request_timeout": timeout}
+    svc = client.CoreV1Api(api).read_namespaced_service(service, namespace, **kw)
     svc_port = next((p for p in svc.spec.ports or [] if p.port == port), None)
     if svc_port is None:
         known = [p.port for p in svc.spec.ports or []]
         raise NoEndpoints(f"service {namespace}/{service} has no port {port} (ports: {known})")
     slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={service}"
+        namespace, label_selector=f"kubernetes.io/service-name={service}", **kw
     )
     targets: list[tuple[str, int]] = []
     for s in slices.items:
@@ -69,6 +88,9 @@ class Forwarder:
         self.counter = itertools.count()
         self.closed = threading.Event()
         self.last_targets: list[tuple[str, int]] = []
+        self.api_away_until = 0.0  # monotonic; until then the last targets are used
+        self._reading: Future[list[tuple[str, int]]] | None = None
+        self._reading_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -91,16 +113,41 @@ class Forwarder:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _targets(self) -> list[tuple[str, int]]:
+        if self.last_targets and time.monotonic() < self.api_away_until:
+            return self.last_targets
+        wait = API_WAIT if self.last_targets else FIRST_READ
         try:
-            self.last_targets = ready_targets(self.api, self.service, self.namespace, self.port)
+            self.last_targets = self._read().result(timeout=wait)
         except NoEndpoints:
             raise
-        except Exception as exc:  # API server unreachable or restarting: route as last seen
+        except Exception as exc:  # API server unreachable, restarting or storage away
             refused = isinstance(exc, client.ApiException) and (exc.status or 500) < 500
             if refused or not self.last_targets:
                 raise
-            log.debug("forward: API unreachable (%s), using the last endpoints", exc)
+            self.api_away_until = time.monotonic() + API_PAUSE
+            log.info("forward: API unavailable (%r), using the last endpoints", exc)
         return self.last_targets
+
+    def _read(self) -> Future[list[tuple[str, int]]]:
+        """The endpoints read in flight, or a new read (a daemon thread)."""
+        with self._reading_lock:
+            if self._reading is not None and not self._reading.done():
+                return self._reading
+            future: Future[list[tuple[str, int]]] = Future()
+            self._reading = future
+
+        def read() -> None:
+            try:
+                future.set_result(
+                    ready_targets(
+                        self.api, self.service, self.namespace, self.port, timeout=READ_TIMEOUT
+                    )
+                )
+            except BaseException as exc:  # handed to the waiting connection
+                future.set_exception(exc)
+
+        threading.Thread(target=read, daemon=True, name="forward-read").start()
+        return future
 
     def _serve(self, conn: socket.socket) -> None:
         try:

@@ -36,6 +36,12 @@ LATENCY_BUCKETS = (
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Request series present at 0 from the start (endpoints of server/endpoints.py,
+# the codes the analysis judges): increase() only sees a rise between two
+# samples of one series, so a 5xx series born with the first failures would
+# hide them from the operator's error-rate until it has been scraped twice.
+INFERENCE_ENDPOINTS = ("predict", "v1_predict", "v2_infer")
+COUNTED_CODES = ("200", "500", "503")
 
 
 class Metrics:
@@ -55,6 +61,9 @@ class Metrics:
         self._requests = m(
             Counter, "requests", "Requests by endpoint and HTTP status", "endpoint", "code"
         )
+        for endpoint in INFERENCE_ENDPOINTS:
+            for code in COUNTED_CODES:
+                self._requests.labels(**self.base, endpoint=endpoint, code=code)
         self._duration = m(
             Histogram,
             "request_duration_seconds",
