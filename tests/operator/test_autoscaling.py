@@ -85,12 +85,18 @@ def test_needed_is_at_least_one_while_traffic_flows():
     assert autoscaling.needed(a, 1, 1) == 1
 
 
-def test_floors_through_a_canary_rollout_and_back():
+def autoscaled_canary() -> Driver:
+    """A canary driver whose first revision, autoscaled 2..12, is stable."""
     d = Driver(strategy={"type": "Canary", "canary": {"steps": STEPS}})
     d.md = dataclasses.replace(
         d.md, predictor=dataclasses.replace(d.md.predictor, autoscaling=spec.Autoscaling(2, 12))
     )
     d.deploy_stable()
+    return d
+
+
+def test_floors_through_a_canary_rollout_and_back():
+    d = autoscaled_canary()
     stable = d.status["stable"]["revision"]
     assert autoscaling.floors(d.md, d.state, 8) == {stable: 2}  # settled: the HPA decides
     d.md = dataclasses.replace(d.md, model=dataclasses.replace(d.md.model, version="2.0.0"))
@@ -163,11 +169,7 @@ def test_ready_at_least_the_floor():
 
 
 def test_a_users_promote_waits_for_the_candidates_pods_for_all_traffic():
-    d = Driver(strategy={"type": "Canary", "canary": {"steps": STEPS}})
-    d.md = dataclasses.replace(
-        d.md, predictor=dataclasses.replace(d.md.predictor, autoscaling=spec.Autoscaling(2, 12))
-    )
-    d.deploy_stable()
+    d = autoscaled_canary()
     stable = d.status["stable"]["revision"]
     d.md = dataclasses.replace(d.md, model=dataclasses.replace(d.md.model, version="2.0.0"))
     d.tick(1, stable_ready=True, candidate_ready=False)
@@ -193,12 +195,7 @@ def test_a_users_promote_waits_for_the_candidates_pods_for_all_traffic():
 
 def test_a_held_promote_ends_after_the_progress_deadline_or_with_an_abort():
     def held() -> Driver:
-        d = Driver(strategy={"type": "Canary", "canary": {"steps": STEPS}})
-        d.md = dataclasses.replace(
-            d.md,
-            predictor=dataclasses.replace(d.md.predictor, autoscaling=spec.Autoscaling(2, 12)),
-        )
-        d.deploy_stable()
+        d = autoscaled_canary()
         d.md = dataclasses.replace(d.md, model=dataclasses.replace(d.md.model, version="2.0.0"))
         d.tick(1, stable_ready=True, candidate_ready=True)
         d.tick(1, stable_ready=True, candidate_ready=True)
