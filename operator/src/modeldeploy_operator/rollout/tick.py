@@ -67,8 +67,12 @@ class Tick:
         return derived.ref_text(self.s.candidate)
 
     def enter(self, stage: Stage, reason: str, message: str, *, step: int = 0) -> None:
-        self.set(current_step=step, stage=str(stage), stage_started_at=timing.timestamp(self.now))
-        self.set(promotion_requested_at=None)  # promoted, or a stage it no longer fits
+        self.set(
+            current_step=step,
+            stage=str(stage),
+            stage_started_at=timing.timestamp(self.now),
+            promotion_requested_at=None,  # promoted, or a stage a held promote no longer fits
+        )
         self.set_analysis(passes=0, requests=0)
         self.emit("Normal", reason, message)
 
