@@ -125,10 +125,7 @@ class ShadowProcess(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._pending, self._pending_bytes = [], 0
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        self._flush()  # no transport: drops the copies that wait and stops the timer
         self._buffer.clear()
         while self._scrapes:
             future = self._scrapes.popleft()
