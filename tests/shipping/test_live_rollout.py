@@ -90,7 +90,11 @@ def _rollout(cluster, namespace: str, kube: scenario.Kube, release: str, tmp_pat
         "--timeout=180s", timeout=200,
     )  # fmt: skip
     env = Env(cluster, namespace, cluster.prometheus_url)  # no operator process of its own
-    strategy = {**dp.CANARY, "analysis": dp.analysis({"name": "error-rate", "max": 0.05})}
+    # Three failed runs before the rollback keep the failing candidate ~18 s in
+    # Prometheus: its model-error series is born with its first exception, and
+    # rate() needs two scrapes of it after that (one failed run was ~6 s).
+    analysis = {**dp.analysis({"name": "error-rate", "max": 0.05}), "failureLimit": 3}
+    strategy = {**dp.CANARY, "analysis": analysis}
     dp.serve_v1(env, tmp_path, strategy)
     faulty = FailsOnShare(linear_model.LogisticRegression(), threshold=0.8)
     faulty.fit(dp.X, dp.Y)
