@@ -12,7 +12,9 @@ on the primary path (wrk, routers, nginx, stable and canary predictors) the
 other CPUs, identically for every target. The mirroring ratio then measures
 what mirroring costs the proxy itself on the primary path, not the shadow
 model's inference competing for the same cores. `--no-pin` leaves placement
-to the kernel (the shadow's work then competes with the primary's).
+to the kernel (the shadow's work then competes with the primary's). The
+kernel's scheduler autogroups are switched off for the run and restored
+after (`--keep-autogroups` leaves them on; benchmarks/router/sched.py says why).
 
 Needs `wrk` and `nginx` (Debian: apt-get install wrk nginx-light).
 """
@@ -48,6 +50,7 @@ from benchmarks.router.fleet import (
     start_routers,
     start_upstreams,
 )
+from benchmarks.router.sched import autogroups
 
 
 @dataclass
@@ -337,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated targets to run (e.g. 'router w0,router mirror');\n"
         "ratios that need a target left out are not printed",
     )
+    p.add_argument(
+        "--keep-autogroups",
+        action="store_true",
+        help="leave the scheduler's autogroups on (switched off for the run by\n"
+        "default: with them the shadow process's CPU lowers the router's share)",
+    )
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args(argv)
     args.placement = Placement.plan(args.pin)
@@ -349,7 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             p.error(f"{tool} not found: apt-get install wrk nginx-light")
-    with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="router-bench-") as tmp,
+        autogroups(turn_off=not args.keep_autogroups) as scheduling,
+    ):
         fleet = Fleet(Path(tmp), args.placement)
         try:
             if args.upstream == "predictor" and args.bundle is None:
@@ -363,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, "
                 f"POST {PATH} (4 rows), upstream: {args.upstream}, {args.rounds} rounds\n"
-                f"{args.placement.describe()}"
+                f"{args.placement.describe()}\n{scheduling}"
             )
             for base, _ in targets.values():
                 warm_up(base, args)
