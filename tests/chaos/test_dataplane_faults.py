@@ -14,16 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 from cluster_helpers import Env, wait_for
+from dataplane import X, Y, analysis, fitted, load_rows, make_bundle, operator_env, router
+from dataplane import manifest as dataplane_manifest
+from faults import kill_pod_processes, running_pods
+from faulty_models import TurnsBadOnSwitch
+from sklearn import linear_model
+from users import RATE, failed, failure_window, last_answer_of, last_failure
 
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-linear_model = pytest.importorskip("sklearn.linear_model")
-from dataplane import X, Y, analysis, fitted, load_rows, make_bundle, operator_env, router  # noqa: E402
-from dataplane import manifest as dataplane_manifest  # noqa: E402
-from faults import kill_pod_processes, running_pods  # noqa: E402
-from faulty_models import TurnsBadOnSwitch  # noqa: E402
-from users import RATE, failed, failure_window, last_answer_of, last_failure  # noqa: E402
-
-from demo.load import Load  # noqa: E402
+from demo.load import Load
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos, pytest.mark.chaos_long]
 

@@ -20,11 +20,9 @@ from typing import Any
 import pytest
 from cluster_helpers import GROUP, PLURAL, VERSION, Env, manifest, wait_for
 from dataplane import operator_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kubernetes import client
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chaos]
 

@@ -13,9 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 from cluster_helpers import Env, OperatorProcess, apply_crd
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
-pytest.importorskip("modeldeploy_router.kube", reason="needs the router")
 from dataplane import X, Y, analysis, fitted, load_rows, make_bundle, router, serve_v1
 from dataplane import manifest as dataplane_manifest
 from netfaults import SlowOrFailingPrometheus

@@ -34,8 +34,6 @@ from typing import Any
 
 import pytest
 from cluster_helpers import Env, wait_for
-
-pytest.importorskip("modeldeploy_predictor.bundle", reason="needs the predictor")
 from dataplane import X, Y, fitted, load_rows, make_bundle, operator_env, router
 from dataplane import manifest as dataplane_manifest
 from netfaults import TcpProxy
