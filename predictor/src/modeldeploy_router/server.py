@@ -286,6 +286,9 @@ def make_config(app: proxy.Router, settings: Settings) -> uvicorn.Config:
         loop="none",
         interface="asgi3",
         access_log=False,
+        # the router never reads the client's address: no X-Forwarded-* rewrite
+        # of the scope (the headers themselves reach the predictor unchanged)
+        proxy_headers=False,
         log_config=None,
         server_header=False,
         timeout_keep_alive=int(max(1, round(settings.keep_alive))),
