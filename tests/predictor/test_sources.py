@@ -99,6 +99,24 @@ def test_http_download_verifies_and_caches(http_bundle, classifier_bundle, tmp_p
     assert handler.requests[before:] == ["model.json"]
 
 
+def test_a_pinned_bundle_in_the_cache_is_served_while_the_store_is_away(
+    http_bundle, classifier_bundle, tmp_path
+):
+    url, handler = http_bundle
+    cache, digest = tmp_path / "cache", _digest(classifier_bundle)
+    local = sources.fetch(url, cache, digest=digest, backoff=0.01)
+    handler.behaviour["model.json"] = ["503"] * 10  # the store is away
+    before = len(handler.requests)
+    assert sources.fetch(url, cache, digest=digest.removeprefix("sha256:"), retries=2) == local
+    assert handler.requests[before:] == []
+    # Unpinned, the store says which bundle the URI is now: it must answer.
+    with pytest.raises(sources.SourceError, match="after 2 attempts"):
+        sources.fetch(url, cache, retries=2, backoff=0.01)
+    # Pinned to a bundle the cache lacks: the store is asked (and is away).
+    with pytest.raises(sources.SourceError, match="after 2 attempts"):
+        sources.fetch(url, cache, digest="sha256:" + "2" * 64, retries=2, backoff=0.01)
+
+
 def test_http_retries_transient_failures(http_bundle, tmp_path):
     url, handler = http_bundle
     handler.behaviour.update({"model.json": ["503"], "model.joblib": ["truncate", "503"]})

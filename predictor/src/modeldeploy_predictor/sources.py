@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -89,8 +90,21 @@ def download(
     retries: int = 4,
     backoff: float = 0.5,
 ) -> Path:
-    """All-or-nothing, verified download of the bundle that `opener` reads."""
+    """All-or-nothing, verified download of the bundle that `opener` reads.
+
+    A pinned bundle (`digest`) already in the cache is returned without
+    asking the store: entries are named by model.json's sha256 and only ever
+    appear complete and verified, so a restarted container (its cache an
+    emptyDir that outlives it) comes back while its store is away."""
+    pinned = _pinned_entry(cache, digest)
+    if pinned is not None and pinned.is_dir():
+        return pinned
     return _download(uri, opener, cache, digest, retries, backoff)
+
+
+def _pinned_entry(cache: Path, digest: str | None) -> Path | None:
+    name = (digest or "").removeprefix("sha256:").lower()
+    return cache / name if re.fullmatch(r"[0-9a-f]{64}", name) else None
 
 
 def _download(
