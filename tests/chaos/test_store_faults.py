@@ -12,6 +12,10 @@ same address). Two faults:
 - the store serves a corrupted bundle (the estimator file's sha256 differs
   from the one `model.json` records).
 
+And later than a candidate's start: the store goes away and a serving
+predictor's container is killed; with `model.digest` set it restarts from its
+pod's cache.
+
 What must hold: the candidate is never Ready and never gets a request; no
 user request fails, all are answered by stable; the rollout says why (the
 progressDeadline or crash-loop rollback message names the store's error);
@@ -23,6 +27,7 @@ checks; tests/operator/test_stores_cluster.py a refused S3 key without load.
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import shutil
@@ -36,6 +41,8 @@ import pytest
 from cluster_helpers import Env, wait_for
 from dataplane import X, Y, fitted, load_rows, make_bundle, operator_env, router
 from dataplane import manifest as dataplane_manifest
+from faults import kill_pod_processes, running_pods
+from kubernetes import client
 from netfaults import TcpProxy
 from users import RATE, failed, served
 
@@ -78,6 +85,9 @@ class BundleStore:
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.proxy.upstream = ("127.0.0.1", self._server.server_address[1])
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def serving(self) -> bool:
+        return self._server is not None
 
     def down(self) -> None:
         if self._server is not None:
@@ -227,3 +237,46 @@ def test_store_fault_when_the_candidate_starts(env, store, tmp_path, fault, figu
     assert failed(answers) == 0, figures
     assert done["traffic"]["tracks"].keys() == {"stable"}
     assert served(answers, version, after=answers[-1][0] - 1) > 0  # users on the fixed one
+
+
+def test_a_container_restarted_while_the_store_is_away_starts_from_its_cache(
+    env, store, tmp_path, figures
+):
+    """v1 pins its bundle (`model.digest`); the store goes away; one of v1's two
+    predictor containers is SIGKILLed (the OOM killer's way). Its pod keeps
+    the bundle cache (an emptyDir), so the restarted container starts from it
+    and is Ready again while the store is still away; users stay on v1."""
+    bundle = make_bundle(tmp_path, "1.0.0", fitted(X, Y), X)
+    uri = store.add("1.0.0", bundle)
+    body = manifest("1.0.0", uri, plan())
+    raw = (Path(bundle) / "model.json").read_bytes()
+    body["spec"]["model"]["digest"] = "sha256:" + hashlib.sha256(raw).hexdigest()
+    body["spec"]["predictor"]["replicas"] = 2
+    env.apply(body)
+    st = env.wait_status(lambda s: s.get("phase") == "Succeeded", "v1 from the store", 150)
+    core = client.CoreV1Api(env.api)
+    selector = f"modeldeploy.io/revision={st['stable']['revision']}"
+    pod = running_pods(env.api, env.namespace, selector)[0]
+
+    def container() -> Any:
+        return core.read_namespaced_pod(pod, env.namespace).status.container_statuses[0]
+
+    with router(env) as url, Load(url, load_rows(), rate=RATE) as load:
+        wait_for(lambda: served(load.snapshot(), "1.0.0") > 20, 30, message="v1 answers")
+        store.down()
+        killed_at = time.monotonic()
+        assert kill_pod_processes(env.cluster, env.namespace, pod) > 0
+        wait_for(lambda: container().restart_count >= 1, 60, message="the container restarted")
+        wait_for(lambda: container().ready, 60, message="the restarted container Ready")
+        ready_s = round(time.monotonic() - killed_at, 1)
+        seen = len(load.snapshot())
+        wait_for(lambda: len(load.snapshot()) > seen + 50, 30, message="answers after it")
+    answers = load.snapshot()
+    figures.update(
+        rate=RATE, requests=len(answers), failed=failed(answers), kill_to_ready_s=ready_s
+    )
+    assert not store.serving(), "the store stayed away throughout"
+    # Requests in flight on the killed container can fail; the router retries
+    # a refused connect on the other pod (counted, not asserted zero).
+    assert failed(answers) <= 16, figures
+    assert served(answers, "1.0.0", after=answers[-1][0] - 1) > 0
