@@ -88,11 +88,22 @@ def test_service_through_kube_proxy_and_coredns(kube: scenario.Kube, served: str
     """A client pod in the cluster calls the router by its DNS name."""
     url = f"http://{models.NAME}.{served}.svc.cluster.local:8080/predict"
     row = dict.fromkeys(models.FEATURES, 5.0)
+    # kube-proxy programs a Service's endpoints a moment after they are Ready
+    # (a refused connect until then): the client tries again on a refusal only,
+    # for at most 30 s, and says how many attempts it took.
     code = (
-        "import json, urllib.request as u; "
-        f"r = u.urlopen(u.Request({url!r}, data=json.dumps([{row!r}]).encode(), "
-        "headers={'content-type': 'application/json'}), timeout=10); "
-        "print(r.status, r.read().decode())"
+        "import json, time, urllib.error, urllib.request as u\n"
+        f"req = u.Request({url!r}, data=json.dumps([{row!r}]).encode(), "
+        "headers={'content-type': 'application/json'})\n"
+        "for attempt in range(1, 31):\n"
+        "    try:\n"
+        "        r = u.urlopen(req, timeout=10)\n"
+        "        break\n"
+        "    except urllib.error.URLError as e:\n"
+        "        if not isinstance(e.reason, ConnectionRefusedError) or attempt == 30:\n"
+        "            raise\n"
+        "        time.sleep(1)\n"
+        "print(r.status, r.read().decode(), 'attempts', attempt)"
     )
     pod = {
         "apiVersion": "v1",
