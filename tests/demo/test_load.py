@@ -33,14 +33,16 @@ class Handler(BaseHTTPRequestHandler):
         time.sleep(s.delay)
         fail = body[0]["x"] < 0
         out = json.dumps({"version": "1.0.0"}).encode()
+        # Out of flight before the answer leaves: once the client has it, it may
+        # send the next request before this thread would count down.
+        with s.lock:
+            s.in_flight -= 1
+            s.bodies.append(body)
         self.send_response(500 if fail else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
-        with s.lock:
-            s.in_flight -= 1
-            s.bodies.append(body)
 
     def log_message(self, *args: object) -> None:
         pass
