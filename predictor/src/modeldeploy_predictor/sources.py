@@ -103,7 +103,7 @@ def download(
 
 
 def _pinned_entry(cache: Path, digest: str | None) -> Path | None:
-    name = (digest or "").removeprefix("sha256:").lower()
+    name = _digest_hex(digest or "")
     return cache / name if re.fullmatch(r"[0-9a-f]{64}", name) else None
 
 
@@ -180,9 +180,14 @@ def _stream_to(path: Path, chunks: Iterator[bytes], expected: str, what: str) ->
         )
 
 
+def _digest_hex(digest: str) -> str:
+    """A digest as given (`sha256:HEX` or bare `HEX`) without its prefix."""
+    return digest.removeprefix("sha256:")
+
+
 def _check_digest(what: object, raw: bytes, expected: str) -> None:
     actual = "sha256:" + hashlib.sha256(raw).hexdigest()
-    want = expected if expected.startswith("sha256:") else "sha256:" + expected
+    want = "sha256:" + _digest_hex(expected)
     if actual != want:
         raise SourceError(f"{what}: bundle digest mismatch: expected {want}, got {actual}")
 
