@@ -222,6 +222,28 @@ def start_routers(fleet: Fleet, up: dict[str, str]) -> dict[str, tuple[str, int]
     return bases
 
 
+# target name -> floor.py --server (the first is the router's own stack)
+FLOOR_SERVERS = {
+    "floor w0": "uvicorn",
+    "floor aiohttp w0": "aiohttp",
+    "floor granian w0": "granian",
+}
+
+
+def start_floor(fleet: Fleet, up: dict[str, str], names: list[str]) -> dict[str, tuple[str, int]]:
+    """The stack's floor (floor.py) in front of the stable predictor, once per
+    server named (FLOOR_SERVERS)."""
+    bases = {}
+    for name in names:
+        port = process_groups.free_port()
+        url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "benchmarks.router.floor", "--port", str(port)]
+        cmd += ["--upstream", up["stable"], "--server", FLOOR_SERVERS[name]]
+        proc = fleet.start(name.replace(" ", "-"), cmd, f"{url}/healthz")
+        bases[name] = (url, proc.pid)
+    return bases
+
+
 def pin_shadow_children(fleet: Fleet, pid: int) -> int:
     """Put every thread of a router's children (its shadow process, which only
     serves the shadow) on the shadow's CPUs; returns how many threads were

@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.router.fleet import (
+    FLOOR_SERVERS,
     HERE,
     PATH,
     Fleet,
@@ -46,6 +47,7 @@ from benchmarks.router.fleet import (
     cpu_seconds,
     make_bundle,
     pin_shadow_children,
+    start_floor,
     start_nginx,
     start_routers,
     start_upstreams,
@@ -207,6 +209,7 @@ def median_result(name: str, runs: list[Result]) -> Result:
 
 TARGETS = (
     "direct", "router w0", "router w50", "router mirror", "router mirror inline",
+    "floor w0", "floor aiohttp w0", "floor granian w0",
     "nginx w0", "nginx w50", "nginx mirror",
 )  # fmt: skip
 NAN = float("nan")
@@ -227,11 +230,13 @@ def report(measured: dict[str, Result], pinned: bool) -> dict[str, float]:
     # Ratios of targets left out with --only come out NaN and are skipped.
     results = collections.defaultdict(lambda: NOT_RUN, measured)
     direct, w0 = results["direct"], results["router w0"]
-    ngx = results["nginx w0"]
+    ngx, floor = results["nginx w0"], results["floor w0"]
     # Added latency from the one-connection runs: at concurrency 32 queueing
     # in the upstream dominates p50 and hides what a proxy adds.
     router_added = w0.p50_c1_ms - direct.p50_c1_ms
     nginx_added = ngx.p50_c1_ms - direct.p50_c1_ms
+    # floor.py: the router's server and client with nothing else on them
+    floor_added = floor.p50_c1_ms - direct.p50_c1_ms
     ratios = {
         "router w0 throughput / direct": w0.rps / direct.rps,
         "router w50 throughput / direct": results["router w50"].rps / direct.rps,
@@ -242,6 +247,11 @@ def report(measured: dict[str, Result], pinned: bool) -> dict[str, float]:
         "router added p50 / nginx added p50": router_added / nginx_added
         if nginx_added > 0
         else float("nan"),  # nginx's addition is below the noise: no ratio
+        "floor added p50 ms (c1)": floor_added,
+        "floor added p50 / nginx added p50": floor_added / nginx_added
+        if nginx_added > 0
+        else float("nan"),
+        "router added p50 over the floor's ms (c1)": router_added - floor_added,
         "router mirror p50 / router w0 p50": results["router mirror"].p50_ms / w0.p50_ms,
         "router mirror p50 / router w0 p50 (c1)": results["router mirror"].p50_c1_ms / w0.p50_c1_ms,
         "inline mirror p50 / router w0 p50": results["router mirror inline"].p50_ms / w0.p50_ms,
@@ -369,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
             up = start_upstreams(fleet, args)
             targets: dict[str, tuple[str, int | None]] = {"direct": (up["stable"], None)}
             targets.update(start_routers(fleet, up))
+            # the other servers' floors only when asked for (granian is not a dependency)
+            floors = [n for n in FLOOR_SERVERS if n == "floor w0" or n in (args.only or ())]
+            targets.update(start_floor(fleet, up, floors))
             targets.update(start_nginx(fleet, up, Path(tmp)))
             if args.only:
                 targets = {name: targets[name] for name in args.only}
