@@ -46,12 +46,12 @@ class FloorProxy:
         """The ASGI app (uvicorn, granian)."""
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
+        chunks, more = [], True
+        while more:
             message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
         content_type = next((v.decode() for k, v in scope["headers"] if k == b"content-type"), None)
         status, answer_type, answer = await self.forward(
             scope["method"], scope["path"], content_type, body
