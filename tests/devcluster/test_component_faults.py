@@ -10,6 +10,7 @@ import urllib3
 from kubernetes import client
 from modeldeploy_devcluster import workloads
 from modeldeploy_devcluster.cluster import ControlError
+from modeldeploy_devcluster.forward import ready_targets
 from modeldeploy_devcluster.state import Layout, State
 from modeldeploy_devcluster.waiting import wait_for
 
@@ -82,6 +83,13 @@ def test_forward_serves_new_connections_while_etcd_is_away(cluster, namespace):
         ),
         timeout=90,
         message="Deployment web available",
+    )
+    # The EndpointSlice lists the pod as ready a moment after the Deployment
+    # is Available (a stop-CI rehearsal's first request met no endpoints).
+    wait_for(
+        lambda: ready_targets(api, "web", namespace, 8080),
+        timeout=30,
+        message="Service web has a ready endpoint",
     )
     with cluster.forward("web", namespace, 8080) as url:
         assert httpx.get(f"{url}/", timeout=5).status_code == 200  # endpoints read once

@@ -456,9 +456,13 @@ class _Exchange:
                         kept.append(chunk)
                     else:
                         kept = None
+                if upstream.at_end():
+                    break  # the last part goes with the end (a small answer: one message)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            else:
+                chunk = b""
             upstream_s = time.perf_counter() - upstream.started
-            await send({"type": "http.response.body", "body": b""})
+            await send({"type": "http.response.body", "body": chunk})
         except (Aborted, ClientGone):
             raise
         except Exception as exc:  # the upstream broke off: the client sees a cut answer

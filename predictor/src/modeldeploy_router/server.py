@@ -107,6 +107,8 @@ class Limits:
 
 
 class RouterProtocol(HttpToolsProtocol):
+    coalescing: _Coalescing  # the transport uvicorn writes to (connection_made)
+
     def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
@@ -120,7 +122,8 @@ class RouterProtocol(HttpToolsProtocol):
 
     # -- connection -----------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_Coalescing(transport, self.loop))  # type: ignore[arg-type]
+        self.coalescing = _Coalescing(transport, self.loop)
+        super().connection_made(self.coalescing)  # type: ignore[arg-type]
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -223,6 +226,9 @@ class RouterProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        # The answer leaves now rather than at the end of the loop turn: what
+        # the request's task still does (upstream release, metrics) follows it.
+        self.coalescing.flush()
         if self.lingering:
             return
         super().on_response_complete()

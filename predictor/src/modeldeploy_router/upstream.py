@@ -111,6 +111,10 @@ class Answer:
     def chunks(self) -> AsyncIterator[bytes]:
         return self.response.content.iter_chunked(READ_CHUNK)
 
+    def at_end(self) -> bool:
+        """The body has been read to its end (nothing buffered, none to come)."""
+        return self.response.content.at_eof()
+
     async def close(self) -> None:
         self.response.release()
 
