@@ -31,7 +31,10 @@ class FloorProxy:
         self.upstream = upstream.rstrip("/")
         self.session: aiohttp.ClientSession | None = None
 
-    async def forward(self, method: str, path: str, content_type: str | None, body: bytes):
+    async def forward(
+        self, method: str, path: str, content_type: str | None, body: bytes
+    ) -> tuple[int, str, bytes]:
+        """(status, content-type, body) of the upstream's answer."""
         if self.session is None:  # created on the server's loop
             self.session = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False

@@ -237,6 +237,11 @@ def report(measured: dict[str, Result], pinned: bool) -> dict[str, float]:
     nginx_added = ngx.p50_c1_ms - direct.p50_c1_ms
     # floor.py: the router's server and client with nothing else on them
     floor_added = floor.p50_c1_ms - direct.p50_c1_ms
+
+    def over_nginx(added: float) -> float:
+        # nginx's addition below the noise (not above zero): no ratio
+        return added / nginx_added if nginx_added > 0 else float("nan")
+
     ratios = {
         "router w0 throughput / direct": w0.rps / direct.rps,
         "router w50 throughput / direct": results["router w50"].rps / direct.rps,
@@ -244,13 +249,9 @@ def report(measured: dict[str, Result], pinned: bool) -> dict[str, float]:
         "nginx w0 throughput / direct": ngx.rps / direct.rps,
         "router added p50 ms (c1)": router_added,
         "nginx added p50 ms (c1)": nginx_added,
-        "router added p50 / nginx added p50": router_added / nginx_added
-        if nginx_added > 0
-        else float("nan"),  # nginx's addition is below the noise: no ratio
+        "router added p50 / nginx added p50": over_nginx(router_added),
         "floor added p50 ms (c1)": floor_added,
-        "floor added p50 / nginx added p50": floor_added / nginx_added
-        if nginx_added > 0
-        else float("nan"),
+        "floor added p50 / nginx added p50": over_nginx(floor_added),
         "router added p50 over the floor's ms (c1)": router_added - floor_added,
         "router mirror p50 / router w0 p50": results["router mirror"].p50_ms / w0.p50_ms,
         "router mirror p50 / router w0 p50 (c1)": results["router mirror"].p50_c1_ms / w0.p50_c1_ms,
